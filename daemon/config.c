@@ -1,0 +1,1296 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Config loading in three steps: libyaml's event parser builds a small tree
+ * of nodes that remember their line and column (aliases refused, depth
+ * bounded), the key tables below check every mapping against what it may
+ * hold, and per-type parsers turn scalars into values. Every problem is
+ * recorded and loading goes on, so one run of `refreshd check` shows them
+ * all.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <curl/curl.h>
+#include <yaml.h>
+
+#include "config.h"
+#include "duration.h"
+#include "macro.h"
+
+#define YAML_MAX_DEPTH 32
+#define MIN_INTERVAL_HORIZON (1461 * 86400) /* four years, leap day included */
+
+/* ---- diagnostics ---- */
+
+_printf_(5, 0) static int diag_addv(Diags *d, unsigned line, unsigned column, bool warning, const char *fmt,
+                                    va_list ap) {
+        char *m = NULL;
+
+        if (vasprintf(&m, fmt, ap) < 0)
+                return -ENOMEM;
+        Diag *n = realloc(d->items, (d->n + 1) * sizeof(Diag));
+        if (!n) {
+                free(m);
+                return -ENOMEM;
+        }
+        d->items = n;
+        d->items[d->n++] = (Diag) { .line = line, .column = column, .warning = warning, .message = m };
+        if (warning)
+                d->n_warnings++;
+        else
+                d->n_errors++;
+        return 0;
+}
+
+static int diag_compare(const void *a, const void *b) {
+        const Diag *x = *(const Diag *const *) a, *y = *(const Diag *const *) b;
+
+        if (x->line != y->line)
+                return x->line < y->line ? -1 : 1;
+        if (x->column != y->column)
+                return x->column < y->column ? -1 : 1;
+        return x < y ? -1 : x > y; /* keep the order they were found in */
+}
+
+void diags_print(const Diags *d, FILE *f) {
+        _cleanup_free_ const Diag **sorted = calloc(d->n ? d->n : 1, sizeof(Diag *));
+
+        for (size_t i = 0; sorted && i < d->n; i++)
+                sorted[i] = &d->items[i];
+        if (sorted)
+                qsort(sorted, d->n, sizeof(Diag *), diag_compare);
+        for (size_t i = 0; i < d->n; i++) {
+                const Diag *g = sorted ? sorted[i] : &d->items[i];
+                if (g->line > 0)
+                        fprintf(f, "%s:%u:%u: %s: %s\n", d->path, g->line, g->column,
+                                g->warning ? "warning" : "error", g->message);
+                else
+                        fprintf(f, "%s: %s: %s\n", d->path, g->warning ? "warning" : "error", g->message);
+        }
+}
+
+void diags_clear(Diags *d) {
+        for (size_t i = 0; i < d->n; i++)
+                free(d->items[i].message);
+        free(d->items);
+        free(d->path);
+        *d = (Diags) {};
+}
+
+/* ---- the YAML tree ---- */
+
+typedef enum NodeKind {
+        NODE_SCALAR,
+        NODE_MAPPING,
+        NODE_SEQUENCE,
+} NodeKind;
+
+typedef struct Node Node;
+struct Node {
+        NodeKind kind;
+        unsigned line, column; /* from 1 */
+        char *value;           /* SCALAR */
+        bool plain;            /* SCALAR written without quotes */
+        Node **items;          /* MAPPING: key, value, key, value...; SEQUENCE: items */
+        size_t n_items;
+};
+
+static Node *node_free(Node *n) {
+        if (!n)
+                return NULL;
+        for (size_t i = 0; i < n->n_items; i++)
+                node_free(n->items[i]);
+        free(n->items);
+        free(n->value);
+        free(n);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(Node *, node_free);
+
+static const char *node_kind_to_string(NodeKind k) {
+        switch (k) {
+        case NODE_SCALAR:
+                return "a scalar";
+        case NODE_MAPPING:
+                return "a mapping";
+        case NODE_SEQUENCE:
+                return "a list";
+        }
+        return NULL;
+}
+
+typedef struct Loader {
+        Config *config;
+        Diags *diags;
+        const char *text;
+        size_t size;
+        char *dir;         /* the config file's directory */
+        int64_t now;
+        const char *context; /* the mapping being read, for messages: "zuora", "environment 'uat'" */
+        Tz **zones;        /* loaded zones, shared by environments */
+        size_t n_zones;
+        int oom;
+} Loader;
+
+_printf_(5, 6) static void loader_diag(Loader *l, unsigned line, unsigned column, bool warning, const char *fmt,
+                                       ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (diag_addv(l->diags, line, column, warning, fmt, ap) < 0)
+                l->oom = -ENOMEM;
+        va_end(ap);
+}
+
+#define error_at(l, node, ...) loader_diag(l, (node)->line, (node)->column, false, __VA_ARGS__)
+#define warning_at(l, node, ...) loader_diag(l, (node)->line, (node)->column, true, __VA_ARGS__)
+
+/* Line and column (from 1) of byte OFFSET of the text. */
+static void offset_to_position(const Loader *l, size_t offset, unsigned *ret_line, unsigned *ret_column) {
+        unsigned line = 1, column = 1;
+
+        for (size_t i = 0; i < offset && i < l->size; i++) {
+                if (l->text[i] == '\n') {
+                        line++;
+                        column = 1;
+                } else if (((unsigned char) l->text[i] & 0xC0) != 0x80)
+                        column++;
+        }
+        *ret_line = line;
+        *ret_column = column;
+}
+
+static void yaml_error(Loader *l, const yaml_parser_t *p) {
+        unsigned line, column;
+        const char *problem = p->problem ? p->problem : "invalid YAML";
+
+        if (p->error == YAML_READER_ERROR) {
+                offset_to_position(l, p->problem_offset, &line, &column);
+                loader_diag(l, line, column, false, "not valid UTF-8 text: %s (byte offset %zu)", problem,
+                            p->problem_offset);
+                return;
+        }
+        line = (unsigned) p->problem_mark.line + 1;
+        column = (unsigned) p->problem_mark.column + 1;
+        if (p->problem_mark.index < l->size && l->text[p->problem_mark.index] == '\t')
+                loader_diag(l, line, column, false,
+                            "tab character in indentation; YAML allows only spaces there");
+        else if (p->context)
+                loader_diag(l, line, column, false, "invalid YAML: %s %s", problem, p->context);
+        else
+                loader_diag(l, line, column, false, "invalid YAML: %s", problem);
+}
+
+static Node *node_new(NodeKind kind, const yaml_mark_t *m) {
+        Node *n = calloc(1, sizeof(Node));
+        if (!n)
+                return NULL;
+        n->kind = kind;
+        n->line = (unsigned) m->line + 1;
+        n->column = (unsigned) m->column + 1;
+        return n;
+}
+
+static int node_append(Node *parent, Node *child) {
+        Node **n = realloc(parent->items, (parent->n_items + 1) * sizeof(Node *));
+        if (!n)
+                return -ENOMEM;
+        parent->items = n;
+        parent->items[parent->n_items++] = child;
+        return 0;
+}
+
+/* Reads the next node from the event stream; -EINVAL after a reported
+ * problem, -ENODATA at the end of a collection. */
+static int parse_node(Loader *l, yaml_parser_t *p, unsigned depth, Node **ret) {
+        _cleanup_(node_freep) Node *n = NULL;
+        yaml_event_t ev;
+        int r;
+
+        if (!yaml_parser_parse(p, &ev)) {
+                yaml_error(l, p);
+                return -EINVAL;
+        }
+
+        switch (ev.type) {
+        case YAML_SCALAR_EVENT:
+                n = node_new(NODE_SCALAR, &ev.start_mark);
+                if (!n || !(n->value = strndup((const char *) ev.data.scalar.value, ev.data.scalar.length))) {
+                        yaml_event_delete(&ev);
+                        return -ENOMEM;
+                }
+                n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                if (strlen(n->value) != ev.data.scalar.length) {
+                        error_at(l, n, "NUL character in a value");
+                        yaml_event_delete(&ev);
+                        return -EINVAL;
+                }
+                break;
+        case YAML_MAPPING_START_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+                n = node_new(ev.type == YAML_MAPPING_START_EVENT ? NODE_MAPPING : NODE_SEQUENCE, &ev.start_mark);
+                if (!n) {
+                        yaml_event_delete(&ev);
+                        return -ENOMEM;
+                }
+                if (depth >= YAML_MAX_DEPTH) {
+                        error_at(l, n, "nested more than %d levels deep", YAML_MAX_DEPTH);
+                        yaml_event_delete(&ev);
+                        return -EINVAL;
+                }
+                break;
+        case YAML_ALIAS_EVENT:
+                loader_diag(l, (unsigned) ev.start_mark.line + 1, (unsigned) ev.start_mark.column + 1, false,
+                            "YAML aliases ('*%s') are not supported; write the value out", ev.data.alias.anchor);
+                yaml_event_delete(&ev);
+                return -EINVAL;
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT:
+                yaml_event_delete(&ev);
+                return -ENODATA;
+        default:
+                loader_diag(l, (unsigned) ev.start_mark.line + 1, (unsigned) ev.start_mark.column + 1, false,
+                            "unexpected YAML structure");
+                yaml_event_delete(&ev);
+                return -EINVAL;
+        }
+        yaml_event_delete(&ev);
+
+        if (n->kind != NODE_SCALAR)
+                for (;;) {
+                        Node *child = NULL;
+
+                        r = parse_node(l, p, depth + 1, &child);
+                        if (r == -ENODATA)
+                                break;
+                        if (r < 0)
+                                return r;
+                        r = node_append(n, child);
+                        if (r < 0) {
+                                node_free(child);
+                                return r;
+                        }
+                }
+
+        *ret = TAKE_PTR(n);
+        return 0;
+}
+
+/* Parses the whole text into one document's root node (NULL when empty). */
+static int parse_document(Loader *l, Node **ret) {
+        _cleanup_(node_freep) Node *root = NULL;
+        yaml_parser_t p;
+        yaml_event_t ev;
+        int r = 0;
+
+        if (!yaml_parser_initialize(&p))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&p, (const unsigned char *) l->text, l->size);
+        yaml_parser_set_encoding(&p, YAML_UTF8_ENCODING);
+
+        for (bool done = false; !done;) {
+                if (!yaml_parser_parse(&p, &ev)) {
+                        yaml_error(l, &p);
+                        r = -EINVAL;
+                        break;
+                }
+                switch (ev.type) {
+                case YAML_DOCUMENT_START_EVENT:
+                        if (root) {
+                                loader_diag(l, (unsigned) ev.start_mark.line + 1,
+                                            (unsigned) ev.start_mark.column + 1, false,
+                                            "more than one YAML document in the file");
+                                r = -EINVAL;
+                                done = true;
+                                break;
+                        }
+                        r = parse_node(l, &p, 0, &root);
+                        if (r == -ENODATA)
+                                r = -EINVAL;
+                        if (r < 0)
+                                done = true;
+                        break;
+                case YAML_STREAM_END_EVENT:
+                        done = true;
+                        break;
+                default:
+                        break;
+                }
+                yaml_event_delete(&ev);
+        }
+        yaml_parser_delete(&p);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(root);
+        return 0;
+}
+
+/* ---- key tables ---- */
+
+typedef int (*KeyParser)(Loader *l, const Node *key, const Node *value, void *target);
+
+typedef struct KeyInfo {
+        const char *name;
+        KeyParser parse;
+        size_t offset; /* into the target struct */
+        bool required;
+} KeyInfo;
+
+/* Levenshtein distance, capped: enough for a did-you-mean. */
+static unsigned edit_distance(const char *a, const char *b) {
+        size_t la = strlen(a), lb = strlen(b);
+        unsigned row[65];
+
+        if (la > 64 || lb > 64)
+                return UINT_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                row[j] = (unsigned) j;
+        for (size_t i = 1; i <= la; i++) {
+                unsigned diag = row[0];
+                row[0] = (unsigned) i;
+                for (size_t j = 1; j <= lb; j++) {
+                        unsigned up = row[j];
+                        unsigned cost = tolower((unsigned char) a[i - 1]) != tolower((unsigned char) b[j - 1]);
+                        unsigned best = diag + cost;
+                        if (row[j] + 1 < best)
+                                best = row[j] + 1;
+                        if (row[j - 1] + 1 < best)
+                                best = row[j - 1] + 1;
+                        row[j] = best;
+                        diag = up;
+                }
+        }
+        return row[lb];
+}
+
+static const char *did_you_mean(const KeyInfo *table, const char *key) {
+        const char *best = NULL;
+        unsigned best_d = UINT_MAX;
+        size_t len = strlen(key);
+
+        for (const KeyInfo *k = table; k->name; k++) {
+                unsigned d = edit_distance(key, k->name);
+                if (d < best_d) {
+                        best_d = d;
+                        best = k->name;
+                }
+        }
+        /* Close enough to be a typo: a third of the word, at least 1. */
+        return best && best_d <= (len >= 6 ? len / 3 : 1) + (len >= 9) ? best : NULL;
+}
+
+/* CONTEXT names the mapping in messages ("zuora", "environment 'uat'"). */
+static int parse_mapping(Loader *l, const Node *map, const KeyInfo *table, void *target, const char *context) {
+        bool seen[32] = {};
+
+        l->context = context;
+
+        if (map->kind != NODE_MAPPING) {
+                error_at(l, map, "%s must be a mapping of keys to values, not %s", context,
+                         node_kind_to_string(map->kind));
+                return 0;
+        }
+        for (size_t i = 0; i + 1 < map->n_items; i += 2) {
+                const Node *key = map->items[i], *value = map->items[i + 1];
+                const KeyInfo *k;
+
+                if (key->kind != NODE_SCALAR) {
+                        error_at(l, key, "keys in %s must be plain words, not %s", context,
+                                 node_kind_to_string(key->kind));
+                        continue;
+                }
+                for (k = table; k->name; k++)
+                        if (strcmp(k->name, key->value) == 0)
+                                break;
+                if (!k->name) {
+                        const char *hint = did_you_mean(table, key->value);
+                        if (hint)
+                                error_at(l, key, "unknown key '%s' in %s; did you mean '%s'?", key->value, context,
+                                         hint);
+                        else
+                                error_at(l, key, "unknown key '%s' in %s", key->value, context);
+                        continue;
+                }
+                if (seen[k - table]) {
+                        error_at(l, key, "duplicate key '%s' in %s", key->value, context);
+                        continue;
+                }
+                seen[k - table] = true;
+                if (k->parse)
+                        k->parse(l, key, value, (uint8_t *) target + k->offset);
+        }
+        for (const KeyInfo *k = table; k->name; k++)
+                if (k->required && !seen[k - table])
+                        error_at(l, map, "%s is missing required key '%s'", context, k->name);
+        return 0;
+}
+
+/* ---- scalar parsers ---- */
+
+static bool want_scalar(Loader *l, const Node *key, const Node *value) {
+        if (value->kind != NODE_SCALAR) {
+                error_at(l, value, "%s: '%s' must be a single value, not %s", l->context, key->value,
+                         node_kind_to_string(value->kind));
+                return false;
+        }
+        if (value->plain && (value->value[0] == 0 || strcmp(value->value, "~") == 0 ||
+                             strcasecmp(value->value, "null") == 0)) {
+                error_at(l, value, "%s: '%s' needs a value", l->context, key->value);
+                return false;
+        }
+        return true;
+}
+
+static int parse_string(Loader *l, const Node *key, const Node *value, void *target) {
+        char **s = target;
+
+        if (!want_scalar(l, key, value))
+                return 0;
+        free(*s);
+        *s = strdup(value->value);
+        if (!*s)
+                l->oom = -ENOMEM;
+        return 0;
+}
+
+static int parse_bool(Loader *l, const Node *key, const Node *value, void *target) {
+        static const char *const yes[] = { "true", "yes", "on" }, *const no[] = { "false", "no", "off" };
+        int *b = target;
+
+        if (!want_scalar(l, key, value))
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                if (strcasecmp(value->value, yes[i]) == 0) {
+                        *b = true;
+                        return 0;
+                }
+                if (strcasecmp(value->value, no[i]) == 0) {
+                        *b = false;
+                        return 0;
+                }
+        }
+        error_at(l, value, "%s: '%s' must be true or false, not '%s'", l->context, key->value, value->value);
+        return 0;
+}
+
+/* The column of byte OFFSET of a scalar's text: after its opening quote. */
+static unsigned scalar_column(const Node *value, size_t offset) {
+        return value->column + (value->plain ? 0 : 1) + (unsigned) offset;
+}
+
+static int parse_duration(Loader *l, const Node *key, const Node *value, void *target) {
+        uint64_t *u = target;
+        size_t at = 0;
+        int r;
+
+        if (!want_scalar(l, key, value))
+                return 0;
+        r = duration_parse(value->value, u, &at);
+        if (r == -ERANGE)
+                loader_diag(l, value->line, scalar_column(value, at), false, "%s: '%s': duration '%s' is too long",
+                            l->context, key->value, value->value);
+        else if (r < 0)
+                loader_diag(l, value->line, scalar_column(value, at), false,
+                            "%s: '%s': invalid duration '%s': write <number><unit>..., units ms, s, m, h, d, "
+                            "w (for example 90s, 1h30m, 28d)",
+                            l->context, key->value, value->value);
+        return 0;
+}
+
+static int parse_when_ineligible(Loader *l, const Node *key, const Node *value, void *target) {
+        WhenIneligible *w = target;
+
+        if (!want_scalar(l, key, value))
+                return 0;
+        for (WhenIneligible i = 0; i < _WHEN_INELIGIBLE_MAX; i++)
+                if (strcmp(value->value, when_ineligible_to_string(i)) == 0) {
+                        *w = i;
+                        return 0;
+                }
+        error_at(l, value, "%s: '%s' must be 'defer' or 'skip', not '%s'", l->context, key->value, value->value);
+        return 0;
+}
+
+static int parse_unsigned(Loader *l, const Node *key, const Node *value, void *target) {
+        unsigned *u = target;
+        char *end;
+        unsigned long v;
+
+        if (!want_scalar(l, key, value))
+                return 0;
+        errno = 0;
+        v = strtoul(value->value, &end, 10);
+        if (!isdigit((unsigned char) value->value[0]) || *end || errno != 0 || v < 1 || v > 100000) {
+                error_at(l, value, "%s: '%s' must be a whole number from 1 to 100000, not '%s'", l->context,
+                         key->value, value->value);
+                return 0;
+        }
+        *u = (unsigned) v;
+        return 0;
+}
+
+/* A value as written, with where it was, for checks that need the whole
+ * section (schedule, timezone) after all keys are read. */
+typedef struct Located {
+        const Node *node;
+} Located;
+
+static int parse_located(Loader *l, const Node *key, const Node *value, void *target) {
+        Located *loc = target;
+
+        if (want_scalar(l, key, value))
+                loc->node = value;
+        return 0;
+}
+
+/* ---- sections ---- */
+
+typedef struct ZuoraSection {
+        Located base_url;
+        char *client_id;
+        Located secret_file, secret_credential, secret_env;
+        char *entity_id;
+        Located ca_file;
+        uint64_t request_timeout;
+        unsigned max_concurrent_requests;
+} ZuoraSection;
+
+typedef struct EnvSection {
+        char *name, *id;
+        Located name_node, id_node, schedule;
+        Located timezone;
+        uint64_t poll_interval, min_interval, submit_ahead, retry_for;
+        int catch_up, enabled; /* UNSET_BOOL, false or true */
+        WhenIneligible when_ineligible;
+} EnvSection;
+
+#define UNSET_DURATION UINT64_MAX
+#define UNSET_BOOL 2
+
+static const KeyInfo zuora_keys[] = {
+        { "base_url", parse_located, offsetof(ZuoraSection, base_url), true },
+        { "client_id", parse_string, offsetof(ZuoraSection, client_id), true },
+        { "client_secret_file", parse_located, offsetof(ZuoraSection, secret_file), false },
+        { "client_secret_credential", parse_located, offsetof(ZuoraSection, secret_credential), false },
+        { "client_secret_env", parse_located, offsetof(ZuoraSection, secret_env), false },
+        { "entity_id", parse_string, offsetof(ZuoraSection, entity_id), false },
+        { "ca_file", parse_located, offsetof(ZuoraSection, ca_file), false },
+        { "request_timeout", parse_duration, offsetof(ZuoraSection, request_timeout), false },
+        { "max_concurrent_requests", parse_unsigned, offsetof(ZuoraSection, max_concurrent_requests), false },
+        {},
+};
+
+/* `defaults` and environments share these; an environment adds its own. */
+#define ENV_SETTING_KEYS(type)                                                                                \
+        { "timezone", parse_located, offsetof(type, timezone), false },                                       \
+        { "poll_interval", parse_duration, offsetof(type, poll_interval), false },                            \
+        { "catch_up", parse_bool, offsetof(type, catch_up), false },                                          \
+        { "min_interval", parse_duration, offsetof(type, min_interval), false },                              \
+        { "submit_ahead", parse_duration, offsetof(type, submit_ahead), false },                              \
+        { "when_ineligible", parse_when_ineligible, offsetof(type, when_ineligible), false },                 \
+        { "retry_for", parse_duration, offsetof(type, retry_for), false }
+
+static const KeyInfo defaults_keys[] = {
+        ENV_SETTING_KEYS(EnvSection),
+        {},
+};
+
+static const KeyInfo env_keys[] = {
+        { "name", parse_located, offsetof(EnvSection, name_node), true },
+        { "id", parse_located, offsetof(EnvSection, id_node), true },
+        { "schedule", parse_located, offsetof(EnvSection, schedule), true },
+        { "enabled", parse_bool, offsetof(EnvSection, enabled), false },
+        ENV_SETTING_KEYS(EnvSection),
+        {},
+};
+
+static const KeyInfo top_keys[] = {
+        { "zuora", NULL, 0, true },
+        { "defaults", NULL, 0, false },
+        { "environments", NULL, 0, true },
+        {},
+};
+
+static void env_section_unset(EnvSection *s) {
+        *s = (EnvSection) {
+                .poll_interval = UNSET_DURATION,
+                .min_interval = UNSET_DURATION,
+                .submit_ahead = UNSET_DURATION,
+                .retry_for = UNSET_DURATION,
+                .catch_up = UNSET_BOOL,
+                .enabled = UNSET_BOOL,
+                .when_ineligible = _WHEN_INELIGIBLE_INVALID,
+        };
+}
+
+/* Fills what S leaves unset from D (the defaults, already complete). */
+static void env_section_inherit(EnvSection *s, const EnvSection *d) {
+        if (!s->timezone.node)
+                s->timezone = d->timezone;
+        if (s->poll_interval == UNSET_DURATION)
+                s->poll_interval = d->poll_interval;
+        if (s->min_interval == UNSET_DURATION)
+                s->min_interval = d->min_interval;
+        if (s->submit_ahead == UNSET_DURATION)
+                s->submit_ahead = d->submit_ahead;
+        if (s->retry_for == UNSET_DURATION)
+                s->retry_for = d->retry_for;
+        if (s->catch_up == UNSET_BOOL)
+                s->catch_up = d->catch_up;
+        if (s->enabled == UNSET_BOOL)
+                s->enabled = d->enabled;
+        if (s->when_ineligible < 0)
+                s->when_ineligible = d->when_ineligible;
+}
+
+/* Looks up (or loads once) zone NAME; NULL with a diag when unknown. */
+static Tz *loader_zone(Loader *l, const Node *where, const char *context) {
+        const char *name = where ? where->value : "UTC";
+        Tz *tz = NULL;
+        int r;
+
+        for (size_t i = 0; i < l->n_zones; i++)
+                if (strcmp(tz_name(l->zones[i]), name) == 0)
+                        return l->zones[i];
+
+        r = tz_load(name, &tz);
+        if (r < 0) {
+                if (where && r == -ENOMEM)
+                        l->oom = r;
+                else if (where)
+                        error_at(l, where, "%s: unknown time zone '%s'%s", context, name,
+                                 r == -EINVAL || r == -ENOENT ? " (use an IANA name such as Europe/Berlin or UTC)"
+                                                              : ": the tz database file is damaged");
+                return NULL;
+        }
+        Tz **n = realloc(l->zones, (l->n_zones + 1) * sizeof(Tz *));
+        if (!n) {
+                tz_unref(tz);
+                l->oom = -ENOMEM;
+                return NULL;
+        }
+        l->zones = n;
+        l->zones[l->n_zones++] = tz;
+        return tz;
+}
+
+static void check_duration_range(Loader *l, const Node *map, const char *context, const char *key, uint64_t v,
+                                 uint64_t min, uint64_t max) {
+        char a[DURATION_MAX], b[DURATION_MAX];
+
+        if (v == UNSET_DURATION || (v >= min && v <= max))
+                return;
+        /* Point at the key's value when we can find it. */
+        for (size_t i = 0; map && map->kind == NODE_MAPPING && i + 1 < map->n_items; i += 2)
+                if (map->items[i]->kind == NODE_SCALAR && strcmp(map->items[i]->value, key) == 0) {
+                        map = map->items[i + 1];
+                        break;
+                }
+        if (max == UINT64_MAX - 1)
+                error_at(l, map, "%s: '%s' must be at least %s", context, key, duration_format(min, a));
+        else
+                error_at(l, map, "%s: '%s' must be between %s and %s", context, key, duration_format(min, a),
+                         duration_format(max, b));
+}
+
+static void check_settings(Loader *l, const Node *map, const EnvSection *s, const char *context) {
+        check_duration_range(l, map, context, "poll_interval", s->poll_interval, USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC);
+        check_duration_range(l, map, context, "submit_ahead", s->submit_ahead, 0, 28 * 24 * 3600 * USEC_PER_SEC);
+        check_duration_range(l, map, context, "retry_for", s->retry_for, 0, 7 * 24 * 3600 * USEC_PER_SEC);
+        check_duration_range(l, map, context, "min_interval", s->min_interval, 0, 366 * 24 * 3600 * USEC_PER_SEC);
+}
+
+static bool is_loopback_host(const char *host) {
+        if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0)
+                return true;
+        return strncmp(host, "127.", 4) == 0 && strspn(host + 4, "0123456789.") == strlen(host + 4);
+}
+
+static void check_base_url(Loader *l, const Node *v, char **ret) {
+        CURLU *u = curl_url();
+        char *scheme = NULL, *host = NULL, *user = NULL, *query = NULL, *fragment = NULL;
+        CURLUcode rc;
+
+        if (!u) {
+                l->oom = -ENOMEM;
+                return;
+        }
+        rc = curl_url_set(u, CURLUPART_URL, v->value, CURLU_NON_SUPPORT_SCHEME);
+        if (rc != CURLUE_OK) {
+                error_at(l, v, "'base_url': '%s' is not a valid URL: %s", v->value, curl_url_strerror(rc));
+                goto finish;
+        }
+        (void) curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+        (void) curl_url_get(u, CURLUPART_HOST, &host, 0);
+        (void) curl_url_get(u, CURLUPART_USER, &user, 0);
+        (void) curl_url_get(u, CURLUPART_QUERY, &query, 0);
+        (void) curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0);
+        if (user || query || fragment) {
+                error_at(l, v, "'base_url': '%s' must not carry a user name, a query or a fragment", v->value);
+                goto finish;
+        }
+        if (!scheme || !host || (strcmp(scheme, "https") != 0 &&
+                                 !(strcmp(scheme, "http") == 0 && is_loopback_host(host)))) {
+                error_at(l, v,
+                         "'base_url': '%s' must start with https:// (http:// is allowed only to a loopback "
+                         "address: 127.0.0.0/8, ::1, localhost)",
+                         v->value);
+                goto finish;
+        }
+        *ret = strdup(v->value);
+        if (!*ret)
+                l->oom = -ENOMEM;
+        else {
+                size_t n = strlen(*ret);
+                while (n > 0 && (*ret)[n - 1] == '/')
+                        (*ret)[--n] = 0;
+        }
+finish:
+        curl_free(scheme);
+        curl_free(host);
+        curl_free(user);
+        curl_free(query);
+        curl_free(fragment);
+        curl_url_cleanup(u);
+}
+
+/* Checks a secret file: there, a regular file, readable, not empty, not
+ * writable by others. WARN_MODE: warn when group or others may read it. */
+static void check_secret_file(Loader *l, const Node *v, const char *key, const char *path, bool warn_mode) {
+        struct stat st;
+        int fd;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+                error_at(l, v, "'%s': cannot read the client secret from '%s': %s", key, path, strerror(errno));
+                return;
+        }
+        if (fstat(fd, &st) < 0)
+                error_at(l, v, "'%s': cannot read the client secret from '%s': %s", key, path, strerror(errno));
+        else if (!S_ISREG(st.st_mode))
+                error_at(l, v, "'%s': '%s' is not a regular file", key, path);
+        else if (st.st_size == 0)
+                error_at(l, v, "'%s': the client secret file '%s' is empty", key, path);
+        else if (st.st_mode & S_IWOTH)
+                error_at(l, v, "'%s': '%s' is writable by anyone; refusing it (chmod 600 '%s')", key, path, path);
+        else if (warn_mode && (st.st_mode & (S_IRWXG | S_IRWXO)))
+                warning_at(l, v, "'%s': '%s' is readable by group or others (mode %03o); chmod 600 '%s'", key,
+                           path, (unsigned) (st.st_mode & 0777), path);
+        close(fd);
+}
+
+static char *path_join(const char *dir, const char *name) {
+        char *p;
+
+        if (name[0] == '/')
+                return strdup(name);
+        if (asprintf(&p, "%s/%s", dir, name) < 0)
+                return NULL;
+        return p;
+}
+
+static void check_secret(Loader *l, const Node *zuora, ZuoraSection *z) {
+        Config *c = l->config;
+        int n = !!z->secret_file.node + !!z->secret_credential.node + !!z->secret_env.node;
+
+        if (n != 1) {
+                error_at(l, zuora,
+                         n == 0 ? "zuora: give the client secret with one of client_secret_file, "
+                                  "client_secret_credential or client_secret_env"
+                                : "zuora: give only one of client_secret_file, client_secret_credential and "
+                                  "client_secret_env");
+                return;
+        }
+
+        if (z->secret_file.node) {
+                const Node *v = z->secret_file.node;
+                c->secret_source = SECRET_SOURCE_FILE;
+                c->secret_name = strdup(v->value);
+                c->secret_path = path_join(l->dir, v->value);
+                if (!c->secret_name || !c->secret_path) {
+                        l->oom = -ENOMEM;
+                        return;
+                }
+                check_secret_file(l, v, "client_secret_file", c->secret_path, /* warn_mode= */ true);
+        } else if (z->secret_credential.node) {
+                const Node *v = z->secret_credential.node;
+                const char *creds = getenv("CREDENTIALS_DIRECTORY");
+
+                c->secret_source = SECRET_SOURCE_CREDENTIAL;
+                if (strchr(v->value, '/') || v->value[0] == '.') {
+                        error_at(l, v, "'client_secret_credential': '%s' must be a credential name, not a path",
+                                 v->value);
+                        return;
+                }
+                c->secret_name = strdup(v->value);
+                /* Under systemd LoadCredential= puts it in $CREDENTIALS_DIRECTORY;
+                 * from a shell, the file of that name beside the config. */
+                c->secret_path = path_join(creds && creds[0] == '/' ? creds : l->dir, v->value);
+                if (!c->secret_name || !c->secret_path) {
+                        l->oom = -ENOMEM;
+                        return;
+                }
+                check_secret_file(l, v, "client_secret_credential", c->secret_path,
+                                  /* warn_mode= */ !(creds && creds[0] == '/'));
+        } else {
+                const Node *v = z->secret_env.node;
+                const char *val;
+
+                c->secret_source = SECRET_SOURCE_ENV;
+                if (strspn(v->value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
+                            strlen(v->value) ||
+                    isdigit((unsigned char) v->value[0])) {
+                        error_at(l, v, "'client_secret_env': '%s' is not an environment variable name", v->value);
+                        return;
+                }
+                c->secret_name = strdup(v->value);
+                if (!c->secret_name) {
+                        l->oom = -ENOMEM;
+                        return;
+                }
+                val = getenv(v->value);
+                if (!val || !val[0])
+                        error_at(l, v, "'client_secret_env': environment variable %s is %s", v->value,
+                                 val ? "empty" : "not set");
+        }
+}
+
+static void load_zuora(Loader *l, const Node *node) {
+        Config *c = l->config;
+        ZuoraSection z = { .request_timeout = UNSET_DURATION };
+
+        parse_mapping(l, node, zuora_keys, &z, "zuora");
+        if (node->kind != NODE_MAPPING)
+                goto finish;
+
+        if (z.base_url.node)
+                check_base_url(l, z.base_url.node, &c->base_url);
+        c->client_id = TAKE_PTR(z.client_id);
+        if (c->client_id && !c->client_id[0])
+                error_at(l, node, "zuora: 'client_id' is empty");
+        c->entity_id = TAKE_PTR(z.entity_id);
+        if (c->entity_id && strpbrk(c->entity_id, "\r\n"))
+                error_at(l, node, "zuora: 'entity_id' must be one line");
+        if (z.ca_file.node) {
+                c->ca_file = path_join(l->dir, z.ca_file.node->value);
+                if (!c->ca_file)
+                        l->oom = -ENOMEM;
+                else if (access(c->ca_file, R_OK) < 0)
+                        error_at(l, z.ca_file.node, "'ca_file': cannot read '%s': %s", c->ca_file, strerror(errno));
+        }
+        if (z.request_timeout != UNSET_DURATION) {
+                check_duration_range(l, node, "zuora", "request_timeout", z.request_timeout, USEC_PER_SEC,
+                                     3600 * USEC_PER_SEC);
+                c->request_timeout = z.request_timeout;
+        }
+        if (z.max_concurrent_requests > 0)
+                c->max_concurrent_requests = z.max_concurrent_requests;
+        check_secret(l, node, &z);
+finish:
+        free(z.client_id);
+        free(z.entity_id);
+}
+
+static bool valid_name(const char *s) {
+        size_t n = strlen(s);
+        return n >= 1 && n <= 64 &&
+                strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+static bool valid_id(const char *s) {
+        size_t n = strlen(s);
+        return n >= 1 && n <= 64 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+/* Warns about "0 2 1-7 * SUN": it fires on days 1-7 OR on Sundays. */
+static void warn_either_days(Loader *l, const Node *v, const char *context) {
+        char f[6][64];
+        int n = sscanf(v->value, "%63s %63s %63s %63s %63s %63s", f[0], f[1], f[2], f[3], f[4], f[5]);
+        static const char *const weeks[] = { "1-7", "8-14", "15-21", "22-28" };
+        const char *dom, *dow;
+
+        if (n < 5)
+                return;
+        dom = f[n - 3];
+        dow = f[n - 1];
+        for (size_t i = 0; i < ELEMENTSOF(weeks); i++)
+                if (strcmp(dom, weeks[i]) == 0 && strcspn(dow, ",-/#*L") == strlen(dow)) {
+                        char fixed[400] = "";
+                        for (int j = 0; j < n; j++) {
+                                strcat(fixed, j ? " " : "");
+                                if (j == n - 3)
+                                        strcat(fixed, "*");
+                                else if (j == n - 1)
+                                        snprintf(fixed + strlen(fixed), 80, "%s#%zu", dow, i + 1);
+                                else
+                                        strcat(fixed, f[j]);
+                        }
+                        warning_at(l, v,
+                                   "%s: 'schedule' \"%s\" fires on days %s of the month OR on every %s (cron "
+                                   "matches either day field when both are set); for the %s %s of the month "
+                                   "write \"%s\"",
+                                   context, v->value, dom, dow, (const char *[]) { "first", "second", "third", "fourth" }[i],
+                                   dow, fixed);
+                        return;
+                }
+        warning_at(l, v,
+                   "%s: 'schedule' \"%s\" restricts both day-of-month and day-of-week, so it fires on a day that "
+                   "matches EITHER field (as cron does); for \"the first Sunday\" write '*' as day-of-month and "
+                   "SUN#1 as day-of-week",
+                   context, v->value);
+}
+
+static void check_schedule(Loader *l, EnvConfig *e, const Node *v, const char *context) {
+        CronError err = {};
+        int64_t a, b;
+        char ta[TZ_ISO_MAX], tb[TZ_ISO_MAX], gap[DURATION_MAX], min[DURATION_MAX];
+        int r;
+
+        r = cron_parse(v->value, &e->cron, &err);
+        if (r == -ENOMEM) {
+                l->oom = r;
+                return;
+        }
+        if (r < 0) {
+                loader_diag(l, v->line, scalar_column(v, err.offset), false, "%s: 'schedule' \"%s\": %s", context,
+                            v->value, err.message);
+                return;
+        }
+        if (cron_days_either(e->cron))
+                warn_either_days(l, v, context);
+
+        if (!e->tz || e->min_interval < USEC_PER_SEC)
+                return;
+        if (cron_find_close_fires(e->cron, e->tz, l->now, MIN_INTERVAL_HORIZON,
+                                  (int64_t) (e->min_interval / USEC_PER_SEC), &a, &b) > 0) {
+                int64_t wall_gap = (b + tz_offset(e->tz, b, NULL)) - (a + tz_offset(e->tz, a, NULL));
+                (void) tz_format_local(e->tz, a, ta, sizeof(ta));
+                (void) tz_format_local(e->tz, b, tb, sizeof(tb));
+                error_at(l, v,
+                         "%s: 'schedule' \"%s\" fires at %s and again at %s, %s apart, closer than min_interval %s",
+                         context, v->value, ta, tb, duration_format((uint64_t) wall_gap * USEC_PER_SEC, gap),
+                         duration_format(e->min_interval, min));
+        }
+}
+
+static void load_environment(Loader *l, const Node *node, size_t index, const EnvSection *defaults) {
+        Config *c = l->config;
+        EnvSection s;
+        char context[128];
+
+        env_section_unset(&s);
+        /* Name it first, so every message about it can say which it is. */
+        snprintf(context, sizeof(context), "environment #%zu", index + 1);
+        for (size_t i = 0; node->kind == NODE_MAPPING && i + 1 < node->n_items; i += 2)
+                if (node->items[i]->kind == NODE_SCALAR && strcmp(node->items[i]->value, "name") == 0 &&
+                    node->items[i + 1]->kind == NODE_SCALAR)
+                        snprintf(context, sizeof(context), "environment '%.64s'", node->items[i + 1]->value);
+
+        parse_mapping(l, node, env_keys, &s, context);
+        if (node->kind != NODE_MAPPING)
+                return;
+        env_section_inherit(&s, defaults);
+        check_settings(l, node, &s, context);
+
+        EnvConfig *e = &c->envs[c->n_envs++];
+        *e = (EnvConfig) {
+                .poll_interval = s.poll_interval,
+                .min_interval = s.min_interval,
+                .submit_ahead = s.submit_ahead,
+                .retry_for = s.retry_for,
+                .catch_up = s.catch_up,
+                .enabled = s.enabled,
+                .when_ineligible = s.when_ineligible,
+                .line = node->line,
+        };
+
+        if (s.name_node.node) {
+                const Node *v = s.name_node.node;
+                if (!valid_name(v->value))
+                        error_at(l, v, "%s: 'name' must be 1 to 64 characters of A-Z a-z 0-9 _ . -", context);
+                for (size_t i = 0; i + 1 < c->n_envs; i++)
+                        if (c->envs[i].name && strcmp(c->envs[i].name, v->value) == 0)
+                                error_at(l, v, "duplicate environment name '%s' (first defined at line %u)",
+                                         v->value, c->envs[i].line);
+                e->name = strdup(v->value);
+                if (!e->name)
+                        l->oom = -ENOMEM;
+        }
+        if (s.id_node.node) {
+                const Node *v = s.id_node.node;
+                if (!valid_id(v->value))
+                        error_at(l, v, "%s: 'id' '%s' is not a Zuora test environment id (letters, digits and -)",
+                                 context, v->value);
+                e->id = strdup(v->value);
+                if (!e->id)
+                        l->oom = -ENOMEM;
+        }
+        e->tz = tz_ref(loader_zone(l, s.timezone.node, context));
+        if (s.schedule.node) {
+                e->schedule = strdup(s.schedule.node->value);
+                if (!e->schedule)
+                        l->oom = -ENOMEM;
+                check_schedule(l, e, s.schedule.node, context);
+        }
+}
+
+static void load_environments(Loader *l, const Node *node, const EnvSection *defaults) {
+        Config *c = l->config;
+
+        if (node->kind != NODE_SEQUENCE) {
+                error_at(l, node, "'environments' must be a list (each item starting with '- name: ...'), not %s",
+                         node_kind_to_string(node->kind));
+                return;
+        }
+        if (node->n_items == 0)
+                warning_at(l, node, "'environments' is empty: nothing will be refreshed");
+
+        c->envs = calloc(node->n_items ? node->n_items : 1, sizeof(EnvConfig));
+        if (!c->envs) {
+                l->oom = -ENOMEM;
+                return;
+        }
+        for (size_t i = 0; i < node->n_items; i++)
+                load_environment(l, node->items[i], i, defaults);
+}
+
+static void load_defaults(Loader *l, const Node *node, EnvSection *d) {
+        EnvSection s;
+
+        env_section_unset(&s);
+        if (node) {
+                parse_mapping(l, node, defaults_keys, &s, "defaults");
+                check_settings(l, node, &s, "defaults");
+        }
+        /* What applies when neither defaults nor the environment say. */
+        EnvSection builtin = {
+                .poll_interval = 60 * USEC_PER_SEC,
+                .min_interval = 0,
+                .submit_ahead = 0,
+                .retry_for = 3600 * USEC_PER_SEC,
+                .catch_up = true,
+                .enabled = true,
+                .when_ineligible = WHEN_INELIGIBLE_DEFER,
+        };
+        env_section_inherit(&s, &builtin);
+        *d = s;
+        if (s.timezone.node && !loader_zone(l, s.timezone.node, "defaults"))
+                d->timezone.node = NULL; /* reported once; environments then use UTC quietly */
+}
+
+static void load_root(Loader *l, const Node *root) {
+        const Node *zuora = NULL, *defaults = NULL, *envs = NULL;
+        EnvSection d;
+
+        if (!root) {
+                loader_diag(l, 0, 0, false, "the file is empty; see the example config refreshd.yaml");
+                return;
+        }
+        parse_mapping(l, root, top_keys, NULL, "the config file");
+        if (root->kind != NODE_MAPPING)
+                return;
+        for (size_t i = 0; i + 1 < root->n_items; i += 2) {
+                const Node *k = root->items[i];
+                if (k->kind != NODE_SCALAR)
+                        continue;
+                if (strcmp(k->value, "zuora") == 0 && !zuora)
+                        zuora = root->items[i + 1];
+                else if (strcmp(k->value, "defaults") == 0 && !defaults)
+                        defaults = root->items[i + 1];
+                else if (strcmp(k->value, "environments") == 0 && !envs)
+                        envs = root->items[i + 1];
+        }
+        if (zuora)
+                load_zuora(l, zuora);
+        load_defaults(l, defaults, &d);
+        if (envs)
+                load_environments(l, envs, &d);
+}
+
+/* ---- entry points ---- */
+
+char *config_default_path(void) {
+        const char *dir = getenv("CONFIGURATION_DIRECTORY");
+        char *p;
+
+        if (!dir || dir[0] != '/')
+                return strdup(CONFIG_DEFAULT_PATH);
+        /* systemd may list several directories separated by ':'; ours is the first. */
+        if (asprintf(&p, "%.*s/refreshd.yaml", (int) strcspn(dir, ":"), dir) < 0)
+                return NULL;
+        return p;
+}
+
+static char *dir_of(const char *path) {
+        const char *slash = strrchr(path, '/');
+
+        if (!slash)
+                return strdup(".");
+        if (slash == path)
+                return strdup("/");
+        return strndup(path, slash - path);
+}
+
+int config_load_string(const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags) {
+        _cleanup_(node_freep) Node *root = NULL;
+        Loader l = { .diags = diags, .text = text, .size = size, .now = now };
+        int r;
+
+        free(diags->path);
+        diags->path = strdup(path);
+        l.dir = dir_of(path);
+        l.config = calloc(1, sizeof(Config));
+        if (!diags->path || !l.dir || !l.config) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        *l.config = (Config) {
+                .path = strdup(path),
+                .request_timeout = 30 * USEC_PER_SEC,
+                .max_concurrent_requests = 8,
+        };
+        if (!l.config->path) {
+                r = -ENOMEM;
+                goto finish;
+        }
+
+        if (size > CONFIG_MAX_SIZE) {
+                loader_diag(&l, 0, 0, false, "the file is %zu bytes long; a config may be at most %d bytes", size,
+                            CONFIG_MAX_SIZE);
+                r = -EINVAL;
+                goto finish;
+        }
+
+        r = parse_document(&l, &root);
+        if (r == -EINVAL && diags->n_errors == 0)
+                loader_diag(&l, 0, 0, false, "invalid YAML");
+        if (r >= 0)
+                load_root(&l, root);
+        if (l.oom < 0)
+                r = l.oom;
+        else if (r >= 0 && diags->n_errors > 0)
+                r = -EINVAL;
+        if (r >= 0)
+                *ret = TAKE_PTR(l.config);
+finish:
+        for (size_t i = 0; i < l.n_zones; i++)
+                tz_unref(l.zones[i]);
+        free(l.zones);
+        free(l.dir);
+        config_free(l.config);
+        return r;
+}
+
+int config_load(const char *path, int64_t now, Config **ret, Diags *diags) {
+        _cleanup_free_ char *text = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        size_t size = 0, allocated = 0;
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        /* Read at most one byte past the limit: enough to know it is too long. */
+        for (;;) {
+                if (size == allocated) {
+                        allocated = allocated ? allocated * 2 : 4096;
+                        if (allocated > CONFIG_MAX_SIZE + 1)
+                                allocated = CONFIG_MAX_SIZE + 1;
+                        char *n = realloc(text, allocated + 1);
+                        if (!n)
+                                return -ENOMEM;
+                        text = n;
+                }
+                ssize_t k = read(fd, text + size, allocated - size);
+                if (k < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                if (k == 0 || size + k > CONFIG_MAX_SIZE)
+                        break;
+                size += k;
+        }
+        text[size] = 0;
+        return config_load_string(path, text, size, now, ret, diags);
+
+fail:
+        free(diags->path);
+        diags->path = strdup(path);
+        if (!diags->path)
+                return -ENOMEM;
+        Diag *n = realloc(diags->items, (diags->n + 1) * sizeof(Diag));
+        if (!n)
+                return -ENOMEM;
+        diags->items = n;
+        if (asprintf(&diags->items[diags->n].message, "cannot read the config file: %s", strerror(-r)) < 0)
+                return -ENOMEM;
+        diags->items[diags->n].line = diags->items[diags->n].column = 0;
+        diags->items[diags->n++].warning = false;
+        diags->n_errors++;
+        return -EINVAL;
+}
+
+Config *config_free(Config *c) {
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < c->n_envs; i++) {
+                free(c->envs[i].name);
+                free(c->envs[i].id);
+                free(c->envs[i].schedule);
+                cron_spec_free(c->envs[i].cron);
+                tz_unref(c->envs[i].tz);
+        }
+        free(c->envs);
+        free(c->path);
+        free(c->base_url);
+        free(c->client_id);
+        free(c->secret_name);
+        free(c->secret_path);
+        free(c->entity_id);
+        free(c->ca_file);
+        free(c);
+        return NULL;
+}
+
+const EnvConfig *config_find_env(const Config *c, const char *name) {
+        for (size_t i = 0; i < c->n_envs; i++)
+                if (strcmp(c->envs[i].name, name) == 0)
+                        return &c->envs[i];
+        return NULL;
+}
+
+const char *secret_source_to_string(SecretSource s) {
+        switch (s) {
+        case SECRET_SOURCE_FILE:
+                return "client_secret_file";
+        case SECRET_SOURCE_CREDENTIAL:
+                return "client_secret_credential";
+        case SECRET_SOURCE_ENV:
+                return "client_secret_env";
+        case _SECRET_SOURCE_MAX:
+        case _SECRET_SOURCE_INVALID:
+                break;
+        }
+        return NULL;
+}
+
+const char *when_ineligible_to_string(WhenIneligible w) {
+        switch (w) {
+        case WHEN_INELIGIBLE_DEFER:
+                return "defer";
+        case WHEN_INELIGIBLE_SKIP:
+                return "skip";
+        case _WHEN_INELIGIBLE_MAX:
+        case _WHEN_INELIGIBLE_INVALID:
+                break;
+        }
+        return NULL;
+}

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The config file: YAML in, one immutable, fully validated Config out. Every
+ * mistake becomes a Diag with the file, line and column, and loading goes on
+ * to find the others; a Config is handed out only when there were none.
+ * Never logs; the caller prints the Diags. Never reads the client secret:
+ * it only checks that its source is there.
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cron.h"
+#include "tz.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/refreshd/refreshd.yaml"
+#define CONFIG_MAX_SIZE (1024 * 1024)
+
+typedef enum SecretSource {
+        SECRET_SOURCE_FILE,
+        SECRET_SOURCE_CREDENTIAL,
+        SECRET_SOURCE_ENV,
+        _SECRET_SOURCE_MAX,
+        _SECRET_SOURCE_INVALID = -EINVAL,
+} SecretSource;
+
+typedef enum WhenIneligible {
+        WHEN_INELIGIBLE_DEFER,
+        WHEN_INELIGIBLE_SKIP,
+        _WHEN_INELIGIBLE_MAX,
+        _WHEN_INELIGIBLE_INVALID = -EINVAL,
+} WhenIneligible;
+
+typedef struct EnvConfig {
+        char *name;
+        char *id;           /* the Zuora Test Environment ID */
+        char *schedule;     /* as written */
+        CronSpec *cron;
+        Tz *tz;             /* one reference */
+        uint64_t poll_interval, min_interval, submit_ahead, retry_for; /* µs */
+        bool catch_up;
+        bool enabled;
+        WhenIneligible when_ineligible;
+        unsigned line; /* where its entry starts */
+} EnvConfig;
+
+typedef struct Config {
+        char *path;
+        char *base_url;     /* without a trailing '/' */
+        char *client_id;
+        SecretSource secret_source;
+        char *secret_name;  /* the path, credential name or variable name as written */
+        char *secret_path;  /* FILE and CREDENTIAL: where the secret is read from */
+        char *entity_id;    /* or NULL */
+        char *ca_file;      /* or NULL */
+        uint64_t request_timeout; /* µs */
+        unsigned max_concurrent_requests;
+        EnvConfig *envs;
+        size_t n_envs;
+} Config;
+
+typedef struct Diag {
+        unsigned line, column; /* from 1; 0 when the problem is the whole file */
+        bool warning;
+        char *message;
+} Diag;
+
+typedef struct Diags {
+        char *path;
+        Diag *items;
+        size_t n;
+        unsigned n_errors, n_warnings;
+} Diags;
+
+/* The config path to use when none is given: $CONFIGURATION_DIRECTORY/
+ * refreshd.yaml under systemd, else CONFIG_DEFAULT_PATH. Returns a new string. */
+char *config_default_path(void);
+
+/* Loads and validates PATH. NOW (seconds since the epoch) anchors the
+ * min_interval check, which looks four years ahead. Returns 0 and a Config
+ * when DIAGS holds no error, -EINVAL when it does (warnings alone are fine),
+ * -ENOMEM on allocation failure. */
+int config_load(const char *path, int64_t now, Config **ret, Diags *diags);
+
+/* Same, from text in memory (tests, fuzzing); PATH only names it in Diags. */
+int config_load_string(const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags);
+
+Config *config_free(Config *c);
+
+/* Looks up an environment by name; NULL when there is none. */
+const EnvConfig *config_find_env(const Config *c, const char *name);
+
+/* Prints "PATH:LINE:COLUMN: error: MESSAGE", one line per Diag. */
+void diags_print(const Diags *d, FILE *f);
+
+void diags_clear(Diags *d);
+
+const char *secret_source_to_string(SecretSource s);
+const char *when_ineligible_to_string(WhenIneligible w);

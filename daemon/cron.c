@@ -1,0 +1,591 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cron expressions as bit sets. The day fields are folded at parse time into
+ * one 31-bit mask of matching days for each (weekday of the 1st, length of
+ * the month) pair, so finding the next matching day of a month is one table
+ * look-up and a count of trailing zeros, whatever mix of L, # and ranges the
+ * expression uses. cron_next_wall() then walks month -> day -> hour ->
+ * minute -> second, jumping straight to the next set bit of each.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "civil.h"
+#include "cron.h"
+#include "macro.h"
+
+/* A valid expression fires within one Gregorian cycle of any instant. */
+#define CRON_SEARCH_YEARS 400
+#define CRON_MAX_YEAR 9999
+
+struct CronSpec {
+        uint64_t seconds; /* bits 0..59 */
+        uint64_t minutes; /* bits 0..59 */
+        uint32_t hours;   /* bits 0..23 */
+        uint16_t months;  /* bits 1..12 */
+        bool days_either; /* both day fields restricted: OR them */
+        /* Matching days (bits 1..31) by weekday of the 1st (0 = Sunday) and
+         * month length minus 28. */
+        uint32_t days[7][4];
+        /* First and last fire of a day, in seconds after midnight. */
+        int32_t first_tod, last_tod;
+};
+
+enum {
+        FIELD_SECOND,
+        FIELD_MINUTE,
+        FIELD_HOUR,
+        FIELD_DOM,
+        FIELD_MONTH,
+        FIELD_DOW,
+        _FIELD_MAX,
+};
+
+typedef struct FieldInfo {
+        const char *name;
+        int min, max;
+        const char *const *names; /* names[i] is value min + i */
+} FieldInfo;
+
+static const char *const month_names[] = { "JAN", "FEB", "MAR", "APR", "MAY", "JUN",
+                                           "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", NULL };
+static const char *const day_names[] = { "SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", NULL };
+
+static const FieldInfo fields[_FIELD_MAX] = {
+        [FIELD_SECOND] = { "second", 0, 59, NULL },
+        [FIELD_MINUTE] = { "minute", 0, 59, NULL },
+        [FIELD_HOUR] = { "hour", 0, 23, NULL },
+        [FIELD_DOM] = { "day-of-month", 1, 31, NULL },
+        [FIELD_MONTH] = { "month", 1, 12, month_names },
+        [FIELD_DOW] = { "day-of-week", 0, 7, day_names },
+};
+
+static const struct {
+        const char *name;
+        const char *expr;
+} macros[] = {
+        { "@yearly", "0 0 1 1 *" },  { "@annually", "0 0 1 1 *" }, { "@monthly", "0 0 1 * *" },
+        { "@weekly", "0 0 * * 0" },  { "@daily", "0 0 * * *" },    { "@midnight", "0 0 * * *" },
+        { "@hourly", "0 * * * *" },
+};
+
+/* What one field parsed to. */
+typedef struct FieldSet {
+        uint64_t bits;
+        bool star;         /* the field begins with '*' */
+        bool last;         /* day-of-month L */
+        uint8_t nth[7];    /* day-of-week D#N: bit N for weekday D */
+        uint8_t last_dow;  /* day-of-week DL: bit D */
+} FieldSet;
+
+typedef struct Parser {
+        const char *expr;
+        CronError *err;
+        size_t shift; /* offset of the text parsed within what the user wrote (macros) */
+} Parser;
+
+_printf_(4, 5) static int parse_error(Parser *p, const char *at, size_t len, const char *fmt, ...) {
+        va_list ap;
+
+        if (!p->err)
+                return -EINVAL;
+        p->err->offset = p->shift == SIZE_MAX ? 0 : (size_t) (at - p->expr) + p->shift;
+        p->err->length = len;
+        va_start(ap, fmt);
+        vsnprintf(p->err->message, sizeof(p->err->message), fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+/* A number or a name of field F at *s; advances *s. */
+static int parse_value(Parser *p, const FieldInfo *f, const char **s, const char *end, int *ret) {
+        const char *start = *s;
+
+        if (*s < end && **s >= '0' && **s <= '9') {
+                int v = 0;
+                for (; *s < end && **s >= '0' && **s <= '9'; (*s)++) {
+                        v = v * 10 + (**s - '0');
+                        if (v > 9999)
+                                return parse_error(p, start, *s - start + 1, "number too large in %s", f->name);
+                }
+                if (v < f->min || v > f->max)
+                        return parse_error(p, start, *s - start, "%s value %d out of range %d-%d", f->name, v,
+                                           f->min, f->max);
+                *ret = v;
+                return 0;
+        }
+        if (f->names && end - *s >= 3) {
+                for (int i = 0; f->names[i]; i++)
+                        if (strncasecmp(*s, f->names[i], 3) == 0 &&
+                            (end - *s == 3 || !isalpha((unsigned char) (*s)[3]) || (*s)[3] == 'L' ||
+                             (*s)[3] == 'l')) {
+                                *s += 3;
+                                *ret = f->min + i;
+                                return 0;
+                        }
+        }
+        const char *e = start;
+        while (e < end && !strchr(",-/#", *e))
+                e++;
+        if (e == start)
+                return parse_error(p, start, 1, "expected a %s value", f->name);
+        if (f->names)
+                return parse_error(p, start, e - start, "'%.*s' is not a %s (use %d-%d or %s-%s)",
+                                   (int) (e - start), start, f->name, f->min, f->max, f->names[0],
+                                   f == &fields[FIELD_DOW] ? "SAT" : "DEC");
+        return parse_error(p, start, e - start, "'%.*s' is not a %s (use %d-%d)", (int) (e - start), start,
+                           f->name, f->min, f->max);
+}
+
+static int parse_step(Parser *p, const FieldInfo *f, const char **s, const char *end, int *ret) {
+        const char *start = *s;
+        int v = 0;
+
+        if (*s >= end || **s < '0' || **s > '9')
+                return parse_error(p, start, 1, "expected a step number after '/' in %s", f->name);
+        for (; *s < end && **s >= '0' && **s <= '9'; (*s)++) {
+                v = v * 10 + (**s - '0');
+                if (v > 9999)
+                        return parse_error(p, start, *s - start + 1, "step too large in %s", f->name);
+        }
+        if (v == 0)
+                return parse_error(p, start, *s - start, "step must be at least 1 in %s", f->name);
+        *ret = v;
+        return 0;
+}
+
+/* One list element: "*", "*" "/n", "a", "a-b", "a-b/n", "a/n", "L", "D#N", "DL". */
+static int parse_element(Parser *p, int field, const char *s, const char *end, FieldSet *set) {
+        const FieldInfo *f = &fields[field];
+        const char *start = s;
+        int lo, hi, step = 1, r;
+
+        if (s == end)
+                return parse_error(p, s, 1, "empty element in %s list", f->name);
+
+        if (field == FIELD_DOM && end - s == 1 && (*s == 'L' || *s == 'l')) {
+                set->last = true;
+                return 0;
+        }
+
+        if (*s == '*') {
+                lo = f->min;
+                hi = field == FIELD_DOW ? 6 : f->max;
+                s++;
+        } else {
+                r = parse_value(p, f, &s, end, &lo);
+                if (r < 0)
+                        return r;
+
+                if (field == FIELD_DOW && s < end && (*s == '#' || *s == 'L' || *s == 'l')) {
+                        int d = lo % 7;
+                        if (*s == '#') {
+                                const char *n = ++s;
+                                if (end - n != 1 || *n < '1' || *n > '5')
+                                        return parse_error(p, start, end - start,
+                                                           "'%.*s': '#' takes a week number 1-5 (SUN#1 is the "
+                                                           "first Sunday of the month)",
+                                                           (int) (end - start), start);
+                                set->nth[d] |= 1u << (*n - '0');
+                        } else {
+                                if (end - s != 1)
+                                        return parse_error(p, start, end - start, "'%.*s' is not a %s",
+                                                           (int) (end - start), start, f->name);
+                                set->last_dow |= 1u << d;
+                        }
+                        return 0;
+                }
+
+                hi = lo;
+                if (s < end && *s == '-') {
+                        const char *h = ++s;
+                        r = parse_value(p, f, &s, end, &hi);
+                        if (r < 0)
+                                return r;
+                        if (hi < lo)
+                                return parse_error(p, start, s - start,
+                                                   "range '%.*s' in %s goes backwards (write %.*s-%d,%d-%.*s "
+                                                   "for a wrap-around)",
+                                                   (int) (s - start), start, f->name, (int) (h - 1 - start),
+                                                   start, f->max, f->min, (int) (s - h), h);
+                } else if (s < end && *s == '/')
+                        hi = f->max; /* "a/n": from a to the end of the field */
+        }
+
+        if (s < end && *s == '/') {
+                s++;
+                r = parse_step(p, f, &s, end, &step);
+                if (r < 0)
+                        return r;
+        }
+        if (s != end)
+                return parse_error(p, s, end - s, "unexpected '%.*s' in %s", (int) (end - s), s, f->name);
+
+        for (int v = lo; v <= hi; v += step)
+                set->bits |= UINT64_C(1) << (field == FIELD_DOW ? v % 7 : v);
+        return 0;
+}
+
+static int parse_field(Parser *p, int field, const char *s, const char *end, FieldSet *ret) {
+        FieldSet set = { .star = *s == '*' };
+        int r;
+
+        for (;;) {
+                const char *comma = memchr(s, ',', end - s);
+                const char *e = comma ? comma : end;
+
+                r = parse_element(p, field, s, e, &set);
+                if (r < 0)
+                        return r;
+                if (!comma)
+                        break;
+                s = comma + 1;
+        }
+        *ret = set;
+        return 0;
+}
+
+/* Days 1..NDAYS of a month whose 1st is weekday W1 that match the day fields. */
+static uint32_t day_mask(const FieldSet *dom, const FieldSet *dow, bool either, int w1, int ndays) {
+        uint32_t valid = (uint32_t) ((UINT64_C(1) << (ndays + 1)) - 2);
+        uint32_t dm = (uint32_t) dom->bits & valid, wm = 0;
+
+        if (dom->last)
+                dm |= 1u << ndays;
+
+        for (int d = 0; d < 7; d++) {
+                int first = 1 + (int) floor_mod(d - w1, 7), last = first;
+
+                while (last + 7 <= ndays)
+                        last += 7;
+                if (dow->bits & (1u << d))
+                        for (int day = first; day <= ndays; day += 7)
+                                wm |= 1u << day;
+                for (int n = 1; n <= 5; n++)
+                        if ((dow->nth[d] & (1u << n)) && first + 7 * (n - 1) <= ndays)
+                                wm |= 1u << (first + 7 * (n - 1));
+                if (dow->last_dow & (1u << d))
+                        wm |= 1u << last;
+        }
+        return either ? (dm | wm) : (dm & wm);
+}
+
+static int first_bit(uint64_t v) {
+        return __builtin_ctzll(v);
+}
+
+static int last_bit(uint64_t v) {
+        return 63 - __builtin_clzll(v);
+}
+
+static int build(Parser *p, const FieldSet *f, bool has_seconds, CronSpec **ret) {
+        _cleanup_free_ CronSpec *s = NULL;
+        bool possible = false;
+
+        s = calloc(1, sizeof(CronSpec));
+        if (!s)
+                return -ENOMEM;
+        s->seconds = has_seconds ? f[FIELD_SECOND].bits : 1;
+        s->minutes = f[FIELD_MINUTE].bits;
+        s->hours = (uint32_t) f[FIELD_HOUR].bits;
+        s->months = (uint16_t) f[FIELD_MONTH].bits;
+        s->days_either = !f[FIELD_DOM].star && !f[FIELD_DOW].star;
+
+        for (int w1 = 0; w1 < 7; w1++)
+                for (int nd = 28; nd <= 31; nd++)
+                        s->days[w1][nd - 28] = day_mask(&f[FIELD_DOM], &f[FIELD_DOW], s->days_either, w1, nd);
+
+        /* Every weekday starts a month of each possible length somewhere in
+         * the 400-year cycle, so this decides exactly whether it ever fires. */
+        for (int m = 1; m <= 12 && !possible; m++) {
+                if (!(s->months & (1u << m)))
+                        continue;
+                int lo = m == 2 ? 28 : days_in_month(1970, m), hi = m == 2 ? 29 : lo;
+                for (int w1 = 0; w1 < 7; w1++)
+                        for (int nd = lo; nd <= hi; nd++)
+                                possible = possible || s->days[w1][nd - 28] != 0;
+        }
+        if (!possible)
+                return parse_error(p, p->expr, strlen(p->expr),
+                                   "schedule can never fire: no month it names has such a day");
+
+        s->first_tod = first_bit(s->hours) * 3600 + first_bit(s->minutes) * 60 + first_bit(s->seconds);
+        s->last_tod = last_bit(s->hours) * 3600 + last_bit(s->minutes) * 60 + last_bit(s->seconds);
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+static bool is_space(char c) {
+        return c == ' ' || c == '\t';
+}
+
+int cron_parse(const char *expr, CronSpec **ret, CronError *reterr) {
+        static const int order5[] = { FIELD_MINUTE, FIELD_HOUR, FIELD_DOM, FIELD_MONTH, FIELD_DOW };
+        static const int order6[] = { FIELD_SECOND, FIELD_MINUTE, FIELD_HOUR, FIELD_DOM, FIELD_MONTH, FIELD_DOW };
+        Parser p = { .expr = expr, .err = reterr };
+        const char *start[7], *end[7];
+        FieldSet set[_FIELD_MAX] = {};
+        size_t n = 0;
+        int r;
+
+        const char *s = expr;
+        while (is_space(*s))
+                s++;
+        if (*s == '@') {
+                const char *e = s;
+                while (*e && !is_space(*e))
+                        e++;
+                for (size_t i = 0; i < ELEMENTSOF(macros); i++)
+                        if (strlen(macros[i].name) == (size_t) (e - s) &&
+                            strncasecmp(s, macros[i].name, e - s) == 0) {
+                                const char *rest = e;
+                                while (is_space(*rest))
+                                        rest++;
+                                if (*rest)
+                                        return parse_error(&p, rest, strlen(rest),
+                                                           "unexpected text after %s", macros[i].name);
+                                p.expr = s = macros[i].expr;
+                                p.shift = SIZE_MAX; /* errors point at the macro itself */
+                                break;
+                        }
+                if (*s == '@')
+                        return parse_error(&p, s, e - s,
+                                           "unknown macro '%.*s' (use @yearly, @annually, @monthly, @weekly, "
+                                           "@daily, @midnight or @hourly)",
+                                           (int) (e - s), s);
+        }
+
+        while (*s) {
+                if (n == 7)
+                        break;
+                start[n] = s;
+                while (*s && !is_space(*s))
+                        s++;
+                end[n++] = s;
+                while (is_space(*s))
+                        s++;
+        }
+        if (n != 5 && n != 6)
+                return parse_error(&p, expr, strlen(expr),
+                                   "expected 5 fields (minute hour day-of-month month day-of-week) or 6 "
+                                   "(with a leading second), got %s%zu",
+                                   n == 7 ? "more than " : "", n == 7 ? (size_t) 6 : n);
+
+        for (size_t i = 0; i < n; i++) {
+                int field = n == 6 ? order6[i] : order5[i];
+                r = parse_field(&p, field, start[i], end[i], &set[field]);
+                if (r < 0)
+                        return r;
+        }
+        return build(&p, set, n == 6, ret);
+}
+
+CronSpec *cron_spec_free(CronSpec *s) {
+        free(s);
+        return NULL;
+}
+
+bool cron_days_either(const CronSpec *s) {
+        return s->days_either;
+}
+
+int cron_next_wall(const CronSpec *s, int64_t after_wall, int64_t *ret_wall) {
+        CivilTime c;
+        int64_t limit;
+
+        civil_from_seconds(after_wall + 1, &c);
+        limit = c.year + CRON_SEARCH_YEARS;
+
+        /* Each step either accepts the current unit or moves to the start of
+         * the next candidate of that unit and starts over from the month. */
+        for (;;) {
+                if (c.year > limit || c.year > CRON_MAX_YEAR)
+                        return -ERANGE;
+
+                if (!(s->months & (1u << c.month))) {
+                        uint32_t later = s->months & ~((2u << c.month) - 1);
+                        if (later)
+                                c.month = first_bit(later);
+                        else {
+                                c.year++;
+                                c.month = first_bit(s->months);
+                        }
+                        c.day = 1;
+                        c.hour = c.minute = c.second = 0;
+                        continue;
+                }
+
+                int ndays = days_in_month(c.year, c.month);
+                int w1 = weekday_from_days(days_from_civil(c.year, c.month, 1));
+                uint32_t days = c.day > 31 ? 0 : s->days[w1][ndays - 28] & ~((1u << c.day) - 1);
+                if (!days) {
+                        if (++c.month > 12) {
+                                c.month = 1;
+                                c.year++;
+                        }
+                        c.day = 1;
+                        c.hour = c.minute = c.second = 0;
+                        continue;
+                }
+                if (first_bit(days) != c.day) {
+                        c.day = first_bit(days);
+                        c.hour = c.minute = c.second = 0;
+                }
+
+                uint32_t hours = s->hours & ~((1u << c.hour) - 1);
+                if (!hours) {
+                        c.day++;
+                        c.hour = c.minute = c.second = 0;
+                        continue;
+                }
+                if (first_bit(hours) != c.hour) {
+                        c.hour = first_bit(hours);
+                        c.minute = c.second = 0;
+                }
+
+                uint64_t minutes = s->minutes & ~((UINT64_C(1) << c.minute) - 1);
+                if (!minutes) {
+                        c.hour++;
+                        c.minute = c.second = 0;
+                        if (c.hour == 24) {
+                                c.day++;
+                                c.hour = 0;
+                        }
+                        continue;
+                }
+                if (first_bit(minutes) != c.minute) {
+                        c.minute = first_bit(minutes);
+                        c.second = 0;
+                }
+
+                uint64_t seconds = s->seconds & ~((UINT64_C(1) << c.second) - 1);
+                if (!seconds) {
+                        c.minute++;
+                        c.second = 0;
+                        if (c.minute == 60) {
+                                c.hour++;
+                                c.minute = 0;
+                                if (c.hour == 24) {
+                                        c.day++;
+                                        c.hour = 0;
+                                }
+                        }
+                        continue;
+                }
+                c.second = first_bit(seconds);
+
+                *ret_wall = seconds_from_civil(&c);
+                return 0;
+        }
+}
+
+int cron_next(const CronSpec *s, const Tz *tz, int64_t after, int64_t *ret) {
+        /* A slot W fires at tz_wall_to_instant(W), which never decreases as W
+         * grows; look for the first W whose fire comes after AFTER. No such W
+         * lies at or before AFTER's own wall-clock time. */
+        int64_t lower = after + tz_offset(tz, after, NULL);
+
+        for (;;) {
+                int64_t wall, fire;
+                int r;
+
+                r = cron_next_wall(s, lower, &wall);
+                if (r < 0)
+                        return r;
+                fire = tz_wall_to_instant(tz, wall);
+                if (fire > after) {
+                        *ret = fire;
+                        return 0;
+                }
+                /* A first occurrence already past: skip the rest of the
+                 * repeated hour in one jump. */
+                lower = wall - fire + after;
+                if (lower < wall)
+                        lower = wall;
+        }
+}
+
+/* The smallest distance between consecutive set bits; INT32_MAX for one bit. */
+static int32_t min_bit_gap(uint64_t v) {
+        int32_t gap = INT32_MAX;
+        int prev = -1;
+
+        for (; v; v &= v - 1) {
+                int b = first_bit(v);
+                if (prev >= 0 && b - prev < gap)
+                        gap = b - prev;
+                prev = b;
+        }
+        return gap;
+}
+
+/* The smallest gap between two fires on the same day, in seconds. */
+static int64_t min_gap_within_day(const CronSpec *s) {
+        int64_t span_s = last_bit(s->seconds) - first_bit(s->seconds);
+        int64_t span_m = (last_bit(s->minutes) - first_bit(s->minutes)) * 60 + span_s;
+        int64_t gap = min_bit_gap(s->seconds), g;
+
+        g = (int64_t) min_bit_gap(s->minutes) * 60 - span_s;
+        if (g < gap)
+                gap = g;
+        g = (int64_t) min_bit_gap(s->hours) * 3600 - span_m;
+        if (g < gap)
+                gap = g;
+        return gap;
+}
+
+int cron_find_close_fires(
+                const CronSpec *s,
+                const Tz *tz,
+                int64_t from,
+                int64_t horizon,
+                int64_t min_gap,
+                int64_t *ret_first,
+                int64_t *ret_second) {
+        int64_t wall, next, from_wall = from + tz_offset(tz, from, NULL), until = from_wall + horizon;
+        int r;
+
+        if (min_gap <= 0)
+                return 0;
+        r = cron_next_wall(s, from_wall, &wall);
+        if (r < 0 || wall > until)
+                return 0;
+
+        if (min_gap_within_day(s) < min_gap) {
+                /* The same on every day: find the pair on the first day. */
+                for (;;) {
+                        r = cron_next_wall(s, wall, &next);
+                        if (r < 0)
+                                return 0;
+                        if (next - wall < min_gap)
+                                break;
+                        wall = next;
+                }
+                *ret_first = tz_wall_to_instant(tz, wall);
+                *ret_second = tz_wall_to_instant(tz, next);
+                return 1;
+        }
+
+        /* Across days: from the last fire of one day to the first of the
+         * next day that fires. No pair of days can be closer than this. */
+        if (min_gap <= SEC_PER_DAY - (s->last_tod - s->first_tod))
+                return 0;
+        for (;;) {
+                int64_t day = floor_div(wall, SEC_PER_DAY) * SEC_PER_DAY;
+                int64_t last = day + s->last_tod;
+
+                r = cron_next_wall(s, day + SEC_PER_DAY - 1, &next);
+                if (r < 0 || next > until)
+                        return 0;
+                if (next - last < min_gap) {
+                        *ret_first = tz_wall_to_instant(tz, last);
+                        *ret_second = tz_wall_to_instant(tz, next);
+                        return 1;
+                }
+                wall = next;
+        }
+}

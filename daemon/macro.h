@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small helpers used everywhere: cleanup attributes and ownership handoff,
+ * in the shape of systemd's cleanup-fundamental.h.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _pure_ __attribute__((pure))
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+/* Returns the value of *p and sets *p to NULL: hands ownership over. */
+#define TAKE_PTR(p)                                                                                           \
+        ({                                                                                                    \
+                typeof(p) *_pp = &(p);                                                                        \
+                typeof(p) _p = *_pp;                                                                          \
+                *_pp = NULL;                                                                                  \
+                _p;                                                                                           \
+        })
+
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                               \
+        static inline void func##p(type *p) {                                                                 \
+                if (*p)                                                                                       \
+                        *p = func(*p);                                                                        \
+        }
+
+#define _cleanup_free_ _cleanup_(freep)
+
+static inline void freep(void *p) {
+        free(*(void **) p);
+}
+
+static inline void closep(int *fd) {
+        if (*fd >= 0)
+                (void) close(*fd);
+}
+
+#define USEC_PER_SEC ((uint64_t) 1000000ULL)
+#define USEC_PER_MSEC ((uint64_t) 1000ULL)

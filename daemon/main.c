@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The command line: parse the arguments, then run one command. `check`
+ * validates the config and previews fire times; the long-running `run` and
+ * the operator commands build on the same Config.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <yajl/yajl_gen.h>
+
+#include "config.h"
+#include "macro.h"
+#include "tz.h"
+
+#define EXIT_USAGE 2
+
+typedef enum Command {
+        COMMAND_RUN,
+        COMMAND_CHECK,
+        COMMAND_STATUS,
+        COMMAND_REFRESH,
+        COMMAND_CANCEL,
+        _COMMAND_MAX,
+        _COMMAND_INVALID = -EINVAL,
+} Command;
+
+typedef struct Args {
+        Command command;
+        char *config_path;
+        const char *env_name;
+        unsigned next;
+        int64_t from;
+        bool from_set;
+        bool json;
+} Args;
+
+static const char *command_to_string(Command c) {
+        switch (c) {
+        case COMMAND_RUN:
+                return "run";
+        case COMMAND_CHECK:
+                return "check";
+        case COMMAND_STATUS:
+                return "status";
+        case COMMAND_REFRESH:
+                return "refresh";
+        case COMMAND_CANCEL:
+                return "cancel";
+        case _COMMAND_MAX:
+        case _COMMAND_INVALID:
+                break;
+        }
+        return NULL;
+}
+
+static Command command_from_string(const char *s) {
+        for (Command c = 0; c < _COMMAND_MAX; c++)
+                if (strcmp(s, command_to_string(c)) == 0)
+                        return c;
+        return _COMMAND_INVALID;
+}
+
+static void help(void) {
+        printf("refreshd %s: refreshes Zuora test environments (sandboxes) on a schedule\n"
+               "\n"
+               "Usage: refreshd [COMMAND] [OPTIONS]\n"
+               "\n"
+               "Commands:\n"
+               "  run                 run the scheduler in the foreground (the default)\n"
+               "  check               validate the config and show the next fire times\n"
+               "  status              show each environment's schedule and jobs\n"
+               "  refresh ENV         submit one refresh of environment ENV now\n"
+               "  cancel ENV          cancel the running refresh of environment ENV\n"
+               "\n"
+               "Options:\n"
+               "  -c, --config PATH   config file (default: $CONFIGURATION_DIRECTORY/refreshd.yaml,\n"
+               "                      else " CONFIG_DEFAULT_PATH ")\n"
+               "      --next N        check: how many fire times to show per environment (default 3)\n"
+               "      --from TIME     check: show fire times after TIME (ISO 8601; UTC unless it has\n"
+               "                      an offset; default now)\n"
+               "      --json          check: print JSON on standard output\n"
+               "  -h, --help          show this help\n"
+               "      --version       show the version\n"
+               "\n"
+               "Exit status: 0 ok, 1 failure (invalid config, failed refresh), 2 usage error,\n"
+               "78 when `run` finds its config invalid at start.\n",
+               PROJECT_VERSION);
+}
+
+_printf_(1, 2) static int usage_error(const char *fmt, ...) {
+        va_list ap;
+
+        fputs("refreshd: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs("\nTry 'refreshd --help'.\n", stderr);
+        return -EINVAL;
+}
+
+enum {
+        ARG_VERSION = 0x100,
+        ARG_NEXT,
+        ARG_FROM,
+        ARG_JSON,
+};
+
+/* Returns 1 to go on, 0 to exit successfully (help, version), <0 on a usage error. */
+static int parse_args(int argc, char *argv[], Args *args) {
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "next", required_argument, NULL, ARG_NEXT },
+                { "from", required_argument, NULL, ARG_FROM },
+                { "json", no_argument, NULL, ARG_JSON },
+                {},
+        };
+        bool check_only = false;
+        int c;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":c:h", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        free(args->config_path);
+                        args->config_path = strdup(optarg);
+                        if (!args->config_path)
+                                return -ENOMEM;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("refreshd %s\n", PROJECT_VERSION);
+                        return 0;
+                case ARG_NEXT: {
+                        char *end;
+                        errno = 0;
+                        unsigned long n = strtoul(optarg, &end, 10);
+                        if (optarg[0] < '0' || optarg[0] > '9' || *end || errno || n < 1 || n > 1000)
+                                return usage_error("--next takes a number from 1 to 1000, not '%s'", optarg);
+                        args->next = (unsigned) n;
+                        check_only = true;
+                        break;
+                }
+                case ARG_FROM:
+                        if (tz_parse_iso8601(optarg, &args->from) < 0)
+                                return usage_error("--from takes an ISO 8601 time such as 2026-03-28T00:00:00Z, "
+                                                   "not '%s'",
+                                                   optarg);
+                        args->from_set = true;
+                        check_only = true;
+                        break;
+                case ARG_JSON:
+                        args->json = true;
+                        break;
+                case ':':
+                        return usage_error("option '%s' needs a value", argv[optind - 1]);
+                default:
+                        return usage_error("unknown option '%s'", argv[optind - 1]);
+                }
+
+        if (optind < argc) {
+                args->command = command_from_string(argv[optind]);
+                if (args->command < 0)
+                        return usage_error("unknown command '%s'", argv[optind]);
+                optind++;
+        }
+        if (args->command == COMMAND_REFRESH || args->command == COMMAND_CANCEL) {
+                if (optind >= argc)
+                        return usage_error("'%s' needs the name of an environment", command_to_string(args->command));
+                args->env_name = argv[optind++];
+        }
+        if (optind < argc)
+                return usage_error("unexpected argument '%s'", argv[optind]);
+        if (check_only && args->command != COMMAND_CHECK)
+                return usage_error("--next and --from are options of 'check'");
+        if (args->json && args->command != COMMAND_CHECK && args->command != COMMAND_STATUS)
+                return usage_error("--json is an option of 'check' and 'status'");
+
+        if (!args->config_path) {
+                args->config_path = config_default_path();
+                if (!args->config_path)
+                        return -ENOMEM;
+        }
+        return 1;
+}
+
+/* ---- check ---- */
+
+static int check_print_text(const Config *c, const Args *args) {
+        for (size_t i = 0; i < c->n_envs; i++) {
+                const EnvConfig *e = &c->envs[i];
+                int64_t t = args->from;
+
+                printf("%s%s  %s  \"%s\"\n", i ? "\n" : "", e->name, tz_name(e->tz), e->schedule);
+                if (!e->enabled)
+                        printf("  (disabled: these are the times it would fire)\n");
+                for (unsigned n = 0; n < args->next; n++) {
+                        char local[TZ_ISO_MAX], utc[TZ_ISO_MAX];
+
+                        if (cron_next(e->cron, e->tz, t, &t) < 0 || tz_format_local(e->tz, t, local, sizeof(local)) < 0 ||
+                            tz_format_utc(t, utc, sizeof(utc)) < 0) {
+                                printf("  (no later fire time before the year 10000)\n");
+                                break;
+                        }
+                        printf("  %s  %s\n", local, utc);
+                }
+        }
+        return fflush(stdout) == 0 ? 0 : -errno;
+}
+
+#define GEN_STR(g, s) yajl_gen_string(g, (const unsigned char *) (s), strlen(s))
+
+static int check_print_json(const Config *c, const Args *args) {
+        yajl_gen g = yajl_gen_alloc(NULL);
+        const unsigned char *buf;
+        size_t len;
+
+        if (!g)
+                return -ENOMEM;
+        yajl_gen_map_open(g);
+        GEN_STR(g, "environments");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < c->n_envs; i++) {
+                const EnvConfig *e = &c->envs[i];
+                int64_t times[1000];
+                unsigned n = 0;
+
+                for (int64_t t = args->from; n < args->next && cron_next(e->cron, e->tz, t, &t) >= 0; n++)
+                        times[n] = t;
+
+                yajl_gen_map_open(g);
+                GEN_STR(g, "name");
+                GEN_STR(g, e->name);
+                GEN_STR(g, "id");
+                GEN_STR(g, e->id);
+                GEN_STR(g, "schedule");
+                GEN_STR(g, e->schedule);
+                GEN_STR(g, "timezone");
+                GEN_STR(g, tz_name(e->tz));
+                GEN_STR(g, "enabled");
+                yajl_gen_bool(g, e->enabled);
+                for (int utc = 0; utc <= 1; utc++) {
+                        GEN_STR(g, utc ? "next_utc" : "next");
+                        yajl_gen_array_open(g);
+                        for (unsigned k = 0; k < n; k++) {
+                                char s[TZ_ISO_MAX];
+                                if ((utc ? tz_format_utc(times[k], s, sizeof(s))
+                                         : tz_format_local(e->tz, times[k], s, sizeof(s))) >= 0)
+                                        GEN_STR(g, s);
+                        }
+                        yajl_gen_array_close(g);
+                }
+                yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+        yajl_gen_map_close(g);
+        yajl_gen_get_buf(g, &buf, &len);
+        fwrite(buf, 1, len, stdout);
+        putchar('\n');
+        yajl_gen_free(g);
+        return fflush(stdout) == 0 ? 0 : -errno;
+}
+
+static int command_check(const Args *args) {
+        _cleanup_(diags_clear) Diags diags = {};
+        Config *c = NULL;
+        int r;
+
+        r = config_load(args->config_path, args->from, &c, &diags);
+        diags_print(&diags, stderr);
+        if (r == -ENOMEM) {
+                fprintf(stderr, "refreshd: out of memory\n");
+                return EXIT_FAILURE;
+        }
+        if (r < 0) {
+                fprintf(stderr, "%s: %u error%s\n", args->config_path, diags.n_errors, diags.n_errors == 1 ? "" : "s");
+                return EXIT_FAILURE;
+        }
+        r = args->json ? check_print_json(c, args) : check_print_text(c, args);
+        config_free(c);
+        if (r < 0) {
+                fprintf(stderr, "refreshd: cannot write the output: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        return EXIT_SUCCESS;
+}
+
+int main(int argc, char *argv[]) {
+        Args args = { .command = COMMAND_RUN, .next = 3 };
+        int r;
+
+        r = parse_args(argc, argv, &args);
+        if (r <= 0) {
+                free(args.config_path);
+                return r == 0 ? EXIT_SUCCESS : r == -ENOMEM ? EXIT_FAILURE : EXIT_USAGE;
+        }
+        if (!args.from_set)
+                args.from = (int64_t) time(NULL);
+
+        switch (args.command) {
+        case COMMAND_CHECK:
+                r = command_check(&args);
+                break;
+        case COMMAND_RUN:
+        case COMMAND_STATUS:
+        case COMMAND_REFRESH:
+        case COMMAND_CANCEL:
+        case _COMMAND_MAX:
+        case _COMMAND_INVALID:
+                fprintf(stderr, "refreshd: '%s' is not in this build yet\n", command_to_string(args.command));
+                r = EXIT_FAILURE;
+                break;
+        }
+        free(args.config_path);
+        return r;
+}
