@@ -24,6 +24,7 @@
 
 #define YAML_MAX_DEPTH 32
 #define MIN_INTERVAL_HORIZON (1461 * 86400) /* four years, leap day included */
+#define MIN_INTERVAL_MAX (366 * 24 * 3600 * USEC_PER_SEC)
 
 /* ---- diagnostics ---- */
 
@@ -96,6 +97,7 @@ struct Node {
         unsigned line, column; /* from 1 */
         char *value;           /* SCALAR */
         bool plain;            /* SCALAR written without quotes */
+        size_t start, end;     /* SCALAR: byte offsets of its text in the file */
         Node **items;          /* MAPPING: key, value, key, value...; SEQUENCE: items */
         size_t n_items;
 };
@@ -226,6 +228,8 @@ static int parse_node(Loader *l, yaml_parser_t *p, unsigned depth, Node **ret) {
                         return -ENOMEM;
                 }
                 n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                n->start = ev.start_mark.index;
+                n->end = ev.end_mark.index;
                 if (strlen(n->value) != ev.data.scalar.length) {
                         error_at(l, n, "NUL character in a value");
                         yaml_event_delete(&ev);
@@ -345,28 +349,29 @@ typedef struct KeyInfo {
 /* Levenshtein distance, capped: enough for a did-you-mean. */
 static unsigned edit_distance(const char *a, const char *b) {
         size_t la = strlen(a), lb = strlen(b);
-        unsigned row[65];
+        unsigned d[65][65];
 
         if (la > 64 || lb > 64)
                 return UINT_MAX;
+        for (size_t i = 0; i <= la; i++)
+                d[i][0] = (unsigned) i;
         for (size_t j = 0; j <= lb; j++)
-                row[j] = (unsigned) j;
-        for (size_t i = 1; i <= la; i++) {
-                unsigned diag = row[0];
-                row[0] = (unsigned) i;
+                d[0][j] = (unsigned) j;
+        /* Optimal string alignment: a swap of two letters is one edit. */
+        for (size_t i = 1; i <= la; i++)
                 for (size_t j = 1; j <= lb; j++) {
-                        unsigned up = row[j];
                         unsigned cost = tolower((unsigned char) a[i - 1]) != tolower((unsigned char) b[j - 1]);
-                        unsigned best = diag + cost;
-                        if (row[j] + 1 < best)
-                                best = row[j] + 1;
-                        if (row[j - 1] + 1 < best)
-                                best = row[j - 1] + 1;
-                        row[j] = best;
-                        diag = up;
+                        unsigned best = d[i - 1][j - 1] + cost;
+                        if (d[i - 1][j] + 1 < best)
+                                best = d[i - 1][j] + 1;
+                        if (d[i][j - 1] + 1 < best)
+                                best = d[i][j - 1] + 1;
+                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                            d[i - 2][j - 2] + 1 < best)
+                                best = d[i - 2][j - 2] + 1;
+                        d[i][j] = best;
                 }
-        }
-        return row[lb];
+        return d[la][lb];
 }
 
 static const char *did_you_mean(const KeyInfo *table, const char *key) {
@@ -479,24 +484,65 @@ static int parse_bool(Loader *l, const Node *key, const Node *value, void *targe
         return 0;
 }
 
-/* The column of byte OFFSET of a scalar's text: after its opening quote. */
-static unsigned scalar_column(const Node *value, size_t offset) {
-        return value->column + (value->plain ? 0 : 1) + (unsigned) offset;
+/* Where byte OFFSET of a scalar's value was written in the file: the value
+ * and its source are walked side by side, so quotes, escapes, block
+ * indicators and lines folded into one are accounted for. */
+static void scalar_position(const Loader *l, const Node *value, size_t offset, unsigned *ret_line,
+                            unsigned *ret_column) {
+        const char *src = l->text, *v = value->value;
+        size_t i = value->start, end = value->end < l->size ? value->end : l->size, j = 0;
+
+        /* Skip the opening quote, or a block scalar's header line. */
+        if (i < end && (src[i] == '"' || src[i] == '\''))
+                i++;
+        else if (i < end && (src[i] == '|' || src[i] == '>')) {
+                while (i < end && src[i] != '\n')
+                        i++;
+                while (i < end && (src[i] == '\n' || src[i] == ' '))
+                        i++;
+        }
+        while (i < end && j < offset && v[j]) {
+                if (src[i] == v[j]) {
+                        i++;
+                        j++;
+                } else if (src[i] == '\\' && i + 1 < end) {
+                        /* An escape stands for one character of the value. */
+                        char e = src[i + 1];
+                        i += e == 'x' ? 4 : e == 'u' ? 6 : e == 'U' ? 10 : 2;
+                        for (j++; ((unsigned char) v[j] & 0xC0) == 0x80; j++)
+                                ;
+                } else if (src[i] == ' ' || src[i] == '\n' || src[i] == '\r' || src[i] == '\t') {
+                        /* A line break folded into a space, or indentation. */
+                        while (i < end && (src[i] == ' ' || src[i] == '\n' || src[i] == '\r' || src[i] == '\t'))
+                                i++;
+                        if (v[j] == ' ' || v[j] == '\n')
+                                j++;
+                } else
+                        break; /* lost track: point at the scalar itself */
+        }
+        if (j < offset && v[j]) {
+                *ret_line = value->line;
+                *ret_column = value->column;
+                return;
+        }
+        offset_to_position(l, i, ret_line, ret_column);
 }
 
 static int parse_duration(Loader *l, const Node *key, const Node *value, void *target) {
         uint64_t *u = target;
+        unsigned line, column;
         size_t at = 0;
         int r;
 
         if (!want_scalar(l, key, value))
                 return 0;
         r = duration_parse(value->value, u, &at);
+        scalar_position(l, value, at, &line, &column);
         if (r == -ERANGE)
-                loader_diag(l, value->line, scalar_column(value, at), false, "%s: '%s': duration '%s' is too long",
+                loader_diag(l, line, column, false, "%s: '%s': duration '%s' is too long",
                             l->context, key->value, value->value);
         else if (r < 0)
-                loader_diag(l, value->line, scalar_column(value, at), false,
+                loader_diag(l, line, column, false,
                             "%s: '%s': invalid duration '%s': write <number><unit>..., units ms, s, m, h, d, "
                             "w (for example 90s, 1h30m, 28d)",
                             l->context, key->value, value->value);
@@ -703,7 +749,7 @@ static void check_settings(Loader *l, const Node *map, const EnvSection *s, cons
         check_duration_range(l, map, context, "poll_interval", s->poll_interval, USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC);
         check_duration_range(l, map, context, "submit_ahead", s->submit_ahead, 0, 28 * 24 * 3600 * USEC_PER_SEC);
         check_duration_range(l, map, context, "retry_for", s->retry_for, 0, 7 * 24 * 3600 * USEC_PER_SEC);
-        check_duration_range(l, map, context, "min_interval", s->min_interval, 0, 366 * 24 * 3600 * USEC_PER_SEC);
+        check_duration_range(l, map, context, "min_interval", s->min_interval, 0, MIN_INTERVAL_MAX);
 }
 
 static bool is_loopback_host(const char *host) {
@@ -732,7 +778,8 @@ static void check_base_url(Loader *l, const Node *v, char **ret) {
         (void) curl_url_get(u, CURLUPART_QUERY, &query, 0);
         (void) curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0);
         if (user || query || fragment) {
-                error_at(l, v, "'base_url': '%s' must not carry a user name, a query or a fragment", v->value);
+                /* Not echoed: it may hold a password. */
+                error_at(l, v, "'base_url' must not carry a user name, a password, a query or a fragment");
                 goto finish;
         }
         if (!scheme || !host || (strcmp(scheme, "https") != 0 &&
@@ -958,15 +1005,16 @@ static void check_schedule(Loader *l, EnvConfig *e, const Node *v, const char *c
                 return;
         }
         if (r < 0) {
-                loader_diag(l, v->line, scalar_column(v, err.offset), false, "%s: 'schedule' \"%s\": %s", context,
-                            v->value, err.message);
+                unsigned line, column;
+                scalar_position(l, v, err.offset, &line, &column);
+                loader_diag(l, line, column, false, "%s: 'schedule' \"%s\": %s", context, v->value, err.message);
                 return;
         }
         if (cron_days_either(e->cron))
                 warn_either_days(l, v, context);
 
-        if (!e->tz || e->min_interval < USEC_PER_SEC)
-                return;
+        if (!e->tz || e->min_interval < USEC_PER_SEC || e->min_interval > MIN_INTERVAL_MAX)
+                return; /* a bad min_interval was reported already */
         if (cron_find_close_fires(e->cron, e->tz, l->now, MIN_INTERVAL_HORIZON,
                                   (int64_t) (e->min_interval / USEC_PER_SEC), &a, &b) > 0) {
                 int64_t wall_gap = (b + tz_offset(e->tz, b, NULL)) - (a + tz_offset(e->tz, a, NULL));
@@ -995,8 +1043,9 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
         parse_mapping(l, node, env_keys, &s, context);
         if (node->kind != NODE_MAPPING)
                 return;
-        env_section_inherit(&s, defaults);
+        /* Only its own values: a bad default was reported once already. */
         check_settings(l, node, &s, context);
+        env_section_inherit(&s, defaults);
 
         EnvConfig *e = &c->envs[c->n_envs++];
         *e = (EnvConfig) {
@@ -1214,9 +1263,9 @@ int config_load(const char *path, int64_t now, Config **ret, Diags *diags) {
                         r = -errno;
                         goto fail;
                 }
-                if (k == 0 || size + k > CONFIG_MAX_SIZE)
-                        break;
                 size += k;
+                if (k == 0 || size > CONFIG_MAX_SIZE)
+                        break;
         }
         text[size] = 0;
         return config_load_string(path, text, size, now, ret, diags);

@@ -213,7 +213,8 @@ static int parse_element(Parser *p, int field, const char *s, const char *end, F
                                                    (int) (s - start), start, f->name, (int) (h - 1 - start),
                                                    start, f->max, f->min, (int) (s - h), h);
                 } else if (s < end && *s == '/')
-                        hi = f->max; /* "a/n": from a to the end of the field */
+                        /* "a/n": from a to the end of the field (Saturday for days of the week) */
+                        hi = field == FIELD_DOW ? 6 : f->max;
         }
 
         if (s < end && *s == '/') {
@@ -484,29 +485,23 @@ int cron_next_wall(const CronSpec *s, int64_t after_wall, int64_t *ret_wall) {
 }
 
 int cron_next(const CronSpec *s, const Tz *tz, int64_t after, int64_t *ret) {
-        /* A slot W fires at tz_wall_to_instant(W), which never decreases as W
-         * grows; look for the first W whose fire comes after AFTER. No such W
-         * lies at or before AFTER's own wall-clock time. */
-        int64_t lower = after + tz_offset(tz, after, NULL);
+        /* Slot W fires at the first instant whose wall-clock time is at or
+         * past W (tz_wall_to_instant), so it fires after AFTER exactly when W
+         * is later than every wall-clock time shown up to AFTER. */
+        int64_t wall, fire, lower = tz_wall_reached(tz, after);
+        int r;
 
         for (;;) {
-                int64_t wall, fire;
-                int r;
-
                 r = cron_next_wall(s, lower, &wall);
                 if (r < 0)
                         return r;
                 fire = tz_wall_to_instant(tz, wall);
-                if (fire > after) {
-                        *ret = fire;
-                        return 0;
-                }
-                /* A first occurrence already past: skip the rest of the
-                 * repeated hour in one jump. */
-                lower = wall - fire + after;
-                if (lower < wall)
-                        lower = wall;
+                if (fire > after)
+                        break;
+                lower = wall; /* only with transitions closer than their own size */
         }
+        *ret = fire;
+        return 0;
 }
 
 /* The smallest distance between consecutive set bits; INT32_MAX for one bit. */

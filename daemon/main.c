@@ -293,6 +293,25 @@ static int command_check(const Args *args) {
         return EXIT_SUCCESS;
 }
 
+/* ---- run ---- */
+
+static int command_run(const Args *args) {
+        _cleanup_(diags_clear) Diags diags = {};
+        Config *c = NULL;
+        int r;
+
+        r = config_load(args->config_path, args->from, &c, &diags);
+        diags_print(&diags, stderr);
+        if (r < 0) {
+                /* EX_CONFIG: the unit's RestartPreventExitStatus= stops a restart loop. */
+                fprintf(stderr, "refreshd: %s: invalid config, not starting\n", args->config_path);
+                return r == -ENOMEM ? EXIT_FAILURE : EX_CONFIG;
+        }
+        config_free(c);
+        fprintf(stderr, "refreshd: the scheduler is not in this build yet; 'refreshd check' validates the config\n");
+        return EXIT_FAILURE;
+}
+
 int main(int argc, char *argv[]) {
         Args args = { .command = COMMAND_RUN, .next = 3 };
         int r;
@@ -310,6 +329,8 @@ int main(int argc, char *argv[]) {
                 r = command_check(&args);
                 break;
         case COMMAND_RUN:
+                r = command_run(&args);
+                break;
         case COMMAND_STATUS:
         case COMMAND_REFRESH:
         case COMMAND_CANCEL:

@@ -604,6 +604,30 @@ int32_t tz_offset(const Tz *tz, int64_t instant, const char **ret_abbr) {
         return t->offset;
 }
 
+int64_t tz_wall_reached(const Tz *tz, int64_t instant) {
+        int64_t wall = instant + tz_offset(tz, instant, NULL);
+
+        if (!tz)
+                return wall;
+        /* Clocks that went back shortly before INSTANT showed later times
+         * just before they did. */
+        size_t lo = 0, hi = tz->n_trans;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (tz->at[mid] <= instant)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        for (size_t i = lo; i > 0 && i + 2 > lo; i--) {
+                int32_t before = tz->types[i - 1 == 0 ? tz->type0 : tz->type[i - 2]].offset;
+                int64_t shown = tz->at[i - 1] - 1 + before;
+                if (shown > wall)
+                        wall = shown;
+        }
+        return wall;
+}
+
 int64_t tz_wall_to_instant(const Tz *tz, int64_t wall) {
         if (!tz || tz->n_trans == 0)
                 return wall - (tz ? tz->types[tz->type0].offset : 0);

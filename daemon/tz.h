@@ -41,6 +41,11 @@ const char *tz_name(const Tz *tz);
  * ("CET") in *ret_abbr when that is not NULL. */
 int32_t tz_offset(const Tz *tz, int64_t instant, const char **ret_abbr);
 
+/* The latest wall-clock time shown at or before INSTANT: INSTANT's own,
+ * except during the second pass through a repeated hour, when it is the
+ * time shown just before the clocks went back. */
+int64_t tz_wall_reached(const Tz *tz, int64_t instant);
+
 /* The instant at which local wall-clock time WALL (seconds counted as if the
  * zone were UTC) happens. A wall time skipped by a forward change maps to the
  * instant of that change (the first instant after the gap); a wall time that

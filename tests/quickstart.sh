@@ -1,0 +1,81 @@
+#!/bin/bash
+# The README's two commands, on a fresh Debian 12 machine as root:
+#
+#   tests/quickstart.sh demo   install what is needed, build, run the demo
+#   tests/quickstart.sh test   install what is needed, build, run the whole test suite
+#
+# `test` ends with one line "N passed, N failed" for the whole suite (meson's
+# tests, then a short libFuzzer run of each target) and exits non-zero if
+# anything failed. .ci/run runs it exactly as the README writes it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+    meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+    libcurl4-openssl-dev libyaml-dev libsystemd-dev libyajl-dev libcmocka-dev
+    python3 tzdata openssl
+)
+
+install_packages() {
+    local missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    echo "quickstart: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+    [ -d build ] || meson setup build -Dwerror=true >/dev/null
+    ninja -C build >/dev/null
+}
+
+demo() {
+    # Until the scheduler lands, the demo previews what the demo config
+    # would fire: validation plus the next fire times of each environment.
+    export REFRESHD_DEMO_SECRET=demo-secret
+    build/daemon/refreshd check -c config/demo.yaml --next 5
+}
+
+suite() {
+    local status=0 passed failed fuzz_line
+    meson test -C build --print-errorlogs || status=1
+    read -r passed failed < <(python3 - build/meson-logs/testlog.json <<'PY'
+import json, sys
+ok = bad = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL", "SKIP"):
+        ok += 1
+    else:
+        bad += 1
+print(ok, bad)
+PY
+)
+    fuzz_line=$(tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" | tee /dev/stderr | tail -n 1) || status=1
+    passed=$((passed + $(sed -n 's/^fuzz: \([0-9]*\) passed.*/\1/p' <<<"$fuzz_line")))
+    failed=$((failed + $(sed -n 's/.* \([0-9]*\) failed$/\1/p' <<<"$fuzz_line")))
+    [ "$failed" -eq 0 ] || status=1
+    echo "$passed passed, $failed failed"
+    return $status
+}
+
+case "${1:-}" in
+demo)
+    install_packages
+    build
+    demo
+    ;;
+test)
+    install_packages
+    build
+    suite
+    ;;
+*)
+    echo "usage: $0 demo|test" >&2
+    exit 2
+    ;;
+esac
