@@ -1200,6 +1200,7 @@ int config_load_string(const char *path, const char *text, size_t size, int64_t 
                 goto finish;
         }
         *l.config = (Config) {
+                .n_ref = 1,
                 .path = strdup(path),
                 .request_timeout = 30 * USEC_PER_SEC,
                 .max_concurrent_requests = 8,
@@ -1287,8 +1288,14 @@ fail:
         return -EINVAL;
 }
 
+Config *config_ref(Config *c) {
+        if (c)
+                c->n_ref++;
+        return c;
+}
+
 Config *config_free(Config *c) {
-        if (!c)
+        if (!c || --c->n_ref > 0)
                 return NULL;
         for (size_t i = 0; i < c->n_envs; i++) {
                 free(c->envs[i].name);

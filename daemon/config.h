@@ -48,6 +48,7 @@ typedef struct EnvConfig {
 } EnvConfig;
 
 typedef struct Config {
+        unsigned n_ref;
         char *path;
         char *base_url;     /* without a trailing '/' */
         char *client_id;
@@ -88,6 +89,9 @@ int config_load(const char *path, int64_t now, Config **ret, Diags *diags);
 /* Same, from text in memory (tests, fuzzing); PATH only names it in Diags. */
 int config_load_string(const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags);
 
+Config *config_ref(Config *c);
+
+/* Drops a reference; frees with the last. */
 Config *config_free(Config *c);
 
 /* Looks up an environment by name; NULL when there is none. */

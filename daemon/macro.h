@@ -14,6 +14,9 @@
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define _pure_ __attribute__((pure))
 
+/* Marks code that a correct program never reaches. */
+#define assert_not_reached() abort()
+
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 /* Returns the value of *p and sets *p to NULL: hands ownership over. */
@@ -35,6 +38,11 @@
 
 static inline void freep(void *p) {
         free(*(void **) p);
+}
+
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
 }
 
 static inline void closep(int *fd) {

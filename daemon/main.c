@@ -10,11 +10,17 @@
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
+#include <syslog.h>
 #include <time.h>
 #include <yajl/yajl_gen.h>
 
+#include <systemd/sd-event.h>
+
+#include "command.h"
 #include "config.h"
 #include "macro.h"
+#include "manager.h"
+#include "report.h"
 #include "tz.h"
 
 #define EXIT_USAGE 2
@@ -37,6 +43,10 @@ typedef struct Args {
         int64_t from;
         bool from_set;
         bool json;
+        char *state_dir;
+        LogTarget log_target;
+        bool wait;
+        bool online;
 } Args;
 
 static const char *command_to_string(Command c) {
@@ -80,10 +90,16 @@ static void help(void) {
                "Options:\n"
                "  -c, --config PATH   config file (default: $CONFIGURATION_DIRECTORY/refreshd.yaml,\n"
                "                      else " CONFIG_DEFAULT_PATH ")\n"
+               "      --state-dir DIR where state.json is kept (default: $STATE_DIRECTORY,\n"
+               "                      else /var/lib/refreshd)\n"
+               "      --log-target T  run: auto, journal or console (default auto: the journal\n"
+               "                      under systemd, else standard error)\n"
                "      --next N        check: how many fire times to show per environment (default 3)\n"
                "      --from TIME     check: show fire times after TIME (ISO 8601; UTC unless it has\n"
                "                      an offset; default now)\n"
-               "      --json          check: print JSON on standard output\n"
+               "      --online        check: also fetch a token and look up every environment\n"
+               "      --json          check, status: print JSON on standard output\n"
+               "      --wait          refresh: follow the job to its end (exit 0 on COMPLETED)\n"
                "  -h, --help          show this help\n"
                "      --version       show the version\n"
                "\n"
@@ -108,6 +124,10 @@ enum {
         ARG_NEXT,
         ARG_FROM,
         ARG_JSON,
+        ARG_STATE_DIR,
+        ARG_LOG_TARGET,
+        ARG_WAIT,
+        ARG_ONLINE,
 };
 
 /* Returns 1 to go on, 0 to exit successfully (help, version), <0 on a usage error. */
@@ -119,6 +139,10 @@ static int parse_args(int argc, char *argv[], Args *args) {
                 { "next", required_argument, NULL, ARG_NEXT },
                 { "from", required_argument, NULL, ARG_FROM },
                 { "json", no_argument, NULL, ARG_JSON },
+                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
+                { "log-target", required_argument, NULL, ARG_LOG_TARGET },
+                { "wait", no_argument, NULL, ARG_WAIT },
+                { "online", no_argument, NULL, ARG_ONLINE },
                 {},
         };
         bool check_only = false;
@@ -160,6 +184,24 @@ static int parse_args(int argc, char *argv[], Args *args) {
                 case ARG_JSON:
                         args->json = true;
                         break;
+                case ARG_STATE_DIR:
+                        free(args->state_dir);
+                        args->state_dir = strdup(optarg);
+                        if (!args->state_dir)
+                                return -ENOMEM;
+                        break;
+                case ARG_WAIT:
+                        args->wait = true;
+                        break;
+                case ARG_ONLINE:
+                        args->online = true;
+                        check_only = true;
+                        break;
+                case ARG_LOG_TARGET:
+                        args->log_target = log_target_from_string(optarg);
+                        if (args->log_target < 0)
+                                return usage_error("--log-target takes auto, journal or console, not '%s'", optarg);
+                        break;
                 case ':':
                         return usage_error("option '%s' needs a value", argv[optind - 1]);
                 default:
@@ -180,13 +222,20 @@ static int parse_args(int argc, char *argv[], Args *args) {
         if (optind < argc)
                 return usage_error("unexpected argument '%s'", argv[optind]);
         if (check_only && args->command != COMMAND_CHECK)
-                return usage_error("--next and --from are options of 'check'");
+                return usage_error("--next, --from and --online are options of 'check'");
+        if (args->wait && args->command != COMMAND_REFRESH)
+                return usage_error("--wait is an option of 'refresh'");
         if (args->json && args->command != COMMAND_CHECK && args->command != COMMAND_STATUS)
                 return usage_error("--json is an option of 'check' and 'status'");
 
         if (!args->config_path) {
                 args->config_path = config_default_path();
                 if (!args->config_path)
+                        return -ENOMEM;
+        }
+        if (!args->state_dir) {
+                args->state_dir = manager_default_state_dir();
+                if (!args->state_dir)
                         return -ENOMEM;
         }
         return 1;
@@ -286,6 +335,8 @@ static int command_check(const Args *args) {
         }
         r = args->json ? check_print_json(c, args) : check_print_text(c, args);
         config_free(c);
+        if (r >= 0 && args->online)
+                return command_check_online(args->config_path);
         if (r < 0) {
                 fprintf(stderr, "refreshd: cannot write the output: %s\n", strerror(-r));
                 return EXIT_FAILURE;
@@ -296,29 +347,43 @@ static int command_check(const Args *args) {
 /* ---- run ---- */
 
 static int command_run(const Args *args) {
-        _cleanup_(diags_clear) Diags diags = {};
-        Config *c = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        Manager *m = NULL;
         int r;
 
-        r = config_load(args->config_path, args->from, &c, &diags);
-        diags_print(&diags, stderr);
+        report_init(args->log_target, stderr);
+        r = sd_event_default(&event);
         if (r < 0) {
-                /* EX_CONFIG: the unit's RestartPreventExitStatus= stops a restart loop. */
-                fprintf(stderr, "refreshd: %s: invalid config, not starting\n", args->config_path);
-                return r == -ENOMEM ? EXIT_FAILURE : EX_CONFIG;
+                report_log(LOG_ERR, "cannot create the event loop: %s", strerror(-r));
+                return EXIT_FAILURE;
         }
-        config_free(c);
-        fprintf(stderr, "refreshd: the scheduler is not in this build yet; 'refreshd check' validates the config\n");
-        return EXIT_FAILURE;
+        r = manager_new(event, args->config_path, args->state_dir, &m);
+        if (r == -EINVAL) {
+                /* EX_CONFIG: the unit's RestartPreventExitStatus= stops a restart loop. */
+                report_log(LOG_ERR, "%s: invalid config, not starting", args->config_path);
+                return EX_CONFIG;
+        }
+        if (r < 0) {
+                report_log(LOG_ERR, "cannot start: %s", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        r = manager_start(m);
+        if (r >= 0)
+                r = sd_event_loop(event);
+        if (r < 0)
+                report_log(LOG_ERR, "stopped: %s", strerror(-r));
+        manager_free(m);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 int main(int argc, char *argv[]) {
-        Args args = { .command = COMMAND_RUN, .next = 3 };
+        Args args = { .command = COMMAND_RUN, .next = 3, .log_target = LOG_TARGET_AUTO };
         int r;
 
         r = parse_args(argc, argv, &args);
         if (r <= 0) {
                 free(args.config_path);
+                free(args.state_dir);
                 return r == 0 ? EXIT_SUCCESS : r == -ENOMEM ? EXIT_FAILURE : EXIT_USAGE;
         }
         if (!args.from_set)
@@ -332,14 +397,19 @@ int main(int argc, char *argv[]) {
                 r = command_run(&args);
                 break;
         case COMMAND_STATUS:
+                r = command_status(args.config_path, args.state_dir, args.json);
+                break;
         case COMMAND_REFRESH:
+                r = command_refresh(args.config_path, args.env_name, args.wait);
+                break;
         case COMMAND_CANCEL:
+                r = command_cancel(args.config_path, args.env_name);
+                break;
         case _COMMAND_MAX:
         case _COMMAND_INVALID:
-                fprintf(stderr, "refreshd: '%s' is not in this build yet\n", command_to_string(args.command));
-                r = EXIT_FAILURE;
-                break;
+                assert_not_reached();
         }
         free(args.config_path);
+        free(args.state_dir);
         return r;
 }

@@ -34,10 +34,23 @@ build() {
 }
 
 demo() {
-    # Until the scheduler lands, the demo previews what the demo config
-    # would fire: validation plus the next fire times of each environment.
-    export REFRESHD_DEMO_SECRET=demo-secret
-    build/daemon/refreshd check -c config/demo.yaml --next 5
+    # The bundled Zuora simulator on 127.0.0.1:8080, and the daemon in the
+    # foreground against it: a refresh fires every 20 seconds and is
+    # followed to COMPLETED. Ctrl-C stops both.
+    local state sim
+    state=$(mktemp -d)
+    python3 tests/sim/zuora_sim.py --port 8080 --job-seconds 8 --log "$state/simulator.log" >/dev/null &
+    sim=$!
+    trap 'kill $sim 2>/dev/null; rm -rf "$state"' EXIT
+    for _ in $(seq 50); do
+        python3 -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8080/_sim/health")' \
+            2>/dev/null && break
+        sleep 0.1
+    done
+    echo "quickstart: the Zuora simulator listens on 127.0.0.1:8080; starting refreshd (Ctrl-C stops)"
+    build/daemon/refreshd check -c config/demo.yaml --next 1 >/dev/null
+    REFRESHD_DEMO_SECRET=demo-secret build/daemon/refreshd run -c config/demo.yaml --state-dir "$state" \
+        --log-target console || true
 }
 
 suite() {

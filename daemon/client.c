@@ -1,0 +1,432 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Zuora client. Calls that need a token while none is valid wait in a
+ * list; one token request serves them all, so the rate-limited token
+ * endpoint sees one request however many environments fire at once. A 401
+ * drops the token and sends the call once more with a new one.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <curl/curl.h>
+
+#include "client.h"
+#include "macro.h"
+
+/* Zuora's samples renew a token 5 minutes before it expires. */
+#define TOKEN_RENEW_USEC (5 * 60 * USEC_PER_SEC)
+
+struct ClientCall {
+        Client *client;
+        ClientCall *prev, *next; /* in client->calls */
+        HttpMethod method;
+        char *url;
+        char *body;
+        char *idempotency_key;
+        ClientDoneFunc done;
+        void *userdata;
+        HttpRequest *request;
+        bool waiting_token;
+        bool reauthenticated;
+        char track_id[ZUORA_TRACK_ID_MAX];
+};
+
+struct Client {
+        sd_event *event;
+        Http *http;
+        const Config *config;
+        Secret *secret;
+        char *token;
+        uint64_t token_expires; /* CLOCK_BOOTTIME µs */
+        HttpRequest *token_request;
+        ClientCall *calls;
+};
+
+static uint64_t now_boottime(Client *cl) {
+        uint64_t t;
+
+        if (sd_event_now(cl->event, CLOCK_BOOTTIME, &t) < 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_BOOTTIME, &ts);
+                t = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+        }
+        return t;
+}
+
+static void token_drop(Client *cl) {
+        cl->token = secret_string_free(cl->token);
+        cl->token_expires = 0;
+}
+
+static ClientCall *call_free(ClientCall *call) {
+        if (!call)
+                return NULL;
+        if (call->request)
+                http_cancel(call->request);
+        if (call->prev)
+                call->prev->next = call->next;
+        else if (call->client && call->client->calls == call)
+                call->client->calls = call->next;
+        if (call->next)
+                call->next->prev = call->prev;
+        free(call->url);
+        free(call->body);
+        free(call->idempotency_key);
+        free(call);
+        return NULL;
+}
+
+static HttpOptions http_options(const Config *c) {
+        return (HttpOptions) {
+                .user_agent = "refreshd/" PROJECT_VERSION,
+                .ca_file = c->ca_file,
+                .timeout_usec = c->request_timeout,
+                .max_body = 1024 * 1024,
+                .max_concurrent = c->max_concurrent_requests,
+        };
+}
+
+int client_new(sd_event *event, const Config *c, Secret *secret, Client **ret) {
+        Client *cl;
+        HttpOptions o = http_options(c);
+        int r;
+
+        cl = calloc(1, sizeof(Client));
+        if (!cl) {
+                secret_free(secret);
+                return -ENOMEM;
+        }
+        cl->event = sd_event_ref(event);
+        cl->config = c;
+        cl->secret = secret;
+        r = http_new(event, &o, &cl->http);
+        if (r < 0) {
+                client_free(cl);
+                return r;
+        }
+        *ret = cl;
+        return 0;
+}
+
+Client *client_free(Client *cl) {
+        if (!cl)
+                return NULL;
+        while (cl->calls)
+                call_free(cl->calls);
+        if (cl->token_request)
+                http_cancel(cl->token_request);
+        http_free(cl->http);
+        token_drop(cl);
+        secret_free(cl->secret);
+        sd_event_unref(cl->event);
+        free(cl);
+        return NULL;
+}
+
+int client_reconfigure(Client *cl, const Config *c, Secret *secret) {
+        /* A request already in flight finishes with the old settings; the
+         * connection pool is kept, since base_url may well be unchanged. */
+        cl->config = c;
+        secret_free(cl->secret);
+        cl->secret = secret;
+        token_drop(cl);
+        return 0;
+}
+
+size_t client_pending(const Client *cl) {
+        return http_pending(cl->http);
+}
+
+char *client_url(const Client *cl, const char *path_format, ...) {
+        _cleanup_free_ char *path = NULL;
+        char *url;
+        va_list ap;
+        int r;
+
+        va_start(ap, path_format);
+        r = vasprintf(&path, path_format, ap);
+        va_end(ap);
+        if (r < 0)
+                return NULL;
+        if (asprintf(&url, "%s%s", cl->config->base_url, path) < 0)
+                return NULL;
+        return url;
+}
+
+/* scheme, host and port of URL, lowercased, into *ret ("https://h:443"). */
+static int url_origin(const char *url, char **ret) {
+        CURLU *u = curl_url();
+        char *scheme = NULL, *host = NULL, *port = NULL;
+        int r = -EINVAL;
+
+        if (!u)
+                return -ENOMEM;
+        if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+                r = asprintf(ret, "%s://%s:%s", scheme, host, port) < 0 ? -ENOMEM : 0;
+                if (r == 0)
+                        for (char *p = *ret; *p; p++)
+                                *p = (char) tolower((unsigned char) *p);
+        }
+        curl_free(scheme);
+        curl_free(host);
+        curl_free(port);
+        curl_url_cleanup(u);
+        return r;
+}
+
+bool client_url_is_ours(const Client *cl, const char *url) {
+        _cleanup_free_ char *a = NULL, *b = NULL;
+
+        return url_origin(cl->config->base_url, &a) >= 0 && url_origin(url, &b) >= 0 && strcmp(a, b) == 0;
+}
+
+int client_resolve(const Client *cl, const char *location, char **ret_url) {
+        CURLU *u = curl_url();
+        char *url = NULL;
+        int r = -EINVAL;
+
+        if (!u)
+                return -ENOMEM;
+        /* Setting a relative URL on a handle that holds base_url resolves it
+         * (RFC 3986 section 5). base_url has no trailing slash, so make it a
+         * directory first: "/v1" + "jobs/x" must not lose "v1". */
+        _cleanup_free_ char *base = NULL;
+        if (asprintf(&base, "%s/", cl->config->base_url) < 0) {
+                curl_url_cleanup(u);
+                return -ENOMEM;
+        }
+        if (curl_url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK &&
+            curl_url_set(u, CURLUPART_URL, location, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_URL, &url, 0) == CURLUE_OK)
+                r = 0;
+        curl_url_cleanup(u);
+        if (r < 0)
+                return r;
+        if (!client_url_is_ours(cl, url)) {
+                *ret_url = strdup(url);
+                curl_free(url);
+                return *ret_url ? -EPERM : -ENOMEM;
+        }
+        *ret_url = strdup(url);
+        curl_free(url);
+        return *ret_url ? 0 : -ENOMEM;
+}
+
+/* ---- calls ---- */
+
+static void call_finish(ClientCall *call, const HttpResponse *resp, ZuoraVerdict verdict, bool token_failed) {
+        char track_id[ZUORA_TRACK_ID_MAX];
+        ClientResult result = {
+                .verdict = verdict,
+                .response = resp,
+                .track_id = track_id,
+                .token_failed = token_failed,
+        };
+        ClientDoneFunc done = call->done;
+        void *userdata = call->userdata;
+
+        if (resp->error < 0) {
+                if (asprintf(&result.zuora_text, "%s", resp->error_text) < 0)
+                        result.zuora_text = NULL;
+        } else if (verdict != ZUORA_VERDICT_OK)
+                result.zuora_text = zuora_error_text(resp->body, resp->body_size);
+
+        /* The call is freed before DONE runs, so that DONE may start another. */
+        memcpy(track_id, call->track_id, sizeof(track_id));
+        call->request = NULL;
+        call_free(call);
+        done(&result, userdata);
+        free(result.zuora_text);
+}
+
+static int call_start(ClientCall *call);
+
+static void call_on_done(HttpRequest *req, const HttpResponse *resp, void *userdata) {
+        ClientCall *call = userdata;
+        Client *cl = call->client;
+        ZuoraVerdict v = zuora_classify(resp->status, resp->error, resp->body, resp->body_size, true);
+
+        call->request = NULL;
+        if (v == ZUORA_VERDICT_REAUTH && !call->reauthenticated) {
+                /* The token was refused (revoked, expired early): one more
+                 * try with a new one. */
+                call->reauthenticated = true;
+                call->track_id[0] = 0;
+                token_drop(cl);
+                if (call_start(call) >= 0)
+                        return;
+        }
+        call_finish(call, resp, v, /* token_failed= */ false);
+}
+
+static int call_send(ClientCall *call) {
+        Client *cl = call->client;
+        char auth[4200], track[128], entity[300], idem[300];
+        const char *headers[6];
+        size_t n = 0;
+        uint8_t random[16];
+        int r;
+
+        /* A fresh id per request, unless the caller chose the first one. */
+        if (!call->track_id[0]) {
+                if (getrandom(random, sizeof(random), 0) != sizeof(random))
+                        return -errno;
+                zuora_track_id(random, call->track_id);
+        }
+
+        if ((size_t) snprintf(auth, sizeof(auth), "Authorization: Bearer %s", cl->token) >= sizeof(auth))
+                return -E2BIG;
+        headers[n++] = auth;
+        snprintf(track, sizeof(track), "Zuora-Track-Id: %s", call->track_id);
+        headers[n++] = track;
+        if (cl->config->entity_id) {
+                snprintf(entity, sizeof(entity), "Zuora-Entity-Ids: %s", cl->config->entity_id);
+                headers[n++] = entity;
+        }
+        if (call->idempotency_key) {
+                snprintf(idem, sizeof(idem), "Idempotency-Key: %s", call->idempotency_key);
+                headers[n++] = idem;
+        }
+        headers[n++] = "Accept: application/json";
+        headers[n] = NULL;
+
+        HttpRequestSpec spec = {
+                .method = call->method,
+                .url = call->url,
+                .headers = headers,
+                .body = call->body,
+                .body_size = call->body ? strlen(call->body) : 0,
+                .content_type = call->body ? "application/json" : NULL,
+        };
+        r = http_submit(cl->http, &spec, call_on_done, call, &call->request);
+        explicit_bzero(auth, sizeof(auth));
+        return r;
+}
+
+static void token_on_done(HttpRequest *req, const HttpResponse *resp, void *userdata) {
+        Client *cl = userdata;
+        ZuoraVerdict v = zuora_classify(resp->status, resp->error, resp->body, resp->body_size, true);
+        uint64_t expires_in = 0;
+        char *token = NULL;
+
+        cl->token_request = NULL;
+        if (v == ZUORA_VERDICT_OK && zuora_parse_token(resp->body, resp->body_size, &token, &expires_in) < 0)
+                v = ZUORA_VERDICT_RETRY;
+        if (v == ZUORA_VERDICT_OK) {
+                token_drop(cl);
+                cl->token = token;
+                cl->token_expires = now_boottime(cl) + expires_in * USEC_PER_SEC;
+        }
+
+        /* Wake every call that waited; each either sends now or fails. A
+         * token that expires within the renewal window is still used for
+         * the calls that waited for it, or they would wait forever. A done
+         * callback may cancel other calls, so start from the head each time. */
+        for (;;) {
+                ClientCall *call = cl->calls;
+                while (call && !call->waiting_token)
+                        call = call->next;
+                if (!call)
+                        break;
+                call->waiting_token = false;
+                if (v == ZUORA_VERDICT_OK && call_send(call) >= 0)
+                        continue;
+                /* A 401 from the token endpoint means the credentials are wrong. */
+                call_finish(call, resp, v == ZUORA_VERDICT_OK ? ZUORA_VERDICT_RETRY : v, /* token_failed= */ true);
+        }
+}
+
+static int token_fetch(Client *cl) {
+        _cleanup_free_ char *url = NULL;
+        char *body;
+        int r;
+
+        if (cl->token_request)
+                return 0;
+        url = client_url(cl, "/oauth/token");
+        body = zuora_token_request_body(cl->config->client_id, cl->secret->value);
+        if (!url || !body) {
+                secret_string_free(body);
+                return -ENOMEM;
+        }
+        HttpRequestSpec spec = {
+                .method = HTTP_METHOD_POST,
+                .url = url,
+                .body = body,
+                .body_size = strlen(body),
+                .content_type = "application/x-www-form-urlencoded",
+        };
+        r = http_submit(cl->http, &spec, token_on_done, cl, &cl->token_request);
+        secret_string_free(body);
+        return r;
+}
+
+static int call_start(ClientCall *call) {
+        Client *cl = call->client;
+
+        if (cl->token && cl->token_expires > now_boottime(cl) + TOKEN_RENEW_USEC)
+                return call_send(call);
+        call->waiting_token = true;
+        return token_fetch(cl);
+}
+
+int client_call(
+                Client *cl,
+                HttpMethod method,
+                const char *url,
+                const char *body,
+                const char *idempotency_key,
+                const char *track_id,
+                ClientDoneFunc done,
+                void *userdata,
+                ClientCall **ret) {
+        ClientCall *call;
+        int r;
+
+        /* Credentials go to base_url's origin and nowhere else. */
+        if (!client_url_is_ours(cl, url))
+                return -EPERM;
+
+        call = calloc(1, sizeof(ClientCall));
+        if (!call)
+                return -ENOMEM;
+        *call = (ClientCall) {
+                .client = cl,
+                .method = method,
+                .url = strdup(url),
+                .body = body ? strdup(body) : NULL,
+                .idempotency_key = idempotency_key ? strdup(idempotency_key) : NULL,
+                .done = done,
+                .userdata = userdata,
+        };
+        if (track_id)
+                snprintf(call->track_id, sizeof(call->track_id), "%s", track_id);
+        call->next = cl->calls;
+        if (cl->calls)
+                cl->calls->prev = call;
+        cl->calls = call;
+        if (!call->url || (body && !call->body) || (idempotency_key && !call->idempotency_key)) {
+                call_free(call);
+                return -ENOMEM;
+        }
+        r = call_start(call);
+        if (r < 0) {
+                call_free(call);
+                return r;
+        }
+        if (ret)
+                *ret = call;
+        return 0;
+}
+
+void client_cancel(ClientCall *call) {
+        call_free(call);
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A Zuora client on the event loop, shared by the daemon and the operator
+ * commands: it owns the OAuth token (fetched lazily, renewed when it expires
+ * within 5 minutes or once after a 401), decorates every request (bearer
+ * token, a fresh Zuora-Track-Id, Zuora-Entity-Ids, Accept-Encoding), and
+ * guarantees that credentials only ever go to base_url's scheme, host and
+ * port. It does not retry beyond that one re-authentication: the caller
+ * decides from the verdict.
+ */
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "http.h"
+#include "secret.h"
+#include "zuora.h"
+
+typedef struct Client Client;
+typedef struct ClientCall ClientCall;
+
+typedef struct ClientResult {
+        ZuoraVerdict verdict;       /* classified with body_ok = true; callers that parse
+                                     * the body and fail treat it as RETRY */
+        const HttpResponse *response;
+        const char *track_id;       /* of the (last) request sent */
+        bool token_failed;          /* no request was sent: the token could not be had */
+        char *zuora_text;           /* Zuora's reason text or a transport error, or NULL */
+} ClientResult;
+
+typedef void (*ClientDoneFunc)(const ClientResult *result, void *userdata);
+
+/* Takes ownership of SECRET. C must outlive the client or be replaced
+ * through client_reconfigure(). */
+int client_new(sd_event *event, const Config *c, Secret *secret, Client **ret);
+Client *client_free(Client *cl);
+
+/* New config and secret (ownership taken): drops the cached token. */
+int client_reconfigure(Client *cl, const Config *c, Secret *secret);
+
+/* Sends METHOD to URL (absolute, on base_url's origin) with an optional JSON
+ * BODY and IDEMPOTENCY_KEY. TRACK_ID (may be NULL: a fresh one) is used for
+ * the first attempt. *ret (may be NULL) is valid until DONE runs or
+ * client_cancel(). -EPERM for a URL on another origin. */
+int client_call(
+                Client *cl,
+                HttpMethod method,
+                const char *url,
+                const char *body,
+                const char *idempotency_key,
+                const char *track_id,
+                ClientDoneFunc done,
+                void *userdata,
+                ClientCall **ret);
+
+void client_cancel(ClientCall *call);
+
+/* base_url + PATH ("/test-environments/ID/jobs"). */
+char *client_url(const Client *cl, const char *path_format, ...) __attribute__((format(printf, 2, 3)));
+
+/* Resolves a Location header (absolute or relative) against base_url.
+ * -EPERM when it points to another scheme, host or port. */
+int client_resolve(const Client *cl, const char *location, char **ret_url);
+
+/* True when URL is on base_url's scheme, host and port. */
+bool client_url_is_ours(const Client *cl, const char *url);
+
+size_t client_pending(const Client *cl);

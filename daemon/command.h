@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The operator commands beside the daemon: `status` (reads the config and
+ * state.json, never talks to Zuora, never writes), `refresh`, `cancel` and
+ * `check --online` (talk to Zuora with the daemon's own client). Each
+ * returns the process exit status.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+int command_status(const char *config_path, const char *state_dir, bool json);
+
+int command_refresh(const char *config_path, const char *env_name, bool wait);
+
+int command_cancel(const char *config_path, const char *env_name);
+
+int command_check_online(const char *config_path);

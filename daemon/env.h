@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One environment at run time: its slot timer and the lifecycle of a
+ * refresh, from the slot to the job's end:
+ *
+ *   IDLE -> CHECKING (is it eligible?) -> LISTING (already refreshed for
+ *   this slot?) -> INTENT (intent written) -> SUBMITTING (POST) -> TRACKING
+ *   (polling the job) -> IDLE, with BACKOFF between failed attempts.
+ *
+ * Events (timers, answers) are kept apart from states: each handler looks at
+ * the state it is in, and env_enter_state() changes it.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "config.h"
+#include "manager.h"
+
+typedef enum EnvState {
+        ENV_IDLE,
+        ENV_CHECKING,
+        ENV_LISTING,
+        ENV_INTENT,
+        ENV_SUBMITTING,
+        ENV_BACKOFF,
+        ENV_TRACKING,
+        _ENV_STATE_MAX,
+        _ENV_STATE_INVALID = -EINVAL,
+} EnvState;
+
+struct Env {
+        Manager *manager;
+        char *name;
+        Config *config;         /* a reference: the config this environment came from */
+        const EnvConfig *ec;    /* inside CONFIG */
+        EnvState state;
+        bool removed;           /* gone from the config: follow the job, then go */
+
+        int64_t next_slot;      /* what the slot timer is armed for, or STATE_TIME_UNSET */
+        int64_t slot;           /* the slot being worked on */
+        bool deferred;          /* firing at Zuora's nextRefreshTime */
+        sd_event_source *slot_timer;   /* CLOCK_REALTIME, absolute */
+        sd_event_source *wait_timer;   /* CLOCK_BOOTTIME: polls and backoff */
+        ClientCall *call;
+
+        unsigned attempt;              /* of the current submission */
+        uint64_t first_attempt;        /* CLOCK_BOOTTIME µs */
+        bool reauthenticated;
+        char *last_error;
+        bool poll_failing;             /* a poll error was logged for this streak */
+        bool unknown_status_warned;
+};
+
+int env_new(Manager *m, Config *c, const EnvConfig *ec, Env **ret);
+Env *env_free(Env *e);
+
+/* Starts the environment: resumes a job in flight or an unfinished slot,
+ * catches up a missed slot, or arms the timer for the next one. */
+int env_start(Env *e);
+
+/* Moves to EC of the new config C (same name): re-plans the timer. */
+int env_reconfigure(Env *e, Config *c, const EnvConfig *ec);
+
+/* Stops scheduling; a job in flight is still followed to its end. Returns
+ * true when the environment can be freed now. */
+bool env_remove(Env *e);
+
+/* The intent is on disk (or could not be written): send the POST. */
+void env_on_intent_saved(Env *e);
+
+/* A short description for STATUS=: "uat IN_PROGRESS 45%". NULL when idle. */
+char *env_status_text(const Env *e);
+
+const char *env_state_to_string(EnvState s);

@@ -1,0 +1,887 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The HTTP client: one curl multi handle (one connection pool) driven by
+ * sd-event. curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION)
+ * and when to wake it up (CURLMOPT_TIMERFUNCTION); we turn those into io
+ * sources and one monotonic timer, and feed events back through
+ * curl_multi_socket_action(). Finished transfers are collected with
+ * curl_multi_info_read() after every socket_action call.
+ *
+ * Requests wait in a FIFO queue and are handed to curl by a defer source,
+ * at most max_concurrent at a time. Starting them from the loop, never from
+ * inside http_submit() or http_cancel(), means a failure to start is also
+ * reported from the loop, and the callers never see a callback while they
+ * are still in one of our functions.
+ *
+ * Done callbacks run from our info-read loop after the easy handle has left
+ * the multi handle, so they are outside every curl callback: they may call
+ * http_submit() and http_cancel() (of any request, even a running one) and
+ * sd_event_exit(), and even http_free(): then the other requests are
+ * cancelled at once and the Http object goes when the callback has
+ * returned, since the loop that called it still holds it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <curl/curl.h>
+
+#include "http.h"
+#include "macro.h"
+
+/* Keeps the system's CAs trusted when a ca_file is added: curl replaces
+ * its default bundle with CURLOPT_CAINFO, but also reads this hashed
+ * directory. */
+#define HTTP_SYSTEM_CA_PATH "/etc/ssl/certs"
+#define HTTP_BODY_INITIAL_SIZE ((size_t) 16384)
+
+typedef enum HttpRequestState {
+        HTTP_REQUEST_QUEUED,   /* waits for a slot; its easy handle is not in the multi */
+        HTTP_REQUEST_RUNNING,  /* in the multi handle */
+        HTTP_REQUEST_FINISHED, /* out of curl; its done callback is running */
+        _HTTP_REQUEST_STATE_MAX,
+        _HTTP_REQUEST_STATE_INVALID = -EINVAL,
+} HttpRequestState;
+
+typedef enum HttpHeader {
+        HTTP_HEADER_LOCATION,
+        HTTP_HEADER_RETRY_AFTER,
+        HTTP_HEADER_RATELIMIT_RESET,
+        HTTP_HEADER_CONTENT_TYPE,
+        _HTTP_HEADER_MAX,
+        _HTTP_HEADER_INVALID = -EINVAL,
+} HttpHeader;
+
+static const char *const http_header_names[_HTTP_HEADER_MAX] = {
+        [HTTP_HEADER_LOCATION] = "Location",
+        [HTTP_HEADER_RETRY_AFTER] = "Retry-After",
+        [HTTP_HEADER_RATELIMIT_RESET] = "RateLimit-Reset",
+        [HTTP_HEADER_CONTENT_TYPE] = "Content-Type",
+};
+
+typedef struct HttpRequestList {
+        HttpRequest *head, *tail;
+        size_t n;
+} HttpRequestList;
+
+/* One socket curl asked us to watch; curl_multi_assign() hands it back. */
+typedef struct HttpSocket HttpSocket;
+struct HttpSocket {
+        Http *http;
+        sd_event_source *source;
+        HttpSocket *prev, *next;
+};
+
+struct HttpRequest {
+        Http *http;
+        HttpRequestState state;
+        HttpRequest *prev, *next; /* in http->queue or http->running */
+
+        HttpDoneFunc done;
+        void *userdata;
+
+        CURL *easy;
+        struct curl_slist *request_headers;
+        char error_buffer[CURL_ERROR_SIZE];
+
+        char *body; /* allocated size never exceeds max_body + 1 */
+        size_t body_size, body_allocated;
+        bool body_too_large;
+        bool out_of_memory;
+
+        char *headers[_HTTP_HEADER_MAX];
+};
+
+struct Http {
+        sd_event *event;
+        CURLM *multi;
+        sd_event_source *timer; /* curl's single timeout */
+        sd_event_source *defer; /* starts queued requests */
+
+        char *user_agent;
+        char *ca_file;
+        uint64_t timeout_usec;
+        size_t max_body;
+        unsigned max_concurrent;
+
+        HttpRequestList queue;
+        HttpRequestList running;
+        HttpSocket *sockets;
+        bool in_callback;
+        bool freed; /* http_free() ran inside a done callback */
+};
+
+const char *http_method_to_string(HttpMethod m) {
+        switch (m) {
+        case HTTP_METHOD_GET:
+                return "GET";
+        case HTTP_METHOD_POST:
+                return "POST";
+        case _HTTP_METHOD_MAX:
+        case _HTTP_METHOD_INVALID:
+                break;
+        }
+        return NULL;
+}
+
+/* ---- small containers ---- */
+
+static void request_list_append(HttpRequestList *l, HttpRequest *req) {
+        req->prev = l->tail;
+        req->next = NULL;
+        if (l->tail)
+                l->tail->next = req;
+        else
+                l->head = req;
+        l->tail = req;
+        l->n++;
+}
+
+static void request_list_remove(HttpRequestList *l, HttpRequest *req) {
+        if (req->prev)
+                req->prev->next = req->next;
+        else
+                l->head = req->next;
+        if (req->next)
+                req->next->prev = req->prev;
+        else
+                l->tail = req->prev;
+        req->prev = req->next = NULL;
+        l->n--;
+}
+
+static HttpSocket *http_socket_free(HttpSocket *s) {
+        if (!s)
+                return NULL;
+        if (s->prev)
+                s->prev->next = s->next;
+        else
+                s->http->sockets = s->next;
+        if (s->next)
+                s->next->prev = s->prev;
+        sd_event_source_disable_unref(s->source);
+        free(s);
+        return NULL;
+}
+
+/* ---- requests ---- */
+
+/* Takes the request out of curl and out of its list; no callback. */
+static void http_request_detach(HttpRequest *req) {
+        Http *h = req->http;
+
+        switch (req->state) {
+        case HTTP_REQUEST_QUEUED:
+                request_list_remove(&h->queue, req);
+                break;
+        case HTTP_REQUEST_RUNNING:
+                /* May call our socket callback with CURL_POLL_REMOVE, and drops
+                 * a DONE message of this handle that curl_multi_info_read()
+                 * has not returned yet. */
+                (void) curl_multi_remove_handle(h->multi, req->easy);
+                request_list_remove(&h->running, req);
+                break;
+        case HTTP_REQUEST_FINISHED:
+        case _HTTP_REQUEST_STATE_MAX:
+        case _HTTP_REQUEST_STATE_INVALID:
+                break;
+        }
+        req->state = HTTP_REQUEST_FINISHED;
+}
+
+static HttpRequest *http_request_free(HttpRequest *req) {
+        if (!req)
+                return NULL;
+        if (req->http)
+                http_request_detach(req);
+        if (req->easy)
+                curl_easy_cleanup(req->easy);
+        curl_slist_free_all(req->request_headers);
+        free(req->body);
+        for (size_t i = 0; i < _HTTP_HEADER_MAX; i++)
+                free(req->headers[i]);
+        free(req);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(HttpRequest *, http_request_free);
+
+static void http_request_reset_headers(HttpRequest *req) {
+        for (size_t i = 0; i < _HTTP_HEADER_MAX; i++) {
+                free(req->headers[i]);
+                req->headers[i] = NULL;
+        }
+}
+
+static HttpHeader http_header_from_name(const char *name, size_t len) {
+        for (size_t i = 0; i < _HTTP_HEADER_MAX; i++)
+                if (strlen(http_header_names[i]) == len && strncasecmp(http_header_names[i], name, len) == 0)
+                        return (HttpHeader) i;
+        return _HTTP_HEADER_INVALID;
+}
+
+static bool is_blank(char c) {
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* CURLOPT_HEADERFUNCTION: one complete header line per call, CRLF included. */
+static size_t http_on_header(char *line, size_t size, size_t n, void *userdata) {
+        HttpRequest *req = userdata;
+        size_t len = size * n;
+
+        /* Every response curl reads starts with a status line: an interim
+         * 1xx, a proxy's CONNECT answer, then the real one. Only the last
+         * block describes the answer we report. */
+        if (len >= 5 && strncasecmp(line, "HTTP/", 5) == 0) {
+                http_request_reset_headers(req);
+                return len;
+        }
+
+        const char *colon = memchr(line, ':', len);
+        if (!colon)
+                return len;
+        HttpHeader hdr = http_header_from_name(line, (size_t) (colon - line));
+        if (hdr < 0 || req->headers[hdr]) /* the first one of a block wins */
+                return len;
+
+        const char *v = colon + 1, *end = line + len;
+        while (v < end && is_blank(*v))
+                v++;
+        while (end > v && is_blank(end[-1]))
+                end--;
+        req->headers[hdr] = strndup(v, (size_t) (end - v));
+        if (!req->headers[hdr]) {
+                req->out_of_memory = true;
+                return 0; /* fails the transfer with CURLE_WRITE_ERROR */
+        }
+        return len;
+}
+
+static int http_request_grow_body(HttpRequest *req, size_t need) {
+        size_t max = req->http->max_body;
+        size_t cap = max < SIZE_MAX ? max + 1 : SIZE_MAX; /* room for the NUL */
+        size_t n = req->body_allocated > 0 ? req->body_allocated : HTTP_BODY_INITIAL_SIZE;
+
+        while (n < need)
+                n = n > SIZE_MAX / 2 ? SIZE_MAX : n * 2;
+        if (n > cap)
+                n = cap;
+
+        char *p = realloc(req->body, n);
+        if (!p)
+                return -ENOMEM;
+        req->body = p;
+        req->body_allocated = n;
+        return 0;
+}
+
+/* CURLOPT_WRITEFUNCTION: the decoded body, piece by piece. Returning less
+ * than given makes curl fail the transfer with CURLE_WRITE_ERROR. */
+static size_t http_on_write(char *data, size_t size, size_t n, void *userdata) {
+        HttpRequest *req = userdata;
+        size_t len = size * n;
+
+        if (len > req->http->max_body - req->body_size) {
+                req->body_too_large = true;
+                return 0;
+        }
+        size_t need = req->body_size + len + 1;
+        if (need > req->body_allocated && http_request_grow_body(req, need) < 0) {
+                req->out_of_memory = true;
+                return 0;
+        }
+        memcpy(req->body + req->body_size, data, len);
+        req->body_size += len;
+        req->body[req->body_size] = 0;
+        return len;
+}
+
+static int http_request_setup_headers(HttpRequest *req, const HttpRequestSpec *spec) {
+        struct curl_slist *l = NULL;
+
+        for (const char *const *hdr = spec->headers; hdr && *hdr; hdr++) {
+                l = curl_slist_append(req->request_headers, *hdr);
+                if (!l)
+                        return -ENOMEM;
+                req->request_headers = l;
+        }
+        if (spec->content_type) {
+                _cleanup_free_ char *ct = NULL;
+                if (asprintf(&ct, "Content-Type: %s", spec->content_type) < 0)
+                        return -ENOMEM;
+                l = curl_slist_append(req->request_headers, ct);
+                if (!l)
+                        return -ENOMEM;
+                req->request_headers = l;
+        }
+        if (spec->method == HTTP_METHOD_POST) {
+                /* curl sends "Expect: 100-continue" before large bodies and
+                 * waits for the server's go-ahead; an empty value removes the
+                 * header, so the body follows the request head directly. */
+                l = curl_slist_append(req->request_headers, "Expect:");
+                if (!l)
+                        return -ENOMEM;
+                req->request_headers = l;
+        }
+        if (req->request_headers &&
+            curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->request_headers) != CURLE_OK)
+                return -EIO;
+        return 0;
+}
+
+static int http_request_setup_method(HttpRequest *req, const HttpRequestSpec *spec) {
+        CURL *e = req->easy;
+
+        switch (spec->method) {
+        case HTTP_METHOD_GET:
+                if (curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK)
+                        return -EIO;
+                return 0;
+        case HTTP_METHOD_POST:
+                /* The size must come first: COPYPOSTFIELDS copies that many
+                 * bytes (the body may hold NULs) instead of using strlen(). */
+                if (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) spec->body_size) !=
+                    CURLE_OK)
+                        return -EIO;
+                if (curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, spec->body ? spec->body : "") != CURLE_OK)
+                        return -ENOMEM;
+                return 0;
+        case _HTTP_METHOD_MAX:
+        case _HTTP_METHOD_INVALID:
+                break;
+        }
+        return -EINVAL;
+}
+
+static int http_request_setup_tls(HttpRequest *req) {
+        Http *h = req->http;
+
+        if (curl_easy_setopt(req->easy, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+            curl_easy_setopt(req->easy, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK)
+                return -EIO;
+        if (!h->ca_file)
+                return 0;
+        if (curl_easy_setopt(req->easy, CURLOPT_CAINFO, h->ca_file) != CURLE_OK ||
+            curl_easy_setopt(req->easy, CURLOPT_CAPATH, HTTP_SYSTEM_CA_PATH) != CURLE_OK)
+                return -EIO;
+        return 0;
+}
+
+static int http_request_setup_transfer(HttpRequest *req, const HttpRequestSpec *spec) {
+        Http *h = req->http;
+        CURL *e = req->easy;
+
+        if (curl_easy_setopt(e, CURLOPT_URL, spec->url) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_PRIVATE, req) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error_buffer) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip") != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_on_write) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_WRITEDATA, req) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_on_header) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_HEADERDATA, req) != CURLE_OK)
+                return -EIO;
+        if (h->user_agent && curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent) != CURLE_OK)
+                return -EIO;
+
+        /* curl's timeouts start when the handle joins the multi handle, so
+         * time spent in our queue does not count. 0 means none, as in curl. */
+        long ms = (long) ((h->timeout_usec + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
+        if (curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms) != CURLE_OK)
+                return -EIO;
+        return 0;
+}
+
+static int http_request_new(Http *h, const HttpRequestSpec *spec, HttpRequest **ret) {
+        _cleanup_(http_request_freep) HttpRequest *req = NULL;
+        int r;
+
+        req = calloc(1, sizeof(HttpRequest));
+        if (!req)
+                return -ENOMEM;
+        req->state = HTTP_REQUEST_FINISHED; /* in no list yet */
+        req->http = h;
+        req->easy = curl_easy_init();
+        if (!req->easy)
+                return -ENOMEM;
+
+        r = http_request_setup_transfer(req, spec);
+        if (r < 0)
+                return r;
+        r = http_request_setup_tls(req);
+        if (r < 0)
+                return r;
+        r = http_request_setup_method(req, spec);
+        if (r < 0)
+                return r;
+        r = http_request_setup_headers(req, spec);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(req);
+        return 0;
+}
+
+/* ---- completion ---- */
+
+static int http_error_from_curl(const HttpRequest *req, CURLcode code) {
+        switch (code) {
+        case CURLE_OK:
+                return 0;
+        case CURLE_COULDNT_CONNECT:
+                return -ECONNREFUSED;
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+                return -EHOSTUNREACH;
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+                return -ECONNRESET;
+        case CURLE_WRITE_ERROR:
+                return req->body_too_large ? -EMSGSIZE : -EIO;
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_SSL_ENGINE_NOTFOUND:
+        case CURLE_SSL_ENGINE_SETFAILED:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CIPHER:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_ENGINE_INITFAILED:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_SHUTDOWN_FAILED:
+        case CURLE_SSL_CRL_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_CLIENTCERT:
+        case CURLE_USE_SSL_FAILED:
+        case CURLE_UNSUPPORTED_PROTOCOL:
+        case CURLE_WEIRD_SERVER_REPLY:
+        case CURLE_BAD_CONTENT_ENCODING: /* gzip that does not inflate */
+                return -EPROTO;
+        default:
+                return -EIO;
+        }
+}
+
+/* Whether request bytes may have reached the server. curl stamps
+ * PRETRANSFER (at least 1 µs, never 0 once set) when the connection,
+ * TLS and any proxy tunnel included, is ready and it starts sending the
+ * request; a refused connection, a failed name lookup and a failed TLS
+ * handshake all end before it. REQUEST_SIZE counts request bytes written.
+ * Either one set means the server may have acted on the request: a
+ * timeout or reset while waiting for the answer. Erring towards "maybe"
+ * is the safe side, because a caller will not blindly repeat a POST then. */
+static bool http_request_maybe_sent(HttpRequest *req) {
+        curl_off_t pretransfer = 0;
+        long request_size = 0;
+
+        (void) curl_easy_getinfo(req->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+        (void) curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &request_size);
+        return pretransfer > 0 || request_size > 0;
+}
+
+static const char *http_request_error_text(HttpRequest *req, CURLcode code, int error) {
+        if (error == -EMSGSIZE) {
+                (void) snprintf(req->error_buffer, sizeof(req->error_buffer),
+                                "Response body larger than %zu bytes", req->http->max_body);
+                return req->error_buffer;
+        }
+        if (req->out_of_memory)
+                return "Out of memory while receiving the response";
+        /* The buffer says more than the code, e.g. "SSL certificate problem:
+         * self-signed certificate" for CURLE_PEER_FAILED_VERIFICATION. */
+        if (code != CURLE_OK && req->error_buffer[0])
+                return req->error_buffer;
+        return curl_easy_strerror(code);
+}
+
+static void http_destroy(Http *h);
+
+/* Called with the request already out of curl: builds the response from
+ * what we collected and what curl still knows, and calls back. Returns
+ * true if the callback freed the Http object: the caller must return
+ * without touching it. */
+static bool http_request_complete(HttpRequest *req, CURLcode code) {
+        Http *h = req->http;
+        curl_off_t total = 0;
+        long status = 0;
+        int error = http_error_from_curl(req, code);
+
+        (void) curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+        (void) curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total);
+
+        HttpResponse resp = {
+                .error = error,
+                .maybe_sent = error == 0 || http_request_maybe_sent(req),
+                .error_text = http_request_error_text(req, code, error),
+                .status = status,
+                .body = req->body ? req->body : "",
+                .body_size = req->body_size,
+                .location = req->headers[HTTP_HEADER_LOCATION],
+                .retry_after = req->headers[HTTP_HEADER_RETRY_AFTER],
+                .ratelimit_reset = req->headers[HTTP_HEADER_RATELIMIT_RESET],
+                .content_type = req->headers[HTTP_HEADER_CONTENT_TYPE],
+                .elapsed_usec = total > 0 ? (uint64_t) total : 0,
+        };
+
+        /* A slot may be free now; queued requests start from the loop, so a
+         * request submitted by the callback below lines up behind them. */
+        if (h->queue.n > 0)
+                (void) sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
+
+        h->in_callback = true;
+        if (req->done)
+                req->done(req, &resp, req->userdata);
+        h->in_callback = false;
+
+        http_request_free(req);
+        if (!h->freed)
+                return false;
+        http_destroy(h);
+        return true;
+}
+
+/* Drains curl's finished transfers. Each message is copied out and its
+ * handle removed before the callback runs: the callback may cancel other
+ * requests, which makes curl drop their pending messages, or submit new
+ * ones, so we ask curl again for every message instead of walking a list. */
+static void http_on_finished(Http *h) {
+        CURLMsg *msg;
+        int left;
+
+        while ((msg = curl_multi_info_read(h->multi, &left))) {
+                if (msg->msg != CURLMSG_DONE)
+                        continue;
+
+                CURL *easy = msg->easy_handle;
+                CURLcode code = msg->data.result;
+                char *p = NULL;
+
+                if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &p) != CURLE_OK || !p) {
+                        (void) curl_multi_remove_handle(h->multi, easy);
+                        continue;
+                }
+                HttpRequest *req = (HttpRequest *) p;
+                http_request_detach(req); /* invalidates msg */
+                if (http_request_complete(req, code))
+                        return;
+        }
+}
+
+/* ---- the event loop side ---- */
+
+static int http_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Http *h = userdata;
+        int action = 0, running;
+
+        if (revents & EPOLLIN)
+                action |= CURL_CSELECT_IN;
+        if (revents & EPOLLOUT)
+                action |= CURL_CSELECT_OUT;
+        if (revents & (EPOLLERR | EPOLLHUP))
+                action |= CURL_CSELECT_ERR;
+
+        /* Errors here are curl's internal ones (bad handle, no memory); the
+         * affected transfers still end through their own timeouts. Returning
+         * an error would make sd-event disable this source for good. */
+        (void) curl_multi_socket_action(h->multi, fd, action, &running);
+        http_on_finished(h);
+        return 0;
+}
+
+static int http_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Http *h = userdata;
+        int running;
+
+        (void) curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        http_on_finished(h);
+        return 0;
+}
+
+static uint32_t http_poll_to_epoll(int what) {
+        switch (what) {
+        case CURL_POLL_IN:
+                return EPOLLIN;
+        case CURL_POLL_OUT:
+                return EPOLLOUT;
+        case CURL_POLL_INOUT:
+                return EPOLLIN | EPOLLOUT;
+        default:
+                return 0;
+        }
+}
+
+static int http_socket_watch(Http *h, curl_socket_t fd, uint32_t events) {
+        _cleanup_free_ HttpSocket *s = calloc(1, sizeof(HttpSocket));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        r = sd_event_add_io(h->event, &s->source, fd, events, http_on_io, h);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(s->source, "curl-io");
+        if (curl_multi_assign(h->multi, fd, s) != CURLM_OK) {
+                sd_event_source_disable_unref(s->source);
+                return -EIO;
+        }
+
+        s->http = h;
+        s->next = h->sockets;
+        if (h->sockets)
+                h->sockets->prev = s;
+        h->sockets = TAKE_PTR(s);
+        return 0;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: curl tells us what to wait for on a socket. */
+static int http_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userdata, void *socketp) {
+        Http *h = userdata;
+        HttpSocket *s = socketp;
+
+        if (what == CURL_POLL_REMOVE) {
+                /* curl forgets the assignment itself; it calls this before it
+                 * closes the socket, so the fd is still ours to unregister. */
+                http_socket_free(s);
+                return 0;
+        }
+
+        uint32_t events = http_poll_to_epoll(what);
+        if (!s)
+                return http_socket_watch(h, fd, events) < 0 ? -1 : 0;
+        if (sd_event_source_set_io_events(s->source, events) < 0 ||
+            sd_event_source_set_enabled(s->source, SD_EVENT_ON) < 0)
+                return -1;
+        return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION. curl's documentation is explicit that this must
+ * not call curl_multi_socket_action() (nor anything else of curl): it only
+ * (re)arms or stops our one timer, and the timer calls curl later. */
+static int http_on_curl_timer(CURLM *multi, long timeout_ms, void *userdata) {
+        Http *h = userdata;
+        struct timespec ts;
+
+        if (timeout_ms < 0)
+                return sd_event_source_set_enabled(h->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+
+        /* The real clock rather than sd_event_now(): the latter is the start
+         * of this loop iteration, and an early expiry only makes curl ask
+         * again. 0 means "as soon as possible": a time now fires on the next
+         * iteration. */
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+        if (sd_event_source_set_time(h->timer, now + (uint64_t) timeout_ms * USEC_PER_MSEC) < 0 ||
+            sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT) < 0)
+                return -1;
+        return 0;
+}
+
+static bool http_fail_to_start(HttpRequest *req, CURLMcode mcode) {
+        (void) snprintf(req->error_buffer, sizeof(req->error_buffer), "Cannot start the request: %s",
+                        curl_multi_strerror(mcode));
+        return http_request_complete(req, CURLE_FAILED_INIT);
+}
+
+/* The defer source: moves queued requests into curl while slots are free. */
+static int http_on_defer(sd_event_source *s, void *userdata) {
+        Http *h = userdata;
+
+        while (h->queue.head && h->running.n < h->max_concurrent) {
+                HttpRequest *req = h->queue.head;
+
+                request_list_remove(&h->queue, req);
+                req->state = HTTP_REQUEST_FINISHED;
+                CURLMcode mcode = curl_multi_add_handle(h->multi, req->easy);
+                if (mcode != CURLM_OK) {
+                        if (http_fail_to_start(req, mcode))
+                                return 0;
+                        continue;
+                }
+                req->state = HTTP_REQUEST_RUNNING;
+                request_list_append(&h->running, req);
+        }
+        return 0;
+}
+
+/* ---- public ---- */
+
+static int http_setup_multi(Http *h) {
+        h->multi = curl_multi_init();
+        if (!h->multi)
+                return -ENOMEM;
+        if (curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http_on_curl_socket) != CURLM_OK ||
+            curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h) != CURLM_OK ||
+            curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_on_curl_timer) != CURLM_OK ||
+            curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h) != CURLM_OK)
+                return -EIO;
+        /* Our queue already bounds the transfers; this bounds the pool too,
+         * so idle keep-alive connections make way for new ones. */
+        long max = (long) h->max_concurrent;
+        if (curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max) != CURLM_OK)
+                return -EIO;
+        return 0;
+}
+
+static int http_setup_sources(Http *h) {
+        int r;
+
+        /* Accuracy 1 µs: 0 would let sd-event coalesce within 250 ms. */
+        r = sd_event_add_time(h->event, &h->timer, CLOCK_MONOTONIC, 0, /* accuracy= */ 1, http_on_timer, h);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(h->timer, "curl-timer");
+        r = sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
+        if (r < 0)
+                return r;
+
+        r = sd_event_add_defer(h->event, &h->defer, http_on_defer, h);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(h->defer, "http-queue");
+        return sd_event_source_set_enabled(h->defer, SD_EVENT_OFF);
+}
+
+static int http_global_init(void) {
+        /* curl_global_init() is not thread-safe before 7.84 and must run
+         * once; refreshd is single-threaded, so a flag is enough. */
+        static bool done = false;
+
+        if (done)
+                return 0;
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                return -EIO;
+        done = true;
+        return 0;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(Http *, http_free);
+
+int http_new(sd_event *event, const HttpOptions *options, Http **ret) {
+        _cleanup_(http_freep) Http *h = NULL;
+        int r;
+
+        if (!event || !options || !ret || options->max_concurrent == 0)
+                return -EINVAL;
+        r = http_global_init();
+        if (r < 0)
+                return r;
+
+        h = calloc(1, sizeof(Http));
+        if (!h)
+                return -ENOMEM;
+        h->event = sd_event_ref(event);
+        h->timeout_usec = options->timeout_usec;
+        h->max_body = options->max_body;
+        h->max_concurrent = options->max_concurrent;
+        if (options->user_agent && !(h->user_agent = strdup(options->user_agent)))
+                return -ENOMEM;
+        if (options->ca_file && !(h->ca_file = strdup(options->ca_file)))
+                return -ENOMEM;
+
+        r = http_setup_multi(h);
+        if (r < 0)
+                return r;
+        r = http_setup_sources(h);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(h);
+        return 0;
+}
+
+static void http_cancel_all(Http *h) {
+        while (h->running.head)
+                http_request_free(h->running.head);
+        while (h->queue.head)
+                http_request_free(h->queue.head);
+}
+
+static void http_destroy(Http *h) {
+        http_cancel_all(h);
+        /* Closes the pooled connections; curl may still call our socket and
+         * timer callbacks from here, so the sources go after it. */
+        if (h->multi)
+                curl_multi_cleanup(h->multi);
+        while (h->sockets)
+                http_socket_free(h->sockets);
+
+        sd_event_source_disable_unref(h->timer);
+        sd_event_source_disable_unref(h->defer);
+        sd_event_unref(h->event);
+        free(h->user_agent);
+        free(h->ca_file);
+        free(h);
+}
+
+Http *http_free(Http *h) {
+        if (!h)
+                return NULL;
+        if (h->in_callback) {
+                /* The loop that runs the callback still uses h: nothing else
+                 * may call back, and h itself goes when the callback returns. */
+                http_cancel_all(h);
+                h->freed = true;
+                return NULL;
+        }
+        http_destroy(h);
+        return NULL;
+}
+
+int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFunc done, void *userdata, HttpRequest **ret) {
+        HttpRequest *req = NULL;
+        int r;
+
+        if (!h || !spec || !spec->url || !http_method_to_string(spec->method))
+                return -EINVAL;
+        if (h->freed)
+                return -ESTALE;
+        if (spec->body_size > 0 && (!spec->body || spec->method != HTTP_METHOD_POST))
+                return -EINVAL;
+
+        r = http_request_new(h, spec, &req);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
+        if (r < 0) {
+                http_request_free(req);
+                return r;
+        }
+
+        req->done = done;
+        req->userdata = userdata;
+        req->state = HTTP_REQUEST_QUEUED;
+        request_list_append(&h->queue, req);
+        if (ret)
+                *ret = req;
+        return 0;
+}
+
+void http_cancel(HttpRequest *req) {
+        if (!req)
+                return;
+        /* Cancelling the request whose callback is running changes nothing:
+         * it is freed when the callback returns. */
+        if (req->state == HTTP_REQUEST_FINISHED)
+                return;
+
+        Http *h = req->http;
+        bool was_running = req->state == HTTP_REQUEST_RUNNING;
+
+        http_request_free(req);
+        if (was_running && h->queue.n > 0)
+                (void) sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
+}
+
+size_t http_pending(const Http *h) {
+        return h ? h->queue.n + h->running.n : 0;
+}

@@ -1,0 +1,408 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The manager owns the loop and every source on it. State writes are
+ * grouped: whatever changes during one loop iteration is written by one
+ * defer source at its end, so a thousand environments firing in the same
+ * second cost one fsync; environments waiting for their intent to be on
+ * disk send their POST right after that write.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <systemd/sd-daemon.h>
+
+#include "civil.h"
+#include "env.h"
+#include "macro.h"
+#include "manager.h"
+#include "refreshd-messages.h"
+#include "report.h"
+#include "secret.h"
+
+#define STATE_DIR_DEFAULT "/var/lib/refreshd"
+
+char *manager_default_state_dir(void) {
+        const char *d = getenv("STATE_DIRECTORY");
+        char *p;
+
+        if (!d || d[0] != '/')
+                return strdup(STATE_DIR_DEFAULT);
+        /* systemd may list several, separated by ':'; ours is the first. */
+        p = strndup(d, strcspn(d, ":"));
+        return p;
+}
+
+int64_t manager_now(Manager *m) {
+        uint64_t t;
+
+        if (sd_event_now(m->event, CLOCK_REALTIME, &t) < 0)
+                return (int64_t) time(NULL);
+        return (int64_t) (t / USEC_PER_SEC);
+}
+
+/* ---- config ---- */
+
+/* Prints a config's problems the same way `refreshd check` does. */
+static void report_diags(const Diags *d) {
+        for (size_t i = 0; i < d->n; i++) {
+                const Diag *g = &d->items[i];
+                if (g->line > 0)
+                        report_log(g->warning ? LOG_WARNING : LOG_ERR, "%s:%u:%u: %s: %s", d->path, g->line,
+                                   g->column, g->warning ? "warning" : "error", g->message);
+                else
+                        report_log(g->warning ? LOG_WARNING : LOG_ERR, "%s: %s: %s", d->path,
+                                   g->warning ? "warning" : "error", g->message);
+        }
+}
+
+static int load_config(Manager *m, Config **ret_config, Secret **ret_secret) {
+        _cleanup_(diags_clear) Diags diags = {};
+        Config *c = NULL;
+        Secret *secret = NULL;
+        int r;
+
+        r = config_load(m->config_path, manager_now(m), &c, &diags);
+        report_diags(&diags);
+        if (r < 0)
+                return r;
+        r = secret_read(c, &secret);
+        if (r < 0) {
+                report_log(LOG_ERR, "%s: cannot read the client secret (%s '%s'): %s", m->config_path,
+                           secret_source_to_string(c->secret_source), c->secret_name, strerror(-r));
+                config_free(c);
+                return -EINVAL;
+        }
+        *ret_config = c;
+        *ret_secret = secret;
+        return 0;
+}
+
+/* ---- state ---- */
+
+static int load_state(Manager *m) {
+        _cleanup_free_ char *why = NULL, *aside = NULL;
+        int r;
+
+        r = state_load(m->state_dir, &m->state, &why);
+        if (r >= 0)
+                return 0;
+        if (r != -EBADMSG && r != -EFBIG) {
+                report_log(LOG_ERR, "cannot read %s/%s: %s", m->state_dir, STATE_FILE_NAME, strerror(-r));
+                return r;
+        }
+        /* Unknown or corrupt state is not fatal: keep it for a human, start clean. */
+        r = state_move_aside(m->state_dir, manager_now(m), &aside);
+        ReportFields f = REPORT_FIELDS_INIT;
+        report_event(REFRESHD_MESSAGE_STATE_CORRUPT, LOG_ERR, &f,
+                     "State file %s/%s is unreadable (%s); moved it to %s and starting with no state", m->state_dir,
+                     STATE_FILE_NAME, why ? why : "corrupt", r >= 0 ? aside : "(could not move it)");
+        m->state = state_new();
+        return m->state ? 0 : -ENOMEM;
+}
+
+bool manager_save_now(Manager *m) {
+        int r = state_save(m->state_dir, m->state);
+
+        if (r < 0) {
+                /* Keep going in memory; the list check keeps refreshes at most once. */
+                if (!m->save_failing) {
+                        ReportFields f = REPORT_FIELDS_INIT;
+                        report_event(REFRESHD_MESSAGE_STATE_WRITE_FAILED, LOG_ERR, &f,
+                                     "Cannot write %s/%s: %s; keeping state in memory and retrying at each change",
+                                     m->state_dir, STATE_FILE_NAME, strerror(-r));
+                        m->save_failing = true;
+                }
+                return false;
+        }
+        if (m->save_failing)
+                report_log(LOG_NOTICE, "%s/%s is written again", m->state_dir, STATE_FILE_NAME);
+        m->save_failing = false;
+        return true;
+}
+
+static void manager_reap(Manager *m) {
+        size_t k = 0;
+
+        for (size_t i = 0; i < m->n_envs; i++) {
+                Env *e = m->envs[i];
+                if (e->removed && e->state == ENV_IDLE)
+                        env_free(e);
+                else
+                        m->envs[k++] = e;
+        }
+        m->n_envs = k;
+}
+
+static int manager_on_save(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+
+        (void) manager_save_now(m);
+        /* The intents are on disk (or cannot be): their POSTs may leave. */
+        for (size_t i = 0; i < m->n_envs; i++)
+                if (m->envs[i]->state == ENV_INTENT)
+                        env_on_intent_saved(m->envs[i]);
+        manager_reap(m);
+        manager_update_status(m);
+        return 0;
+}
+
+void manager_save_later(Manager *m) {
+        if (m->save_source)
+                (void) sd_event_source_set_enabled(m->save_source, SD_EVENT_ONESHOT);
+}
+
+/* ---- STATUS= ---- */
+
+void manager_update_status(Manager *m) {
+        _cleanup_free_ char *text = NULL;
+        char *running = NULL;
+        const Env *next = NULL;
+        size_t n_enabled = 0;
+        FILE *f;
+        size_t size;
+
+        f = open_memstream(&running, &size);
+        if (!f)
+                return;
+        for (size_t i = 0; i < m->n_envs; i++) {
+                const Env *e = m->envs[i];
+                _cleanup_free_ char *s = env_status_text(e);
+                if (s)
+                        fprintf(f, "%s%s", ftell(f) > 0 ? ", " : "", s);
+                if (!e->removed && e->ec->enabled)
+                        n_enabled++;
+                if (e->next_slot != STATE_TIME_UNSET && (!next || e->next_slot < next->next_slot))
+                        next = e;
+        }
+        fclose(f);
+
+        char when[64] = "";
+        if (next) {
+                const char *abbr;
+                CivilTime c;
+                civil_from_seconds(next->next_slot + tz_offset(next->ec->tz, next->next_slot, &abbr), &c);
+                int n = snprintf(when, sizeof(when), "%04d-%02d-%02d %02d:%02d", (int) c.year, c.month, c.day, c.hour,
+                                 c.minute);
+                if (c.second != 0)
+                        n += snprintf(when + n, sizeof(when) - n, ":%02d", c.second);
+                snprintf(when + n, sizeof(when) - n, " %s", abbr);
+        }
+        if (asprintf(&text, "%zu environment%s; running: %s; next: %s%s%s", n_enabled, n_enabled == 1 ? "" : "s",
+                     running && running[0] ? running : "none", next ? next->name : "none", next ? " " : "",
+                     when) < 0)
+                text = NULL;
+        free(running);
+        if (!text || (m->status_text && strcmp(text, m->status_text) == 0))
+                return;
+        (void) sd_notifyf(false, "STATUS=%s", text);
+        free(m->status_text);
+        m->status_text = TAKE_PTR(text);
+}
+
+/* ---- signals ---- */
+
+static int manager_on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
+        ReportFields f = REPORT_FIELDS_INIT;
+        report_event(REFRESHD_MESSAGE_STOPPING, LOG_INFO, &f,
+                     "refreshd stopping on %s; jobs in flight go on at Zuora and are followed again at the next start",
+                     strsignal((int) si->ssi_signo));
+        (void) manager_save_now(m);
+        return sd_event_exit(m->event, 0);
+}
+
+static Env *manager_find_env(Manager *m, const char *name) {
+        for (size_t i = 0; i < m->n_envs; i++)
+                if (!m->envs[i]->removed && strcmp(m->envs[i]->name, name) == 0)
+                        return m->envs[i];
+        return NULL;
+}
+
+static int manager_add_env(Manager *m, Config *c, const EnvConfig *ec, Env **ret) {
+        Env **n, *e;
+        int r;
+
+        n = realloc(m->envs, (m->n_envs + 1) * sizeof(Env *));
+        if (!n)
+                return -ENOMEM;
+        m->envs = n;
+        r = env_new(m, c, ec, &e);
+        if (r < 0)
+                return r;
+        m->envs[m->n_envs++] = e;
+        if (ret)
+                *ret = e;
+        return 0;
+}
+
+static void manager_reload(Manager *m) {
+        Config *c = NULL;
+        Secret *secret = NULL;
+        uint64_t now;
+        int r;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=Reloading", (unsigned long long) now);
+
+        r = load_config(m, &c, &secret);
+        ReportFields f = REPORT_FIELDS_INIT;
+        if (r < 0) {
+                report_event(REFRESHD_MESSAGE_RELOAD_FAILED, LOG_ERR, &f,
+                             "Reloading %s failed; still running the config loaded before", m->config_path);
+                free(m->status_text);
+                m->status_text = NULL;
+                (void) sd_notify(false, "READY=1");
+                manager_update_status(m);
+                return;
+        }
+
+        /* Environments gone from the file stop; their jobs are still followed. */
+        for (size_t i = 0; i < m->n_envs; i++) {
+                Env *e = m->envs[i];
+                if (!e->removed && !config_find_env(c, e->name))
+                        (void) env_remove(e);
+        }
+        for (size_t i = 0; i < c->n_envs; i++) {
+                Env *e = manager_find_env(m, c->envs[i].name);
+                if (e)
+                        env_reconfigure(e, c, &c->envs[i]);
+                else if (manager_add_env(m, c, &c->envs[i], &e) >= 0)
+                        env_start(e);
+        }
+        client_reconfigure(m->client, c, secret);
+        config_free(m->config);
+        m->config = c;
+        manager_reap(m);
+        manager_save_later(m);
+
+        report_event(REFRESHD_MESSAGE_RELOADED, LOG_INFO, &f, "Reloaded %s: %zu environment%s", m->config_path,
+                     c->n_envs, c->n_envs == 1 ? "" : "s");
+        free(m->status_text);
+        m->status_text = NULL;
+        (void) sd_notify(false, "READY=1");
+        manager_update_status(m);
+}
+
+static int manager_on_reload(sd_event_source *s, void *userdata) {
+        manager_reload(userdata);
+        return 0;
+}
+
+static int manager_on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        /* Reload from a defer source: never in the middle of another handler. */
+        return sd_event_source_set_enabled(m->reload_source, SD_EVENT_ONESHOT);
+}
+
+/* ---- life ---- */
+
+int manager_new(sd_event *event, const char *config_path, const char *state_dir, Manager **ret) {
+        Manager *m;
+        Secret *secret = NULL;
+        int r;
+
+        m = calloc(1, sizeof(Manager));
+        if (!m)
+                return -ENOMEM;
+        m->event = sd_event_ref(event);
+        m->config_path = strdup(config_path);
+        m->state_dir = strdup(state_dir);
+        if (!m->config_path || !m->state_dir) {
+                manager_free(m);
+                return -ENOMEM;
+        }
+
+        r = load_config(m, &m->config, &secret);
+        if (r < 0) {
+                manager_free(m);
+                return r;
+        }
+        r = load_state(m);
+        if (r < 0) {
+                secret_free(secret);
+                manager_free(m);
+                return r;
+        }
+        r = client_new(event, m->config, secret, &m->client);
+        if (r < 0) {
+                manager_free(m);
+                return r;
+        }
+        for (size_t i = 0; i < m->config->n_envs; i++) {
+                r = manager_add_env(m, m->config, &m->config->envs[i], NULL);
+                if (r < 0) {
+                        manager_free(m);
+                        return r;
+                }
+        }
+        *ret = m;
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        for (size_t i = 0; i < m->n_envs; i++)
+                env_free(m->envs[i]);
+        free(m->envs);
+        client_free(m->client);
+        sd_event_source_disable_unref(m->save_source);
+        sd_event_source_disable_unref(m->reload_source);
+        state_free(m->state);
+        config_free(m->config);
+        sd_event_unref(m->event);
+        free(m->status_text);
+        free(m->config_path);
+        free(m->state_dir);
+        free(m);
+        return NULL;
+}
+
+int manager_start(Manager *m) {
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return -errno;
+        r = sd_event_add_signal(m->event, NULL, SIGTERM, manager_on_terminate, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGINT, manager_on_terminate, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGHUP, manager_on_sighup, m);
+        if (r >= 0)
+                r = sd_event_add_defer(m->event, &m->save_source, manager_on_save, m);
+        if (r >= 0)
+                r = sd_event_add_defer(m->event, &m->reload_source, manager_on_reload, m);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(m->save_source, "state-save");
+        (void) sd_event_source_set_description(m->reload_source, "reload");
+        (void) sd_event_source_set_enabled(m->save_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(m->reload_source, SD_EVENT_OFF);
+        /* Pings WATCHDOG=1 when WatchdogSec= is set; a no-op otherwise. */
+        (void) sd_event_set_watchdog(m->event, true);
+
+        for (size_t i = 0; i < m->n_envs; i++) {
+                r = env_start(m->envs[i]);
+                if (r < 0)
+                        return r;
+        }
+        manager_save_later(m);
+
+        ReportFields f = REPORT_FIELDS_INIT;
+        report_event(REFRESHD_MESSAGE_STARTED, LOG_INFO, &f, "refreshd %s started: %zu environment%s from %s, state in %s",
+                     PROJECT_VERSION, m->n_envs, m->n_envs == 1 ? "" : "s", m->config_path, m->state_dir);
+        (void) sd_notify(false, "READY=1");
+        manager_update_status(m);
+        return 0;
+}

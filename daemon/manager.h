@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon: the sd_event loop and everything hanging off it (the Zuora
+ * client, one Env per environment, the state file, signals, the watchdog,
+ * sd_notify). main() runs: manager_new() -> manager_start() -> READY=1 ->
+ * sd_event_loop().
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <systemd/sd-event.h>
+
+#include "client.h"
+#include "config.h"
+#include "state.h"
+
+typedef struct Env Env;
+
+typedef struct Manager {
+        sd_event *event;
+        char *config_path;
+        char *state_dir;
+        Config *config;
+        Client *client;
+        State *state;
+        Env **envs;
+        size_t n_envs;
+
+        sd_event_source *save_source;   /* defer: one state write per loop iteration */
+        bool save_failing;              /* an error was logged for this failure streak */
+        sd_event_source *reload_source;
+        char *status_text;              /* the last STATUS= sent */
+} Manager;
+
+/* Loads the config (errors printed; -EINVAL when invalid) and the state. */
+int manager_new(sd_event *event, const char *config_path, const char *state_dir, Manager **ret);
+Manager *manager_free(Manager *m);
+
+/* Arms every timer, resumes jobs in flight, catches up missed slots and
+ * sends READY=1. */
+int manager_start(Manager *m);
+
+/* Asks for state.json to be written at the end of this loop iteration. */
+void manager_save_later(Manager *m);
+
+/* Writes state.json now; returns whether it worked (failures are logged
+ * once per streak). */
+bool manager_save_now(Manager *m);
+
+/* Rebuilds the STATUS= line and sends it when it changed. */
+void manager_update_status(Manager *m);
+
+/* The current wall-clock time, in seconds. */
+int64_t manager_now(Manager *m);
+
+/* The state directory to use when none is given: $STATE_DIRECTORY, else
+ * /var/lib/refreshd. Returns a new string. */
+char *manager_default_state_dir(void);

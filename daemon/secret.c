@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reading and wiping secrets. A secret file is read with one fstat-sized
+ * read into a buffer that is wiped on every path; stdio is avoided because
+ * its buffers would keep a copy.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include "macro.h"
+#include "secret.h"
+
+#define SECRET_MAX_SIZE 4096
+
+Secret *secret_free(Secret *s) {
+        if (!s)
+                return NULL;
+        if (s->value) {
+                explicit_bzero(s->value, s->size);
+                free(s->value);
+        }
+        free(s);
+        return NULL;
+}
+
+char *secret_string_free(char *s) {
+        if (s) {
+                explicit_bzero(s, strlen(s));
+                free(s);
+        }
+        return NULL;
+}
+
+static int secret_new(const char *data, size_t size, Secret **ret) {
+        Secret *s;
+
+        while (size > 0 && (data[size - 1] == '\n' || data[size - 1] == '\r'))
+                size--;
+        if (size == 0)
+                return -ENODATA;
+        s = calloc(1, sizeof(Secret));
+        if (!s)
+                return -ENOMEM;
+        s->value = malloc(size + 1);
+        if (!s->value) {
+                free(s);
+                return -ENOMEM;
+        }
+        memcpy(s->value, data, size);
+        s->value[size] = 0;
+        s->size = size;
+        *ret = s;
+        return 0;
+}
+
+static int secret_read_file(const char *path, Secret **ret) {
+        _cleanup_(closep) int fd = -EBADF;
+        char buf[SECRET_MAX_SIZE + 1];
+        struct stat st;
+        size_t size = 0;
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if (st.st_mode & S_IWOTH)
+                return -EPERM;
+        while (size < sizeof(buf)) {
+                ssize_t n = read(fd, buf + size, sizeof(buf) - size);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        explicit_bzero(buf, size);
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                size += n;
+        }
+        if (size > SECRET_MAX_SIZE)
+                r = -EFBIG;
+        else
+                r = secret_new(buf, size, ret);
+        explicit_bzero(buf, sizeof(buf));
+        return r;
+}
+
+int secret_read(const Config *c, Secret **ret) {
+        /* Whatever happens next, no core dump of this process may hold it. */
+        (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+        switch (c->secret_source) {
+        case SECRET_SOURCE_FILE:
+        case SECRET_SOURCE_CREDENTIAL:
+                return secret_read_file(c->secret_path, ret);
+        case SECRET_SOURCE_ENV: {
+                const char *v = getenv(c->secret_name);
+                if (!v)
+                        return -ENOENT;
+                return secret_new(v, strlen(v), ret);
+        }
+        case _SECRET_SOURCE_MAX:
+        case _SECRET_SOURCE_INVALID:
+                break;
+        }
+        return -EINVAL;
+}

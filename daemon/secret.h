@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The OAuth client secret, in its own small type: read from the source the
+ * config names, kept only as long as needed, wiped (explicit_bzero) when
+ * freed, and never printed. Reading one makes the process non-dumpable, so
+ * a core dump cannot carry it.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "config.h"
+
+typedef struct Secret {
+        char *value; /* NUL-terminated, without a trailing newline */
+        size_t size;
+} Secret;
+
+/* Reads the secret from the source C names (file, credential or
+ * environment variable). Trailing newlines are dropped. -ENODATA when it is
+ * empty, -EPERM for a world-writable file, else a negative errno. */
+int secret_read(const Config *c, Secret **ret);
+
+/* Wipes and frees; accepts NULL. */
+Secret *secret_free(Secret *s);
+
+/* Wipes and frees a NUL-terminated string that held secret material. */
+char *secret_string_free(char *s);

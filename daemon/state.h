@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * state.json: what refreshd must remember across restarts, per environment
+ * (keyed by name): the last slot fired, the intent to submit a slot, the
+ * job in flight and the last finished one. Written with yajl's generator and
+ * replaced atomically (temp file, fsync, rename, fsync of the directory);
+ * read tolerantly. Never logs. Never holds a secret.
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STATE_TIME_UNSET INT64_MIN
+#define STATE_FILE_NAME "state.json"
+
+/* A job being followed. */
+typedef struct StateJob {
+        char *id;
+        char *polling_url;
+        char *status;          /* last status seen; may be NULL */
+        int progress;          /* -1 unknown */
+        int64_t submitted_at;  /* when the POST was answered, or the job adopted */
+        int64_t slot;          /* the slot it refreshes, or STATE_TIME_UNSET (manual) */
+} StateJob;
+
+/* The last job that ended. */
+typedef struct StateLastJob {
+        char *id;
+        char *status;          /* COMPLETED, FAILED, ..., or "LOST" / "SUBMIT_FAILED" */
+        char *message;         /* why, for failures; may be NULL */
+        int64_t ended_at;
+        int64_t slot;
+} StateLastJob;
+
+typedef struct StateEnv {
+        char *name;
+        char *id;                    /* the Test Environment ID it was for */
+        int64_t last_slot;           /* the latest slot fired (or skipped by rule) */
+        int64_t last_submitted;      /* the latest successful submission */
+        /* Intent: the POST for this slot may have been sent (issue: exactly once). */
+        int64_t intent_slot;         /* STATE_TIME_UNSET: none */
+        char *intent_track_id;
+        int64_t intent_sent_at;
+        int64_t deferred_until;      /* when_ineligible=defer: fire at this time */
+        int64_t zuora_last_refresh;  /* Zuora's lastRefreshTime / nextRefreshTime, when known */
+        int64_t zuora_next_refresh;
+        StateJob *job;               /* NULL: none in flight */
+        StateLastJob *last_job;      /* NULL: none yet */
+} StateEnv;
+
+typedef struct State {
+        StateEnv *envs;
+        size_t n_envs;
+} State;
+
+State *state_new(void);
+State *state_free(State *s);
+
+/* Reads DIR/state.json. A missing file gives an empty State. -EBADMSG for a
+ * file that is not valid state (with a description in *reterr_message,
+ * which the caller frees); other negative errno values for I/O errors. */
+int state_load(const char *dir, State **ret, char **reterr_message);
+
+/* Parses state from memory (the loader's core; tests, fuzzing). */
+int state_parse(const char *text, size_t size, State **ret, char **reterr_message);
+
+/* Serializes to a new NUL-terminated string. */
+int state_format(const State *s, char **ret, size_t *ret_size);
+
+/* Replaces DIR/state.json atomically. On failure the old file is untouched
+ * and no temp file is left behind. */
+int state_save(const char *dir, const State *s);
+
+/* Renames DIR/state.json to DIR/state.json.corrupt-<NOW as YYYYmmddTHHMMSSZ>;
+ * the new name in *ret_path (may be NULL). */
+int state_move_aside(const char *dir, int64_t now, char **ret_path);
+
+/* The entry of environment NAME, or NULL. */
+StateEnv *state_find(State *s, const char *name);
+
+/* The entry of environment NAME, created empty (all times unset) if there
+ * is none; an entry whose id differs from ID is reset first, since it was
+ * another environment. */
+int state_get(State *s, const char *name, const char *id, StateEnv **ret);
+
+/* Drops entries of environments not in NAMES (N names) that have no job in
+ * flight. */
+void state_prune(State *s, const char *const *names, size_t n);
+
+StateJob *state_job_free(StateJob *j);
+StateLastJob *state_last_job_free(StateLastJob *j);
