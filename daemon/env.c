@@ -107,6 +107,7 @@ int env_new(Manager *m, Config *c, const EnvConfig *ec, Env **ret) {
         e->ec = ec;
         e->next_slot = STATE_TIME_UNSET;
         e->slot = STATE_TIME_UNSET;
+        e->prev_slot = STATE_TIME_UNSET;
         e->name = strdup(ec->name);
         if (!e->name) {
                 env_free(e);
@@ -254,7 +255,7 @@ static void env_schedule(Env *e) {
                 env_fire(e, latest);
                 return;
         }
-        env_report_skip(e, latest, "missed while refreshd was not running, and catch_up is off");
+        env_report_skip(e, latest, "missed while refreshd was not running (or the clock jumped), and catch_up is off");
         st->last_slot = latest;
         manager_save_later(e->manager);
         env_schedule(e);
@@ -280,8 +281,12 @@ static void env_slot_done(Env *e) {
         e->reauthenticated = false;
         disarm(e->wait_timer);
         manager_save_later(e->manager);
-        if (st && st->job)
-                return; /* tracking goes on */
+        if (st && st->job) {
+                /* Tracking goes on; the next slot is still watched, so that
+                 * one coming while the job runs is skipped when it comes. */
+                env_schedule(e);
+                return;
+        }
         env_enter_state(e, ENV_IDLE);
         env_schedule(e);
 }
@@ -316,6 +321,7 @@ static void env_fire(Env *e, int64_t slot) {
         ReportFields f = env_fields(e);
         char buf[TZ_ISO_MAX], dur[DURATION_MAX];
 
+        e->prev_slot = st->last_slot;
         st->last_slot = slot;
         st->deferred_until = STATE_TIME_UNSET;
         manager_save_later(e->manager);
@@ -324,6 +330,7 @@ static void env_fire(Env *e, int64_t slot) {
                 char why[200];
                 snprintf(why, sizeof(why), "job %s is still running", st->job->id);
                 env_report_skip(e, slot, why);
+                env_schedule(e);
                 return;
         }
         if (e->ec->min_interval > 0 && st->last_submitted != STATE_TIME_UNSET &&
@@ -354,12 +361,23 @@ static void env_fire(Env *e, int64_t slot) {
 
 static int env_on_slot_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Env *e = userdata;
+        StateEnv *st = env_st(e);
         int64_t slot = e->next_slot;
+        char buf[TZ_ISO_MAX], why[200];
 
-        if (slot == STATE_TIME_UNSET || e->state != ENV_IDLE)
+        if (slot == STATE_TIME_UNSET)
                 return 0;
         e->next_slot = STATE_TIME_UNSET;
-        env_fire(e, slot);
+        if (e->state == ENV_IDLE || e->state == ENV_TRACKING) {
+                env_fire(e, slot); /* skips it if a job is in flight */
+                return 0;
+        }
+        /* Still submitting an earlier slot (retrying): this one is covered by it. */
+        snprintf(why, sizeof(why), "the refresh for slot %s is still being submitted", fmt_local(e, e->slot, buf));
+        env_report_skip(e, slot, why);
+        st->last_slot = slot;
+        manager_save_later(e->manager);
+        env_schedule(e);
         return 0;
 }
 
@@ -622,10 +640,18 @@ static void env_poll(Env *e) {
 
 static void env_on_listed(const ClientResult *res, void *userdata) {
         Env *e = userdata;
+        StateEnv *st = env_st(e);
         ZuoraJob *jobs = NULL;
         size_t n = 0;
-        int64_t since = e->slot - (int64_t) (e->ec->submit_ahead / USEC_PER_SEC) - CLOCK_SKEW_SEC;
+        int64_t ahead = (int64_t) (e->ec->submit_ahead / USEC_PER_SEC);
+        int64_t since = e->slot - ahead - CLOCK_SKEW_SEC;
+        const char *previous = st->last_job ? st->last_job->id : NULL;
         const ZuoraJob *found = NULL;
+
+        /* The skew allowance must not reach back to the previous slot,
+         * whose own job (the last one followed) never covers this one. */
+        if (e->prev_slot != STATE_TIME_UNSET && e->prev_slot - ahead + 1 > since)
+                since = e->prev_slot - ahead + 1;
 
         e->call = NULL;
         if (res->verdict != ZUORA_VERDICT_OK ||
@@ -637,6 +663,7 @@ static void env_on_listed(const ClientResult *res, void *userdata) {
         /* The newest job created at or after the slot (less skew) covers it. */
         for (size_t i = 0; i < n; i++)
                 if (jobs[i].create_time != ZUORA_TIME_UNSET && jobs[i].create_time >= since &&
+                    !(previous && strcmp(jobs[i].id, previous) == 0) &&
                     (!found || jobs[i].create_time > found->create_time))
                         found = &jobs[i];
         if (!found) {
@@ -827,9 +854,11 @@ int env_start(Env *e) {
         StateEnv *st = env_st(e);
 
         if (st->job) {
-                /* Resume following a job that outlived the last run. */
+                /* Resume following a job that outlived the last run; slots
+                 * that came meanwhile are skipped by the overlap rule. */
                 env_enter_state(e, ENV_TRACKING);
                 env_poll(e);
+                env_schedule(e);
                 return 0;
         }
         if (st->intent_slot != STATE_TIME_UNSET && e->ec->enabled) {

@@ -39,6 +39,7 @@ struct Env {
 
         int64_t next_slot;      /* what the slot timer is armed for, or STATE_TIME_UNSET */
         int64_t slot;           /* the slot being worked on */
+        int64_t prev_slot;      /* the slot handled before it, or STATE_TIME_UNSET */
         bool deferred;          /* firing at Zuora's nextRefreshTime */
         sd_event_source *slot_timer;   /* CLOCK_REALTIME, absolute */
         sd_event_source *wait_timer;   /* CLOCK_BOOTTIME: polls and backoff */

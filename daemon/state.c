@@ -370,7 +370,8 @@ static int json_check(const char *text, size_t size, char **reterr_message) {
 #define PATH(prefix, key) (prefix), (*(prefix) ? "." : ""), (key)
 
 /* The value of KEY in object OBJ, or NULL when it is absent or null. */
-static int object_get(yajl_val obj, const char *prefix, const char *key, yajl_val *ret, char **reterr_message) {
+static int object_get(
+                yajl_val obj, const char *prefix, const char *key, yajl_val *ret, char **reterr_message) {
         yajl_val found = NULL;
         bool seen = false;
 
@@ -386,7 +387,8 @@ static int object_get(yajl_val obj, const char *prefix, const char *key, yajl_va
         return 0;
 }
 
-static int get_object(yajl_val obj, const char *prefix, const char *key, yajl_val *ret, char **reterr_message) {
+static int get_object(
+                yajl_val obj, const char *prefix, const char *key, yajl_val *ret, char **reterr_message) {
         yajl_val v;
         int r;
 
@@ -400,7 +402,12 @@ static int get_object(yajl_val obj, const char *prefix, const char *key, yajl_va
 }
 
 static int get_string(
-                yajl_val obj, const char *prefix, const char *key, bool required, char **ret, char **reterr_message) {
+                yajl_val obj,
+                const char *prefix,
+                const char *key,
+                bool required,
+                char **ret,
+                char **reterr_message) {
         yajl_val v;
         char *s = NULL;
         int r;
@@ -425,7 +432,12 @@ static int get_string(
 }
 
 static int get_time(
-                yajl_val obj, const char *prefix, const char *key, bool required, int64_t *ret, char **reterr_message) {
+                yajl_val obj,
+                const char *prefix,
+                const char *key,
+                bool required,
+                int64_t *ret,
+                char **reterr_message) {
         char buf[TZ_ISO_MAX];
         yajl_val v;
         int64_t t;
@@ -954,8 +966,13 @@ static int read_all(int fd, size_t max, char **ret, size_t *ret_size) {
                 ssize_t n;
 
                 if (size == alloc) {
-                        size_t want = alloc > 0 ? alloc * 2 : S_ISREG(st.st_mode) ? (size_t) st.st_size + 1 : 4096;
+                        size_t want = 4096;
                         char *b;
+
+                        if (alloc > 0)
+                                want = alloc * 2;
+                        else if (S_ISREG(st.st_mode))
+                                want = (size_t) st.st_size + 1;
 
                         if (alloc > max)
                                 return -EFBIG;
@@ -1078,8 +1095,8 @@ int state_save(const char *dir, const State *s) {
                 return -errno;
         free(TAKE_PTR(tmp)); /* it is state.json now: nothing to unlink */
 
-        /* Make the rename itself durable. If this fails, the new file is already in place and the old one gone;
-         * the error still tells the caller that a crash now might bring the old one back. */
+        /* Make the rename itself durable. If this fails, the new file is already in place and the old one
+         * gone; the error still tells the caller that a crash now might bring the old one back. */
         if (fsync(dfd) < 0)
                 return -errno;
         return 0;

@@ -11,7 +11,8 @@
  * errors (CVE-2023-33460). Our tree is built without recursion, drops
  * whatever is nested deeper than JSON_DEPTH_MAX (Zuora's answers are three
  * levels deep), and is freed by walking a flat list. yajl validates UTF-8
- * and refuses trailing garbage; both stay on.
+ * and refuses most trailing garbage (both stay on); the one kind it lets
+ * through, a string left open after the value, we refuse ourselves.
  *
  * A token answer holds a bearer token, so every buffer that may hold a byte
  * of an answer is wiped before it is freed: the tree's strings, and yajl's
@@ -48,6 +49,8 @@
 #define ERROR_RAW_CHARS 200
 #define RETRY_AFTER_MAX 86400
 #define TRACK_ID_PREFIX "refreshd-"
+#define TIME_FORMAT_MIN INT64_C(-62167219200) /* 0000-01-01T00:00:00Z */
+#define TIME_FORMAT_MAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
 #define PERIOD_TEXT "Only one refresh can be performed during a set period"
 
 #define ZUORA_JOB_INIT                                                                                        \
@@ -145,6 +148,9 @@ typedef struct JsonDoc {
         uint64_t skipping; /* containers open inside one too deep to keep */
         char *key;         /* a member name waiting for its value */
         size_t key_len;
+        yajl_handle handle;
+        size_t end;        /* where the top value ended in the body ... */
+        bool ended;        /* ... if it ended before yajl_complete_parse() */
         int error;
 } JsonDoc;
 
@@ -179,6 +185,15 @@ static void json_doc_done(JsonDoc *d) {
         }
         json_drop_key(d);
         *d = (JsonDoc) {};
+}
+
+/* Notes where the top value ended: inside a callback, yajl has consumed
+ * exactly the bytes up to the end of the current token. */
+static void json_mark_end(JsonDoc *d) {
+        if (!d->handle)
+                return; /* in yajl_complete_parse(): a number at the very end */
+        d->end = yajl_get_bytes_consumed(d->handle);
+        d->ended = true;
 }
 
 static int json_add(JsonDoc *d, JsonType type, const void *text, size_t len) {
@@ -217,8 +232,11 @@ static int json_add(JsonDoc *d, JsonType type, const void *text, size_t len) {
                 else
                         d->open->first = n;
                 d->open->last = n;
-        } else
+        } else {
                 d->root = n; /* yajl allows one value at the top, not several */
+                if (!container)
+                        json_mark_end(d);
+        }
 
         if (container) {
                 d->open = n;
@@ -264,6 +282,8 @@ static int json_on_end(void *ctx) {
         else if (d->open) {
                 d->open = d->open->parent;
                 d->depth--;
+                if (!d->open)
+                        json_mark_end(d);
         }
         return 1;
 }
@@ -328,10 +348,21 @@ static int json_parse(const char *body, size_t size, JsonDoc *ret) {
         yajl_config(h, yajl_allow_multiple_values, 0);
         yajl_config(h, yajl_allow_partial_values, 0);
 
+        d.handle = h;
         s = yajl_parse(h, (const unsigned char *) body, size);
+        d.handle = NULL;
         if (s == yajl_status_ok)
                 s = yajl_complete_parse(h);
         yajl_free(h);
+
+        /* yajl 2.1.0 takes a string left open after the value for a token
+         * still to come, and so accepts '{}"…' : check the rest ourselves. */
+        if (s == yajl_status_ok && d.ended)
+                for (size_t i = d.end; i < size; i++)
+                        if (!strchr(" \t\r\n", body[i]) || body[i] == 0) {
+                                s = yajl_status_error;
+                                break;
+                        }
 
         if (s != yajl_status_ok || !d.root || d.open || d.skipping > 0) {
                 r = d.error < 0 ? d.error : -EBADMSG;
@@ -1107,7 +1138,8 @@ static int parse_http_date(Cursor c, int64_t now, int64_t *ret) {
                                 /* A two-digit year more than 50 years ahead is in
                                  * the past century (RFC 9110 §5.6.7). */
                                 CivilTime now_c;
-                                civil_from_seconds(now, &now_c);
+                                civil_from_seconds(now < TIME_FORMAT_MIN ? TIME_FORMAT_MIN :
+                                                   now > TIME_FORMAT_MAX ? TIME_FORMAT_MAX : now, &now_c);
                                 int64_t y4 = floor_div(now_c.year, 100) * 100 + year;
                                 if (y4 > now_c.year + 50)
                                         y4 -= 100;
@@ -1223,6 +1255,14 @@ bool zuora_job_has_ended(const ZuoraJob *j) {
 
 /* ---- requests ---- */
 
+/* "2026-12-06T02:00:00Z". tz_format_utc() writes years 0000-9999 only, and
+ * its day arithmetic would overflow near INT64_MIN: keep other instants away. */
+static int format_utc(int64_t t, char buf[static TZ_ISO_MAX]) {
+        if (t < TIME_FORMAT_MIN || t > TIME_FORMAT_MAX)
+                return -ERANGE;
+        return tz_format_utc(t, buf, TZ_ISO_MAX);
+}
+
 static const char hex_digits[] = "0123456789abcdef";
 
 void zuora_track_id(const uint8_t random[16], char buf[static ZUORA_TRACK_ID_MAX]) {
@@ -1244,7 +1284,7 @@ char *zuora_job_request_body(int64_t scheduled) {
 
         if (scheduled == ZUORA_TIME_UNSET)
                 return strdup("{\"jobType\":\"REFRESH\"}");
-        if (tz_format_utc(scheduled, iso, sizeof(iso)) < 0) {
+        if (format_utc(scheduled, iso) < 0) {
                 errno = ERANGE; /* not within years 0000-9999 */
                 return NULL;
         }
@@ -1272,7 +1312,7 @@ char *zuora_idempotency_key(const char *env_id, int64_t slot) {
 
         assert(env_id);
 
-        if (tz_format_utc(slot, iso, sizeof(iso)) < 0) {
+        if (format_utc(slot, iso) < 0) {
                 errno = ERANGE;
                 return NULL;
         }

@@ -1,0 +1,1073 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * state.json: the exact text written for a full state and an empty one,
+ * round trips, null and absent keys, every kind of damage the loader must
+ * refuse (with a message that names the place), every prefix of a valid
+ * file, and the file operations: an atomic save whose failures (no
+ * directory, a rename that cannot happen, a file size limit, a full tmpfs)
+ * leave the old file byte for byte and no temp file, the loader's size
+ * limit, and moving a damaged file aside under a name that never replaces
+ * an earlier one.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "state.h"
+#include "tz.h"
+
+#define T(s) iso(s)
+
+static int64_t iso(const char *s) {
+        int64_t t;
+        assert_int_equal(tz_parse_iso8601(s, &t), 0);
+        return t;
+}
+
+static char *xstrdup(const char *s) {
+        char *p = strdup(s);
+        assert_non_null(p);
+        return p;
+}
+
+/* ---- files ---- */
+
+static char *dir_new(void) {
+        const char *base = getenv("TMPDIR");
+        char *d;
+
+        assert_true(asprintf(&d, "%s/test-state.XXXXXX", base && *base ? base : "/tmp") > 0);
+        assert_non_null(mkdtemp(d));
+        return d;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+
+static void dir_free(char *d) {
+        assert_int_equal(nftw(d, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+        free(d);
+}
+
+static char *path_in(const char *dir, const char *name) {
+        char *p;
+        assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
+        return p;
+}
+
+static void write_file(const char *dir, const char *name, const char *text) {
+        char *p = path_in(dir, name);
+        FILE *f = fopen(p, "we");
+
+        assert_non_null(f);
+        assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+        assert_int_equal(fclose(f), 0);
+        free(p);
+}
+
+/* The contents of DIR/NAME, or NULL when there is no such file. */
+static char *read_file(const char *dir, const char *name) {
+        char *p = path_in(dir, name), *buf = NULL;
+        size_t n = 0;
+        FILE *f = fopen(p, "re");
+
+        free(p);
+        if (!f)
+                return NULL;
+        FILE *m = open_memstream(&buf, &n);
+        assert_non_null(m);
+        for (int c; (c = fgetc(f)) != EOF;)
+                fputc(c, m);
+        fclose(f);
+        assert_int_equal(fclose(m), 0);
+        return buf;
+}
+
+/* Entries of DIR whose names start with PREFIX. */
+static unsigned count_files(const char *dir, const char *prefix) {
+        DIR *d = opendir(dir);
+        unsigned n = 0;
+
+        assert_non_null(d);
+        for (struct dirent *de; (de = readdir(d));)
+                if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+                        n++;
+        closedir(d);
+        return n;
+}
+
+#define TEMP_PREFIX "." STATE_FILE_NAME "."
+
+/* ---- states ---- */
+
+static char *format(const State *s) {
+        char *text = NULL;
+        size_t size = 0;
+
+        assert_int_equal(state_format(s, &text, &size), 0);
+        assert_int_equal(strlen(text), size);
+        return text;
+}
+
+static State *parse(const char *text) {
+        State *s = NULL;
+        char *m = NULL;
+        int r = state_parse(text, strlen(text), &s, &m);
+
+        if (r < 0)
+                fail_msg("refused: %s (%s)\n%s", strerror(-r), m ? m : "no message", text);
+        assert_null(m);
+        return s;
+}
+
+/* TEXT is refused, and the message contains WANT. */
+static void expect_bad_n(const char *text, size_t size, const char *want) {
+        State *s = NULL;
+        char *m = NULL;
+        int r = state_parse(text, size, &s, &m);
+
+        if (r != -EBADMSG)
+                fail_msg("want -EBADMSG ('%s'), got %d for:\n%.*s", want, r, (int) size, text);
+        assert_null(s);
+        assert_non_null(m);
+        if (!strstr(m, want))
+                fail_msg("want a message with '%s', got '%s' for:\n%.*s", want, m, (int) size, text);
+        free(m);
+}
+
+static void expect_bad(const char *text, const char *want) {
+        expect_bad_n(text, strlen(text), want);
+}
+
+/* The body of environment "uat" is BODY. */
+static void expect_bad_env(const char *body, const char *want) {
+        char *text;
+
+        assert_true(asprintf(&text, "{\"version\":1,\"environments\":{\"uat\":%s}}", body) > 0);
+        expect_bad(text, want);
+        free(text);
+}
+
+static StateEnv *env_get(State *s, const char *name, const char *id) {
+        StateEnv *e = NULL;
+
+        assert_int_equal(state_get(s, name, id, &e), 0);
+        assert_non_null(e);
+        return e;
+}
+
+static StateJob *job_new(
+                const char *id, const char *url, const char *status, int progress, int64_t submitted_at, int64_t slot) {
+        StateJob *j = calloc(1, sizeof(StateJob));
+
+        assert_non_null(j);
+        *j = (StateJob) {
+                .id = id ? xstrdup(id) : NULL,
+                .polling_url = url ? xstrdup(url) : NULL,
+                .status = status ? xstrdup(status) : NULL,
+                .progress = progress,
+                .submitted_at = submitted_at,
+                .slot = slot,
+        };
+        return j;
+}
+
+static StateLastJob *last_job_new(const char *id, const char *status, const char *message, int64_t ended_at,
+                                  int64_t slot) {
+        StateLastJob *j = calloc(1, sizeof(StateLastJob));
+
+        assert_non_null(j);
+        *j = (StateLastJob) {
+                .id = id ? xstrdup(id) : NULL,
+                .status = status ? xstrdup(status) : NULL,
+                .message = message ? xstrdup(message) : NULL,
+                .ended_at = ended_at,
+                .slot = slot,
+        };
+        return j;
+}
+
+/* Every field set in "uat"; "dev" as after a failed submission; "new" just created. */
+static State *full_state(void) {
+        State *s = state_new();
+        StateEnv *e;
+
+        assert_non_null(s);
+        e = env_get(s, "uat", "8ad09be48db5aa7b");
+        e->last_slot = T("2026-12-06T02:00:00Z");
+        e->last_submitted = T("2026-11-29T02:00:01Z");
+        e->intent_slot = T("2026-12-06T02:00:00Z");
+        e->intent_track_id = xstrdup("b1946ac9-2d1c-4f1c-9b57-3d1e5e2a3c11");
+        e->intent_sent_at = T("2026-12-06T02:00:00Z");
+        e->deferred_until = T("2026-12-07T02:00:00Z");
+        e->zuora_last_refresh = T("2026-11-29T02:41:17Z");
+        e->zuora_next_refresh = T("2026-12-13T02:00:00Z");
+        e->job = job_new("2c92c0f9", "https://rest.zuora.com/jobs/2c92c0f9", "IN_PROGRESS", 45,
+                         T("2026-12-06T02:00:01Z"), T("2026-12-06T02:00:00Z"));
+        e->last_job = last_job_new("2c92c0f8", "FAILED", "quota \"exceeded\"\n\ttry later",
+                                   T("2026-11-29T03:10:00Z"), T("2026-11-29T02:00:00Z"));
+
+        e = env_get(s, "dev", "8ad0");
+        e->last_slot = T("2026-12-06T02:00:00Z");
+        e->last_job = last_job_new(
+                        NULL, "SUBMIT_FAILED", "HTTP 400", T("2026-12-06T02:00:03Z"), STATE_TIME_UNSET);
+
+        e = env_get(s, "new", "8ad1");
+        e->job = job_new("j0", "/jobs/j0", NULL, 0, T("2026-12-06T02:00:01Z"), STATE_TIME_UNSET);
+        return s;
+}
+
+static const char full_text[] =
+        "{\n"
+        "  \"version\": 1,\n"
+        "  \"environments\": {\n"
+        "    \"uat\": {\n"
+        "      \"id\": \"8ad09be48db5aa7b\",\n"
+        "      \"last_slot\": \"2026-12-06T02:00:00Z\",\n"
+        "      \"last_submitted\": \"2026-11-29T02:00:01Z\",\n"
+        "      \"intent\": {\n"
+        "        \"slot\": \"2026-12-06T02:00:00Z\",\n"
+        "        \"track_id\": \"b1946ac9-2d1c-4f1c-9b57-3d1e5e2a3c11\",\n"
+        "        \"sent_at\": \"2026-12-06T02:00:00Z\"\n"
+        "      },\n"
+        "      \"deferred_until\": \"2026-12-07T02:00:00Z\",\n"
+        "      \"zuora_last_refresh\": \"2026-11-29T02:41:17Z\",\n"
+        "      \"zuora_next_refresh\": \"2026-12-13T02:00:00Z\",\n"
+        "      \"job\": {\n"
+        "        \"id\": \"2c92c0f9\",\n"
+        "        \"polling_url\": \"https://rest.zuora.com/jobs/2c92c0f9\",\n"
+        "        \"status\": \"IN_PROGRESS\",\n"
+        "        \"progress\": 45,\n"
+        "        \"submitted_at\": \"2026-12-06T02:00:01Z\",\n"
+        "        \"slot\": \"2026-12-06T02:00:00Z\"\n"
+        "      },\n"
+        "      \"last_job\": {\n"
+        "        \"id\": \"2c92c0f8\",\n"
+        "        \"status\": \"FAILED\",\n"
+        "        \"message\": \"quota \\\"exceeded\\\"\\n\\ttry later\",\n"
+        "        \"ended_at\": \"2026-11-29T03:10:00Z\",\n"
+        "        \"slot\": \"2026-11-29T02:00:00Z\"\n"
+        "      }\n"
+        "    },\n"
+        "    \"dev\": {\n"
+        "      \"id\": \"8ad0\",\n"
+        "      \"last_slot\": \"2026-12-06T02:00:00Z\",\n"
+        "      \"last_submitted\": null,\n"
+        "      \"intent\": null,\n"
+        "      \"deferred_until\": null,\n"
+        "      \"zuora_last_refresh\": null,\n"
+        "      \"zuora_next_refresh\": null,\n"
+        "      \"job\": null,\n"
+        "      \"last_job\": {\n"
+        "        \"id\": null,\n"
+        "        \"status\": \"SUBMIT_FAILED\",\n"
+        "        \"message\": \"HTTP 400\",\n"
+        "        \"ended_at\": \"2026-12-06T02:00:03Z\",\n"
+        "        \"slot\": null\n"
+        "      }\n"
+        "    },\n"
+        "    \"new\": {\n"
+        "      \"id\": \"8ad1\",\n"
+        "      \"last_slot\": null,\n"
+        "      \"last_submitted\": null,\n"
+        "      \"intent\": null,\n"
+        "      \"deferred_until\": null,\n"
+        "      \"zuora_last_refresh\": null,\n"
+        "      \"zuora_next_refresh\": null,\n"
+        "      \"job\": {\n"
+        "        \"id\": \"j0\",\n"
+        "        \"polling_url\": \"/jobs/j0\",\n"
+        "        \"status\": null,\n"
+        "        \"progress\": 0,\n"
+        "        \"submitted_at\": \"2026-12-06T02:00:01Z\",\n"
+        "        \"slot\": null\n"
+        "      },\n"
+        "      \"last_job\": null\n"
+        "    }\n"
+        "  }\n"
+        "}\n";
+
+static void assert_str_or_null(const char *a, const char *b) {
+        if (!a || !b)
+                assert_ptr_equal(a, b);
+        else
+                assert_string_equal(a, b);
+}
+
+static void assert_env_equal(const StateEnv *a, const StateEnv *b) {
+        assert_string_equal(a->name, b->name);
+        assert_str_or_null(a->id, b->id);
+        assert_int_equal(a->last_slot, b->last_slot);
+        assert_int_equal(a->last_submitted, b->last_submitted);
+        assert_int_equal(a->intent_slot, b->intent_slot);
+        assert_str_or_null(a->intent_track_id, b->intent_track_id);
+        assert_int_equal(a->intent_sent_at, b->intent_sent_at);
+        assert_int_equal(a->deferred_until, b->deferred_until);
+        assert_int_equal(a->zuora_last_refresh, b->zuora_last_refresh);
+        assert_int_equal(a->zuora_next_refresh, b->zuora_next_refresh);
+        assert_int_equal(!a->job, !b->job);
+        if (a->job) {
+                assert_str_or_null(a->job->id, b->job->id);
+                assert_str_or_null(a->job->polling_url, b->job->polling_url);
+                assert_str_or_null(a->job->status, b->job->status);
+                assert_int_equal(a->job->progress, b->job->progress);
+                assert_int_equal(a->job->submitted_at, b->job->submitted_at);
+                assert_int_equal(a->job->slot, b->job->slot);
+        }
+        assert_int_equal(!a->last_job, !b->last_job);
+        if (a->last_job) {
+                assert_str_or_null(a->last_job->id, b->last_job->id);
+                assert_str_or_null(a->last_job->status, b->last_job->status);
+                assert_str_or_null(a->last_job->message, b->last_job->message);
+                assert_int_equal(a->last_job->ended_at, b->last_job->ended_at);
+                assert_int_equal(a->last_job->slot, b->last_job->slot);
+        }
+}
+
+static void assert_state_equal(const State *a, const State *b) {
+        assert_int_equal(a->n_envs, b->n_envs);
+        for (size_t i = 0; i < a->n_envs; i++)
+                assert_env_equal(&a->envs[i], &b->envs[i]);
+}
+
+static void assert_env_unset(const StateEnv *e) {
+        assert_int_equal(e->last_slot, STATE_TIME_UNSET);
+        assert_int_equal(e->last_submitted, STATE_TIME_UNSET);
+        assert_int_equal(e->intent_slot, STATE_TIME_UNSET);
+        assert_null(e->intent_track_id);
+        assert_int_equal(e->intent_sent_at, STATE_TIME_UNSET);
+        assert_int_equal(e->deferred_until, STATE_TIME_UNSET);
+        assert_int_equal(e->zuora_last_refresh, STATE_TIME_UNSET);
+        assert_int_equal(e->zuora_next_refresh, STATE_TIME_UNSET);
+        assert_null(e->job);
+        assert_null(e->last_job);
+}
+
+/* ---- format and parse ---- */
+
+static void test_round_trip_full(void **state) {
+        State *s = full_state(), *back;
+        char *text = format(s), *again;
+
+        assert_string_equal(text, full_text);
+        back = parse(text);
+        assert_state_equal(s, back);
+        again = format(back);
+        assert_string_equal(again, text);
+
+        free(again);
+        free(text);
+        state_free(back);
+        state_free(s);
+}
+
+static void test_round_trip_empty(void **state) {
+        State *s = state_new(), *back;
+        char *text;
+
+        assert_non_null(s);
+        text = format(s);
+        assert_string_equal(text, "{\n  \"version\": 1,\n  \"environments\": {\n\n  }\n}\n");
+        back = parse(text);
+        assert_int_equal(back->n_envs, 0);
+        assert_null(back->envs);
+
+        free(text);
+        state_free(back);
+        state_free(s);
+}
+
+static void test_nulls_and_absent_keys(void **state) {
+        State *s;
+
+        /* Explicit nulls, and absent keys: both mean "unset". */
+        s = parse("{\"version\": 1, \"environments\": {\"a\": {\"id\": null, \"last_slot\": null, "
+                  "\"last_submitted\": null, \"intent\": null, \"deferred_until\": null, "
+                  "\"zuora_last_refresh\": null, \"zuora_next_refresh\": null, \"job\": null, "
+                  "\"last_job\": null}, \"b\": {}}}");
+        assert_int_equal(s->n_envs, 2);
+        for (size_t i = 0; i < 2; i++) {
+                assert_null(s->envs[i].id);
+                assert_env_unset(&s->envs[i]);
+        }
+        state_free(s);
+
+        /* Optional keys of the sub-objects. */
+        s = parse("{\"version\": 1, \"environments\": {\"a\": {"
+                  "\"intent\": {\"slot\": \"2026-12-06T02:00:00Z\"},"
+                  "\"job\": {\"id\": \"j\", \"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:01Z\","
+                  "        \"status\": null, \"progress\": null, \"slot\": null},"
+                  "\"last_job\": {\"ended_at\": \"2026-12-06T03:00:00Z\"}}}}");
+        StateEnv *e = &s->envs[0];
+        assert_int_equal(e->intent_slot, T("2026-12-06T02:00:00Z"));
+        assert_null(e->intent_track_id);
+        assert_int_equal(e->intent_sent_at, STATE_TIME_UNSET);
+        assert_string_equal(e->job->id, "j");
+        assert_string_equal(e->job->polling_url, "u");
+        assert_null(e->job->status);
+        assert_int_equal(e->job->progress, -1);
+        assert_int_equal(e->job->slot, STATE_TIME_UNSET);
+        assert_null(e->last_job->id);
+        assert_null(e->last_job->status);
+        assert_null(e->last_job->message);
+        assert_int_equal(e->last_job->slot, STATE_TIME_UNSET);
+
+        /* And written back as nulls, which read the same. */
+        char *text = format(s), *again;
+        assert_non_null(strstr(text, "\"track_id\": null"));
+        assert_non_null(strstr(text, "\"progress\": null"));
+        State *back = parse(text);
+        again = format(back);
+        assert_string_equal(text, again);
+        free(again);
+        free(text);
+        state_free(back);
+        state_free(s);
+}
+
+static void test_unknown_keys_ignored(void **state) {
+        State *s = parse("{\"comment\": \"hand edited\", \"version\": 1, \"future\": [1, {\"a\": [[[]]]}],"
+                         " \"environments\": {\"uat\": {\"id\": \"x\", \"colour\": \"blue\", \"nested\": {\"job\": 1},"
+                         "  \"intent\": {\"slot\": \"2026-12-06T02:00:00Z\", \"why\": true},"
+                         "  \"job\": {\"id\": \"j\", \"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:01Z\","
+                         "           \"eta\": 3.5},"
+                         "  \"last_job\": {\"ended_at\": \"2026-12-06T03:00:00Z\", \"extra\": null}}}}");
+
+        assert_int_equal(s->n_envs, 1);
+        assert_string_equal(s->envs[0].id, "x");
+        assert_int_equal(s->envs[0].intent_slot, T("2026-12-06T02:00:00Z"));
+        assert_string_equal(s->envs[0].job->id, "j");
+        assert_non_null(s->envs[0].last_job);
+
+        /* Dropped on the next write. */
+        char *text = format(s);
+        assert_null(strstr(text, "colour"));
+        free(text);
+        state_free(s);
+
+        /* Comments are tolerated, as yajl_tree_parse() allows them. */
+        s = parse("/* hand edited */ {\"version\": 1, // v1\n \"environments\": {}}");
+        assert_int_equal(s->n_envs, 0);
+        state_free(s);
+}
+
+static void test_times_normalised(void **state) {
+        State *s = parse("{\"version\": 1, \"environments\": {\"a\": {"
+                         "\"last_slot\": \"2026-12-06T03:00:00+01:00\", \"last_submitted\": \"2026-12-06T02:00:00.75Z\","
+                         "\"deferred_until\": \"2026-12-07\"}}}");
+        char *text = format(s);
+
+        assert_non_null(strstr(text, "\"last_slot\": \"2026-12-06T02:00:00Z\""));
+        assert_non_null(strstr(text, "\"last_submitted\": \"2026-12-06T02:00:00Z\""));
+        assert_non_null(strstr(text, "\"deferred_until\": \"2026-12-07T00:00:00Z\""));
+        free(text);
+        state_free(s);
+}
+
+static void test_environment_order(void **state) {
+        static const char *const names[] = { "zeta", "alpha", "mid", "Beta", "a.b" };
+        State *s = state_new(), *back;
+        char *text;
+
+        for (size_t i = 0; i < 5; i++)
+                env_get(s, names[i], "id");
+        text = format(s);
+        back = parse(text);
+        assert_int_equal(back->n_envs, 5);
+        for (size_t i = 0; i < 5; i++)
+                assert_string_equal(back->envs[i].name, names[i]);
+
+        free(text);
+        state_free(back);
+        state_free(s);
+}
+
+static void test_strings(void **state) {
+        State *s = state_new(), *back;
+        StateEnv *e = env_get(s, "ünïcode \"env\"\n", "id\x01\x7f");
+        char *text;
+
+        /* Not UTF-8 (a stray byte, an overlong '/', a surrogate, a cut sequence): each bad byte becomes
+         * U+FFFD, since yajl would write it as it is and the loader would then refuse the file. */
+        e->last_job = last_job_new(
+                        "\xff", "a\xc0\xaf" "b", "\xed\xa0\x80 \xe2\x82", T("2026-12-06T00:00:00Z"), STATE_TIME_UNSET);
+        text = format(s);
+        back = parse(text);
+        assert_string_equal(back->envs[0].name, "ünïcode \"env\"\n");
+        assert_string_equal(back->envs[0].id, "id\x01\x7f");
+        assert_string_equal(back->envs[0].last_job->id, "\xef\xbf\xbd");
+        assert_string_equal(back->envs[0].last_job->status, "a\xef\xbf\xbd\xef\xbf\xbd" "b");
+        assert_string_equal(back->envs[0].last_job->message,
+                            "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd");
+
+        free(text);
+        state_free(back);
+        state_free(s);
+}
+
+static void test_format_refuses_invalid(void **state) {
+        State *s = state_new();
+        StateEnv *e = env_get(s, "a", "id");
+        char *text = NULL;
+
+        /* What the loader would refuse is not written. */
+        e->job = job_new(NULL, "u", NULL, -1, T("2026-12-06T00:00:00Z"), STATE_TIME_UNSET);
+        assert_int_equal(state_format(s, &text, NULL), -EINVAL);
+        e->job = state_job_free(e->job);
+        e->job = job_new("j", NULL, NULL, -1, T("2026-12-06T00:00:00Z"), STATE_TIME_UNSET);
+        assert_int_equal(state_format(s, &text, NULL), -EINVAL);
+        e->job->polling_url = xstrdup("u");
+        e->job->submitted_at = STATE_TIME_UNSET;
+        assert_int_equal(state_format(s, &text, NULL), -EINVAL);
+        e->job = state_job_free(e->job);
+        e->last_job = last_job_new("j", "COMPLETED", NULL, STATE_TIME_UNSET, STATE_TIME_UNSET);
+        assert_int_equal(state_format(s, &text, NULL), -EINVAL);
+        e->last_job = state_last_job_free(e->last_job);
+        e->last_slot = INT64_MAX; /* no year to write it in */
+        assert_int_equal(state_format(s, &text, NULL), -EINVAL);
+        assert_null(text);
+
+        /* A negative progress other than -1 is "unknown" too. */
+        e->last_slot = STATE_TIME_UNSET;
+        e->job = job_new("j", "u", NULL, -7, T("2026-12-06T00:00:00Z"), STATE_TIME_UNSET);
+        text = format(s);
+        assert_non_null(strstr(text, "\"progress\": null"));
+        free(text);
+        state_free(s);
+}
+
+/* ---- what the loader refuses ---- */
+
+static void test_not_json(void **state) {
+        expect_bad("", "line 1, column 1: not JSON: premature EOF");
+        expect_bad("   \n", "line 2, column 1: not JSON: premature EOF");
+        expect_bad("nope", "line 1, column 2: not JSON: invalid string");
+        expect_bad("{\"version\": 1,\n \"environments\": {}} {}", "line 2, column 23: not JSON: trailing garbage");
+        expect_bad("{\"version\": 1,\n \"environments\": {,}}", "line 2, column 20: not JSON: invalid object key");
+        expect_bad("{\"version\": 1, \"environments\": {\"a\": {\"id\": \"\xff\"}}}", "not JSON: invalid bytes in UTF8");
+        expect_bad("{\"version\": 1, \"environments\": {\"a\": {\"id\": \"x\ny\"}}}", "line 1, column 47: not JSON");
+        expect_bad_n("{\"version\": 1,\n  \"environments\": {}\0}", 37, "line 2, column 21: not JSON: NUL byte");
+        expect_bad_n("{\"version\": 1, /* \0 */ \"environments\": {}}", 42, "line 1, column 19: not JSON: NUL byte");
+
+        /* Nesting is bounded, even in keys we do not know. */
+        char deep[300];
+        size_t n = sprintf(deep, "{\"version\": 1, \"environments\": {}, \"x\": ");
+        memset(deep + n, '[', 100);
+        deep[n + 100] = 0;
+        expect_bad(deep, "line 1, column 105: not JSON: nested too deeply");
+        memset(deep + n, '[', 60);
+        memset(deep + n + 60, ']', 60);
+        strcpy(deep + n + 120, "}");
+        state_free(parse(deep));
+}
+
+static void test_wrong_shape(void **state) {
+        expect_bad("[]", "top level: not an object");
+        expect_bad("\"state\"", "top level: not an object");
+        expect_bad("null", "top level: not an object");
+        expect_bad("{}", "version: missing");
+        expect_bad("{\"version\": null, \"environments\": {}}", "version: missing");
+        expect_bad("{\"version\": \"1\", \"environments\": {}}", "version: not a number");
+        expect_bad("{\"version\": 2, \"environments\": {}}", "unsupported state version 2");
+        expect_bad("{\"version\": 0, \"environments\": {}}", "unsupported state version 0");
+        expect_bad("{\"version\": 1.0, \"environments\": {}}", "unsupported state version 1.0");
+        expect_bad("{\"version\": 1e0, \"environments\": {}}", "unsupported state version 1e0");
+        expect_bad("{\"version\": 99999999999999999999, \"environments\": {}}",
+                   "unsupported state version 99999999999999999999");
+        expect_bad("{\"version\": 1, \"version\": 1, \"environments\": {}}", "version: duplicate key");
+        expect_bad("{\"version\": 1}", "environments: missing");
+        expect_bad("{\"version\": 1, \"environments\": null}", "environments: missing");
+        expect_bad("{\"version\": 1, \"environments\": []}", "environments: not an object");
+        expect_bad("{\"version\": 1, \"environments\": {}, \"environments\": {}}", "environments: duplicate key");
+        expect_bad("{\"version\": 1, \"environments\": {\"b\": {}, \"a\": {}, \"b\": {}}}",
+                   "environments.b: duplicate key");
+        expect_bad_env("\"x\"", "environments.uat: not an object");
+        expect_bad_env("null", "environments.uat: not an object");
+        expect_bad_env("[]", "environments.uat: not an object");
+        expect_bad("{\"version\": 1, \"environments\": {\"a\": {}, \"\\udc00\": {}}}",
+                   "environments.#2: name not UTF-8");
+        expect_bad("{\"version\": 1, \"environments\": {\"a\\nb\": 5}}", "environments.#1: not an object");
+        /* Names are kept as C strings: these two are the same name, "a". */
+        expect_bad("{\"version\": 1, \"environments\": {\"a\\u0000b\": {}, \"a\\u0000c\": {}}}",
+                   "environments.a: duplicate key");
+}
+
+static void test_wrong_types(void **state) {
+        static const struct {
+                const char *body, *want;
+        } cases[] = {
+                { "{\"id\": 5}", "environments.uat.id: not a string" },
+                { "{\"id\": \"a\", \"id\": \"b\"}", "environments.uat.id: duplicate key" },
+                { "{\"id\": \"\\udc00\"}", "environments.uat.id: not UTF-8" },    /* a lone surrogate */
+                { "{\"id\": \"\xc0\xaf\"}", "environments.uat.id: not UTF-8" },  /* overlong, yajl lets it by */
+                { "{\"last_slot\": 5}", "environments.uat.last_slot: not a time" },
+                { "{\"last_submitted\": true}", "environments.uat.last_submitted: not a time" },
+                { "{\"deferred_until\": {}}", "environments.uat.deferred_until: not a time" },
+                { "{\"zuora_last_refresh\": []}", "environments.uat.zuora_last_refresh: not a time" },
+                { "{\"zuora_next_refresh\": 1.5}", "environments.uat.zuora_next_refresh: not a time" },
+                { "{\"intent\": []}", "environments.uat.intent: not an object" },
+                { "{\"intent\": \"2026-12-06T02:00:00Z\"}", "environments.uat.intent: not an object" },
+                { "{\"intent\": {}}", "environments.uat.intent.slot: missing" },
+                { "{\"intent\": {\"slot\": \"2026-12-06T02:00:00Z\", \"track_id\": 1}}",
+                  "environments.uat.intent.track_id: not a string" },
+                { "{\"intent\": {\"slot\": \"2026-12-06T02:00:00Z\", \"sent_at\": \"soon\"}}",
+                  "environments.uat.intent.sent_at: not a time" },
+                { "{\"job\": \"j\"}", "environments.uat.job: not an object" },
+                { "{\"job\": {\"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:00Z\"}}",
+                  "environments.uat.job.id: missing" },
+                { "{\"job\": {\"id\": null, \"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:00Z\"}}",
+                  "environments.uat.job.id: missing" },
+                { "{\"job\": {\"id\": \"j\", \"submitted_at\": \"2026-12-06T02:00:00Z\"}}",
+                  "environments.uat.job.polling_url: missing" },
+                { "{\"job\": {\"id\": \"j\", \"polling_url\": \"u\"}}", "environments.uat.job.submitted_at: missing" },
+                { "{\"job\": {\"id\": 7, \"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:00Z\"}}",
+                  "environments.uat.job.id: not a string" },
+                { "{\"job\": {\"id\": \"j\", \"polling_url\": [], \"submitted_at\": \"2026-12-06T02:00:00Z\"}}",
+                  "environments.uat.job.polling_url: not a string" },
+                { "{\"job\": {\"id\": \"j\", \"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:00Z\", "
+                  "\"status\": 3}}",
+                  "environments.uat.job.status: not a string" },
+                { "{\"job\": {\"id\": \"j\", \"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:00Z\", "
+                  "\"progress\": \"45\"}}",
+                  "environments.uat.job.progress: not a non-negative integer" },
+                { "{\"job\": {\"id\": \"j\", \"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:00Z\", "
+                  "\"progress\": -1}}",
+                  "environments.uat.job.progress: not a non-negative integer" },
+                { "{\"job\": {\"id\": \"j\", \"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:00Z\", "
+                  "\"progress\": 4.5}}",
+                  "environments.uat.job.progress: not a non-negative integer" },
+                { "{\"job\": {\"id\": \"j\", \"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:00Z\", "
+                  "\"progress\": 3000000000}}",
+                  "environments.uat.job.progress: not a non-negative integer" },
+                { "{\"job\": {\"id\": \"j\", \"polling_url\": \"u\", \"submitted_at\": 1796522400}}",
+                  "environments.uat.job.submitted_at: not a time" },
+                { "{\"job\": {\"id\": \"j\", \"polling_url\": \"u\", \"submitted_at\": \"2026-12-06T02:00:00Z\", "
+                  "\"slot\": \"x\"}}",
+                  "environments.uat.job.slot: not a time" },
+                { "{\"last_job\": 1}", "environments.uat.last_job: not an object" },
+                { "{\"last_job\": {}}", "environments.uat.last_job.ended_at: missing" },
+                { "{\"last_job\": {\"ended_at\": \"2026-12-06T02:00:00Z\", \"id\": false}}",
+                  "environments.uat.last_job.id: not a string" },
+                { "{\"last_job\": {\"ended_at\": \"2026-12-06T02:00:00Z\", \"status\": {}}}",
+                  "environments.uat.last_job.status: not a string" },
+                { "{\"last_job\": {\"ended_at\": \"2026-12-06T02:00:00Z\", \"message\": [\"a\"]}}",
+                  "environments.uat.last_job.message: not a string" },
+                { "{\"last_job\": {\"ended_at\": \"2026-12-06T02:00:00Z\", \"slot\": 0}}",
+                  "environments.uat.last_job.slot: not a time" },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+                expect_bad_env(cases[i].body, cases[i].want);
+}
+
+static void test_bad_times(void **state) {
+        static const char *const bad[] = {
+                "\"\"",
+                "\"yesterday\"",
+                "\"2026-13-01T00:00:00Z\"",
+                "\"2026-02-29T00:00:00Z\"",
+                "\"2026-12-06T24:00:00Z\"",
+                "\"2026-12-06T02:60:00Z\"",
+                "\"2026-12-06T02:00:00+24:00\"",
+                "\"2026-12-06T02:00:00Q\"",
+                "\"2026-12-06T02:00:00Z \"",
+                "\"1796522400\"",
+                "\"9999-12-31T23:59:59-01:00\"", /* year 10000 */
+                "\"0000-01-01T00:00:00+01:00\"", /* year -1 */
+        };
+        char *body;
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                assert_true(asprintf(&body, "{\"last_slot\": %s}", bad[i]) > 0);
+                expect_bad_env(body, "environments.uat.last_slot: not a time");
+                free(body);
+        }
+}
+
+static void test_every_prefix(void **state) {
+        size_t n = strlen(full_text), valid = 0;
+
+        /* A torn file (which the atomic save should never leave) is refused, never half read. */
+        for (size_t len = 0; len <= n; len++) {
+                char *copy = strndup(full_text, len), *m = NULL;
+                State *s = NULL;
+                int r = state_parse(copy, len, &s, &m);
+
+                if (r == 0) {
+                        assert_null(m);
+                        assert_int_equal(s->n_envs, 3);
+                        valid++;
+                } else {
+                        assert_int_equal(r, -EBADMSG);
+                        assert_non_null(m);
+                        assert_null(s);
+                }
+                free(m);
+                state_free(s);
+                free(copy);
+        }
+        assert_int_equal(valid, 2); /* with and without the final newline */
+}
+
+static void test_too_big(void **state) {
+        size_t n = 16 * 1024 * 1024 + 1;
+        char *big = malloc(n), *m = NULL;
+        State *s = NULL;
+
+        assert_non_null(big);
+        memset(big, ' ', n);
+        assert_int_equal(state_parse(big, n, &s, &m), -EFBIG);
+        assert_null(m);
+        /* Just under the limit, it is only the JSON that is wrong. */
+        expect_bad_n(big, n - 1, "premature EOF");
+        free(big);
+}
+
+/* ---- the State API ---- */
+
+static void test_get(void **state) {
+        State *s = state_new();
+        StateEnv *e;
+
+        e = env_get(s, "uat", "A");
+        assert_int_equal(s->n_envs, 1);
+        assert_string_equal(e->name, "uat");
+        assert_string_equal(e->id, "A");
+        assert_env_unset(e);
+        e->last_slot = T("2026-12-06T02:00:00Z");
+        e->job = job_new("j", "u", NULL, -1, T("2026-12-06T02:00:01Z"), STATE_TIME_UNSET);
+        env_get(s, "dev", "D")->last_slot = T("2026-12-06T02:00:00Z");
+
+        /* Same id: the same entry, as it was. */
+        e = env_get(s, "uat", "A");
+        assert_ptr_equal(e, &s->envs[0]);
+        assert_int_equal(e->last_slot, T("2026-12-06T02:00:00Z"));
+        assert_non_null(e->job);
+        assert_ptr_equal(state_find(s, "uat"), e);
+
+        /* Another id: another Test Environment under the old name, so nothing applies; the place is kept. */
+        e = env_get(s, "uat", "B");
+        assert_int_equal(s->n_envs, 2);
+        assert_ptr_equal(e, &s->envs[0]);
+        assert_string_equal(e->name, "uat");
+        assert_string_equal(e->id, "B");
+        assert_env_unset(e);
+        assert_int_equal(s->envs[1].last_slot, T("2026-12-06T02:00:00Z"));
+
+        /* No id at all is an id too. */
+        e = env_get(s, "x", NULL);
+        assert_null(e->id);
+        e->last_slot = 1;
+        assert_int_equal(env_get(s, "x", NULL)->last_slot, 1);
+        assert_int_equal(env_get(s, "x", "X")->last_slot, STATE_TIME_UNSET);
+        assert_int_equal(state_get(s, "x", "X", NULL), 0);
+
+        assert_null(state_find(s, "nope"));
+        assert_null(state_find(NULL, "uat"));
+        assert_int_equal(s->n_envs, 3);
+        state_free(s);
+}
+
+static void test_prune(void **state) {
+        static const char *const keep[] = { "a", "d", "gone" };
+        State *s = state_new();
+
+        env_get(s, "a", "1");
+        env_get(s, "b", "2")->job = job_new("j", "u", NULL, -1, 1, STATE_TIME_UNSET);
+        env_get(s, "c", "3")->last_slot = 5;
+        env_get(s, "d", "4");
+        env_get(s, "e", "5")->last_job = last_job_new("j", "COMPLETED", NULL, 1, 1);
+
+        /* "b" left the config, but its job is still running: it stays until that ends. */
+        state_prune(s, keep, 3);
+        assert_int_equal(s->n_envs, 3);
+        assert_string_equal(s->envs[0].name, "a");
+        assert_string_equal(s->envs[1].name, "b");
+        assert_string_equal(s->envs[2].name, "d");
+
+        s->envs[1].job = state_job_free(s->envs[1].job);
+        state_prune(s, NULL, 0);
+        assert_int_equal(s->n_envs, 0);
+        state_prune(NULL, keep, 3);
+        state_free(s);
+}
+
+static void test_free_null(void **state) {
+        assert_null(state_free(NULL));
+        assert_null(state_job_free(NULL));
+        assert_null(state_last_job_free(NULL));
+}
+
+/* ---- files ---- */
+
+static void test_load_missing(void **state) {
+        char *d = dir_new(), *m = NULL, *sub = path_in(d, "nonexistent");
+        State *s = NULL;
+
+        assert_int_equal(state_load(d, &s, &m), 0);
+        assert_non_null(s);
+        assert_int_equal(s->n_envs, 0);
+        assert_null(m);
+        state_free(s);
+        s = NULL;
+        assert_int_equal(state_load(sub, &s, &m), 0);
+        state_free(s);
+        free(sub);
+        dir_free(d);
+}
+
+static void test_save_load(void **state) {
+        char *d = dir_new(), *m = NULL, *on_disk, *p;
+        State *s = full_state(), *back = NULL;
+        struct stat st;
+
+        assert_int_equal(state_save(d, s), 0);
+        on_disk = read_file(d, STATE_FILE_NAME);
+        assert_string_equal(on_disk, full_text);
+        p = path_in(d, STATE_FILE_NAME);
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(count_files(d, TEMP_PREFIX), 0);
+
+        assert_int_equal(state_load(d, &back, &m), 0);
+        assert_null(m);
+        assert_state_equal(s, back);
+
+        /* Saved again over it. */
+        back->envs[0].last_slot = T("2026-12-13T02:00:00Z");
+        assert_int_equal(state_save(d, back), 0);
+        free(on_disk);
+        on_disk = read_file(d, STATE_FILE_NAME);
+        assert_non_null(strstr(on_disk, "\"last_slot\": \"2026-12-13T02:00:00Z\""));
+        assert_int_equal(count_files(d, ""), 3); /* ".", "..", state.json */
+
+        free(p);
+        free(on_disk);
+        state_free(back);
+        state_free(s);
+        dir_free(d);
+}
+
+static void test_load_corrupt(void **state) {
+        char *d = dir_new(), *m = NULL, *p = path_in(d, STATE_FILE_NAME);
+        State *s = NULL;
+        int fd;
+
+        write_file(d, STATE_FILE_NAME, "{\"version\": 1, \"environments\": {\"uat\": {\"last_slot\": \"noon\"}}}\n");
+        assert_int_equal(state_load(d, &s, &m), -EBADMSG);
+        assert_null(s);
+        assert_string_equal(m, "environments.uat.last_slot: not a time");
+        free(m);
+        m = NULL;
+
+        /* Bigger than anything we write: not even read (a sparse file, so this costs no space). */
+        fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, 16 * 1024 * 1024 + 1), 0);
+        close(fd);
+        assert_int_equal(state_load(d, &s, &m), -EFBIG);
+        assert_null(m);
+
+        /* Not a file. */
+        assert_int_equal(unlink(p), 0);
+        assert_int_equal(mkdir(p, 0700), 0);
+        assert_int_equal(state_load(d, &s, &m), -EISDIR);
+
+        free(p);
+        dir_free(d);
+}
+
+/* A state whose file is far bigger than a few KiB. */
+static State *big_state(void) {
+        State *s = state_new();
+        char *msg = malloc(64 * 1024);
+
+        assert_non_null(msg);
+        memset(msg, 'x', 64 * 1024 - 1);
+        msg[64 * 1024 - 1] = 0;
+        env_get(s, "big", "id")->last_job = last_job_new("j", "FAILED", msg, 1, 1);
+        free(msg);
+        return s;
+}
+
+/* DIR/state.json holds OLD, and no temp file is left. */
+static void assert_untouched(const char *dir, const char *old) {
+        char *now = read_file(dir, STATE_FILE_NAME);
+
+        assert_non_null(now);
+        assert_string_equal(now, old);
+        assert_int_equal(count_files(dir, TEMP_PREFIX), 0);
+        free(now);
+}
+
+static void test_save_failures(void **state) {
+        char *d = dir_new(), *p = path_in(d, "nonexistent"), *old, *sp, *k;
+        State *s = full_state(), *big = big_state();
+        struct rlimit saved, small;
+        int r;
+
+        /* No directory, or not one: nothing is created. */
+        assert_int_equal(state_save(p, s), -ENOENT);
+        write_file(d, "file", "x");
+        free(p);
+        p = path_in(d, "file");
+        assert_int_equal(state_save(p, s), -ENOTDIR);
+        free(p);
+
+        /* An invalid state is refused before any file is touched. */
+        assert_int_equal(state_save(d, s), 0);
+        old = read_file(d, STATE_FILE_NAME);
+        s->envs[0].job->submitted_at = STATE_TIME_UNSET;
+        assert_int_equal(state_save(d, s), -EINVAL);
+        assert_untouched(d, old);
+
+        /* A write that fails part way (the file size limit works even for root, unlike permissions). */
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+        small = saved;
+        small.rlim_cur = 4096;
+        signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+        r = state_save(d, big);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+        signal(SIGXFSZ, SIG_DFL);
+        assert_int_equal(r, -EFBIG);
+        assert_untouched(d, old);
+
+        /* A rename that cannot happen: state.json is now a directory that is not empty. */
+        s->envs[0].job->submitted_at = 1;
+        sp = path_in(d, STATE_FILE_NAME);
+        assert_int_equal(unlink(sp), 0);
+        assert_int_equal(mkdir(sp, 0700), 0);
+        write_file(sp, "keep", "k");
+        assert_int_equal(state_save(d, s), -EISDIR);
+        assert_int_equal(count_files(d, TEMP_PREFIX), 0);
+        k = read_file(sp, "keep");
+        assert_string_equal(k, "k");
+
+        free(k);
+        free(sp);
+        free(old);
+        state_free(big);
+        state_free(s);
+        dir_free(d);
+}
+
+static void test_save_full_filesystem(void **state) {
+        char *d = dir_new(), *old;
+        State *s = full_state(), *big = big_state();
+
+        /* A tmpfs of 16 KiB, mounted in a mount namespace of our own so that nobody else sees it. */
+        if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, "size=16k,mode=0700") < 0) {
+                print_message("skipped: cannot mount a small tmpfs here: %s\n", strerror(errno));
+                state_free(big);
+                state_free(s);
+                dir_free(d);
+                skip();
+        }
+
+        assert_int_equal(state_save(d, s), 0);
+        old = read_file(d, STATE_FILE_NAME);
+        assert_int_equal(state_save(d, big), -ENOSPC);
+        assert_untouched(d, old);
+        /* And a save that fits still works afterwards. */
+        s->envs[0].last_slot = T("2026-12-13T02:00:00Z");
+        assert_int_equal(state_save(d, s), 0);
+        assert_int_equal(count_files(d, TEMP_PREFIX), 0);
+
+        assert_int_equal(umount2(d, MNT_DETACH), 0);
+        free(old);
+        state_free(big);
+        state_free(s);
+        dir_free(d);
+}
+
+static void test_move_aside(void **state) {
+        char *d = dir_new(), *path = NULL, *want, *text;
+        int64_t now = T("2026-12-06T02:00:00Z");
+
+        assert_int_equal(state_move_aside(d, now, &path), -ENOENT);
+        assert_null(path);
+
+        write_file(d, STATE_FILE_NAME, "first");
+        assert_int_equal(state_move_aside(d, now, &path), 0);
+        want = path_in(d, "state.json.corrupt-20261206T020000Z");
+        assert_string_equal(path, want);
+        free(want);
+        free(path);
+        assert_null(read_file(d, STATE_FILE_NAME));
+
+        /* Collisions: never replace an earlier one. */
+        write_file(d, STATE_FILE_NAME, "second");
+        assert_int_equal(state_move_aside(d, now, &path), 0);
+        want = path_in(d, "state.json.corrupt-20261206T020000Z-1");
+        assert_string_equal(path, want);
+        free(want);
+        free(path);
+        write_file(d, STATE_FILE_NAME, "third");
+        assert_int_equal(state_move_aside(d, now, NULL), 0);
+
+        text = read_file(d, "state.json.corrupt-20261206T020000Z");
+        assert_string_equal(text, "first");
+        free(text);
+        text = read_file(d, "state.json.corrupt-20261206T020000Z-1");
+        assert_string_equal(text, "second");
+        free(text);
+        text = read_file(d, "state.json.corrupt-20261206T020000Z-2");
+        assert_string_equal(text, "third");
+        free(text);
+
+        /* Then the next start is a clean one. */
+        State *s = NULL;
+        char *m = NULL;
+        assert_int_equal(state_load(d, &s, &m), 0);
+        assert_int_equal(s->n_envs, 0);
+        state_free(s);
+        dir_free(d);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_round_trip_full),
+                cmocka_unit_test(test_round_trip_empty),
+                cmocka_unit_test(test_nulls_and_absent_keys),
+                cmocka_unit_test(test_unknown_keys_ignored),
+                cmocka_unit_test(test_times_normalised),
+                cmocka_unit_test(test_environment_order),
+                cmocka_unit_test(test_strings),
+                cmocka_unit_test(test_format_refuses_invalid),
+                cmocka_unit_test(test_not_json),
+                cmocka_unit_test(test_wrong_shape),
+                cmocka_unit_test(test_wrong_types),
+                cmocka_unit_test(test_bad_times),
+                cmocka_unit_test(test_every_prefix),
+                cmocka_unit_test(test_too_big),
+                cmocka_unit_test(test_get),
+                cmocka_unit_test(test_prune),
+                cmocka_unit_test(test_free_null),
+                cmocka_unit_test(test_load_missing),
+                cmocka_unit_test(test_save_load),
+                cmocka_unit_test(test_load_corrupt),
+                cmocka_unit_test(test_save_failures),
+                cmocka_unit_test(test_move_aside),
+                cmocka_unit_test(test_save_full_filesystem), /* last: it leaves us in a mount namespace */
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
