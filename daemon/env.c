@@ -236,8 +236,10 @@ static void env_schedule(Env *e) {
         if (cron_next(e->ec->cron, e->ec->tz, after, &next) < 0)
                 return; /* never again before the year 10000 */
         if (next > now) {
+                /* submit_ahead: the POST leaves that long before the slot,
+                 * asking Zuora to start at the slot (a past time fires now). */
                 e->next_slot = next;
-                env_arm_slot(e, next);
+                env_arm_slot(e, next - (int64_t) (e->ec->submit_ahead / USEC_PER_SEC));
                 return;
         }
 

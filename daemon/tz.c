@@ -658,10 +658,16 @@ int64_t tz_wall_to_instant(const Tz *tz, int64_t wall) {
 
 /* ---- formatting and parsing ---- */
 
+/* 0000-01-01T00:00:00 and 9999-12-31T23:59:59, as seconds. */
+#define WALL_MIN INT64_C(-62167219200)
+#define WALL_MAX INT64_C(253402300799)
+
 static int format_civil(int64_t wall, char *buf, size_t size, size_t *ret_len) {
         CivilTime c;
         int n;
 
+        if (wall < WALL_MIN || wall > WALL_MAX)
+                return -ERANGE; /* before the date arithmetic could overflow */
         civil_from_seconds(wall, &c);
         if (c.year < 0 || c.year > 9999)
                 return -ERANGE;
@@ -674,6 +680,8 @@ static int format_civil(int64_t wall, char *buf, size_t size, size_t *ret_len) {
 }
 
 int tz_format_local(const Tz *tz, int64_t instant, char *buf, size_t size) {
+        if (instant < WALL_MIN - 86400 || instant > WALL_MAX + 86400)
+                return -ERANGE;
         int32_t off = tz_offset(tz, instant, NULL);
         int32_t a = off < 0 ? -off : off;
         size_t len;

@@ -53,10 +53,9 @@ demo() {
         --log-target console || true
 }
 
-suite() {
-    local status=0 passed failed fuzz_line
-    meson test -C build --print-errorlogs || status=1
-    read -r passed failed < <(python3 - build/meson-logs/testlog.json <<'PY'
+# Counts the results of a meson test run: "PASSED FAILED".
+count() {
+    python3 - "$1"/meson-logs/testlog.json <<'PY'
 import json, sys
 ok = bad = 0
 for line in open(sys.argv[1]):
@@ -67,10 +66,29 @@ for line in open(sys.argv[1]):
         bad += 1
 print(ok, bad)
 PY
-)
+}
+
+suite() {
+    local status=0 passed failed p f fuzz_line
+    meson test -C build --print-errorlogs || status=1
+    read -r passed failed < <(count build)
+
+    # The whole suite again under AddressSanitizer and UBSan.
+    [ -d build-asan ] || meson setup build-asan -Dwerror=true -Db_sanitize=address,undefined >/dev/null
+    ninja -C build-asan >/dev/null
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C build-asan --print-errorlogs \
+        --suite unit --suite fuzz --suite cli --suite e2e || status=1
+    read -r p f < <(count build-asan)
+    passed=$((passed + p))
+    failed=$((failed + f))
+
+    # A few seconds of fresh fuzzing of every parser.
     fuzz_line=$(tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" | tee /dev/stderr | tail -n 1) || status=1
-    passed=$((passed + $(sed -n 's/^fuzz: \([0-9]*\) passed.*/\1/p' <<<"$fuzz_line")))
-    failed=$((failed + $(sed -n 's/.* \([0-9]*\) failed$/\1/p' <<<"$fuzz_line")))
+    p=$(sed -n 's/^fuzz: \([0-9]*\) passed.*/\1/p' <<<"$fuzz_line")
+    f=$(sed -n 's/^fuzz: .* \([0-9]*\) failed$/\1/p' <<<"$fuzz_line")
+    [ -n "$f" ] || f=1 # it did not get as far as its summary
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + f))
     [ "$failed" -eq 0 ] || status=1
     echo "$passed passed, $failed failed"
     return $status

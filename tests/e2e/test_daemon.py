@@ -698,6 +698,46 @@ class Skips(E2E):
         self.assertEqual([p for p in sim.posts("env-mi") if p["time"] > restart], [])
 
 
+class SubmitAhead(E2E):
+    def test_post_leaves_early_with_scheduled_refresh_time(self):
+        sim = self.sim(job_seconds=1)
+        slot = next_second(5)
+        cfg = make_config(sim.base_url, [self.env("sa", "env-sa", seconds_schedule(slot), submit_ahead="3s")])
+        d = self.daemon(cfg)
+        d.start()
+        d.wait_log(r"submitted", timeout=10, ENVIRONMENT="sa")
+        post = sim.posts("env-sa")[0]
+        self.assertLess(post["time"], slot - 2.5, "the POST should leave 3 s before the slot")
+        self.assertGreaterEqual(post["time"], slot - 3.5)
+        self.assertEqual(json.loads(post["body"]), {"jobType": "REFRESH", "scheduledRefreshTime": rfc3339(slot)})
+
+
+class Idle(E2E):
+    def test_idle_daemon_does_not_wake_up(self):
+        # Nothing due for an hour: no CPU and no context switch between two reads of /proc.
+        sim = self.sim()
+        far = time.gmtime(time.time() + 3600)
+        cfg = make_config(sim.base_url, [self.env("idle%d" % i, "env-idle%d" % i,
+                                                  "%d %d * * *" % (far.tm_min, far.tm_hour))
+                                         for i in range(20)])
+        d = self.daemon(cfg)
+        d.start()
+        time.sleep(1.0)  # let the start-up state write settle
+
+        def sample():
+            with open("/proc/%d/stat" % d.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open("/proc/%d/status" % d.proc.pid) as f:
+                switches = {k: int(v) for k, v in (l.split(":") for l in f if "ctxt_switches" in l)}
+            return int(fields[11]) + int(fields[12]), switches
+
+        cpu0, sw0 = sample()
+        time.sleep(5)
+        cpu1, sw1 = sample()
+        self.assertEqual(cpu1 - cpu0, 0, "CPU ticks used while idle")
+        self.assertEqual(sw1, sw0, "the process woke up while nothing was due")
+
+
 # ==============================================================================================
 # 10. sd_notify STATUS while a job runs, 11. invalid config, 12. secret
 

@@ -44,6 +44,9 @@ static void test_iso8601(void **state) {
         assert_string_equal(buf, "2026-12-06T02:00:00Z");
         assert_int_equal(tz_format_utc(0, buf, 5), -ENOBUFS);
         assert_int_equal(tz_format_utc(iso("9999-12-31T23:59:59Z") + 1, buf, sizeof(buf)), -ERANGE);
+        assert_int_equal(tz_format_utc(INT64_MIN + 1, buf, sizeof(buf)), -ERANGE);
+        assert_int_equal(tz_format_utc(INT64_MAX, buf, sizeof(buf)), -ERANGE);
+        assert_int_equal(tz_format_local(NULL, INT64_MIN + 1, buf, sizeof(buf)), -ERANGE);
 }
 
 static void test_zone_names(void **state) {
