@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <sys/random.h>
 #include <systemd/sd-event.h>
@@ -335,10 +336,15 @@ static void env_fire(Env *e, int64_t slot) {
                 env_schedule(e);
                 return;
         }
+        /* Measured between the slots on the local wall clock, as the config
+         * check does: a DST change between them neither shortens nor
+         * lengthens the gap. */
+        int64_t gap = (slot + tz_offset(e->ec->tz, slot, NULL)) -
+                (st->last_submitted + tz_offset(e->ec->tz, st->last_submitted, NULL));
         if (e->ec->min_interval > 0 && st->last_submitted != STATE_TIME_UNSET &&
-            (uint64_t) (slot - st->last_submitted) * USEC_PER_SEC < e->ec->min_interval) {
+            (gap < 0 || (uint64_t) gap * USEC_PER_SEC < e->ec->min_interval)) {
                 char why[200];
-                snprintf(why, sizeof(why), "the last refresh was submitted at %s, less than min_interval %s before",
+                snprintf(why, sizeof(why), "the last refresh submitted was for the slot %s, less than min_interval %s before",
                          fmt_local(e, st->last_submitted, buf), duration_format(e->ec->min_interval, dur));
                 env_report_skip(e, slot, why);
                 env_schedule(e);
@@ -370,6 +376,13 @@ static int env_on_slot_timer(sd_event_source *s, uint64_t usec, void *userdata) 
         if (slot == STATE_TIME_UNSET)
                 return 0;
         e->next_slot = STATE_TIME_UNSET;
+        if (!e->deferred) {
+                /* After a suspend or a clock step forwards, several slots may be
+                 * due at once: they collapse into one fire, for the latest. */
+                int64_t latest = latest_slot(e, slot, manager_now(e->manager));
+                if (latest != STATE_TIME_UNSET)
+                        slot = latest;
+        }
         if (e->state == ENV_IDLE || e->state == ENV_TRACKING) {
                 env_fire(e, slot); /* skips it if a job is in flight */
                 return 0;
@@ -495,8 +508,9 @@ static void env_track(Env *e, const ZuoraJob *job, const char *polling_url, bool
         j->slot = e->slot;
         state_job_free(st->job);
         st->job = j;
+        /* min_interval counts from the slot a refresh was submitted for. */
         if (!adopted)
-                st->last_submitted = j->submitted_at;
+                st->last_submitted = e->slot;
         e->unknown_status_warned = false;
         e->poll_failing = false;
 
@@ -523,14 +537,16 @@ static void env_job_ended(Env *e, const char *status, const char *message, int p
         f.job_id = st->job->id;
         f.job_status = status;
         f.slot = st->job->slot;
-        report_event(strcmp(status, "COMPLETED") == 0 ? REFRESHD_MESSAGE_FINISHED
-                     : strcmp(status, "LOST") == 0    ? REFRESHD_MESSAGE_LOST
-                                                      : REFRESHD_MESSAGE_FAILED,
+        report_event(strcasecmp(status, "COMPLETED") == 0                                  ? REFRESHD_MESSAGE_FINISHED
+                     : strcmp(status, "LOST") == 0                                        ? REFRESHD_MESSAGE_LOST
+                     : strcasecmp(status, "CANCELED") == 0 || strcasecmp(status, "CANCELLED") == 0
+                                     ? REFRESHD_MESSAGE_CANCELLED
+                                     : REFRESHD_MESSAGE_FAILED,
                      priority, &f, "Environment '%s': job %s %s", e->name, st->job->id, message);
         if (lj) {
                 lj->id = strdup(st->job->id);
                 lj->status = strdup(status);
-                lj->message = strcmp(status, "COMPLETED") == 0 ? NULL : strdup(message);
+                lj->message = strcasecmp(status, "COMPLETED") == 0 ? NULL : strdup(message);
                 lj->ended_at = manager_now(e->manager);
                 lj->slot = st->job->slot;
                 state_last_job_free(st->last_job);
@@ -884,6 +900,11 @@ int env_reconfigure(Env *e, Config *c, const EnvConfig *ec) {
         if (e->state == ENV_IDLE)
                 env_schedule(e);
         return 0;
+}
+
+void env_replan(Env *e) {
+        if (e->state == ENV_IDLE || e->state == ENV_TRACKING)
+                env_schedule(e);
 }
 
 bool env_remove(Env *e) {

@@ -63,6 +63,10 @@ int env_start(Env *e);
 /* Moves to EC of the new config C (same name): re-plans the timer. */
 int env_reconfigure(Env *e, Config *c, const EnvConfig *ec);
 
+/* The wall clock was set: plans the next slot again (a slot already fired
+ * is never fired again: the state says so). */
+void env_replan(Env *e);
+
 /* Stops scheduling; a job in flight is still followed to its end. Returns
  * true when the environment can be freed now. */
 bool env_remove(Env *e);

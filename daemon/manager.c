@@ -12,6 +12,8 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <systemd/sd-daemon.h>
 
 #include "civil.h"
@@ -300,6 +302,50 @@ static int manager_on_sighup(sd_event_source *s, const struct signalfd_siginfo *
         return sd_event_source_set_enabled(m->reload_source, SD_EVENT_ONESHOT);
 }
 
+/* ---- clock steps ---- */
+
+static int manager_on_clock_change(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+/* A timerfd armed for the end of time with TFD_TIMER_CANCEL_ON_SET becomes
+ * readable (read fails with ECANCELED) when the wall clock is set, as in
+ * systemd's manager_setup_time_change(). */
+static int manager_clock_watch_setup(Manager *m) {
+        struct itimerspec its = {
+                .it_value.tv_sec = (time_t) ((UINT64_C(1) << (sizeof(time_t) * 8 - 1)) - 1),
+        };
+        int fd, r;
+
+        m->clock_source = sd_event_source_disable_unref(m->clock_source);
+        fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        r = sd_event_add_io(m->event, &m->clock_source, fd, EPOLLIN, manager_on_clock_change, m);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        (void) sd_event_source_set_io_fd_own(m->clock_source, true);
+        (void) sd_event_source_set_description(m->clock_source, "clock-change");
+        return 0;
+}
+
+static int manager_on_clock_change(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+
+        report_log(LOG_NOTICE, "The system clock was set; planning every schedule again");
+        if (manager_clock_watch_setup(m) < 0)
+                report_log(LOG_WARNING, "cannot watch for clock changes any more");
+        for (size_t i = 0; i < m->n_envs; i++)
+                env_replan(m->envs[i]);
+        manager_update_status(m);
+        return 0;
+}
+
 /* ---- life ---- */
 
 int manager_new(sd_event *event, const char *config_path, const char *state_dir, Manager **ret) {
@@ -354,6 +400,7 @@ Manager *manager_free(Manager *m) {
         client_free(m->client);
         sd_event_source_disable_unref(m->save_source);
         sd_event_source_disable_unref(m->reload_source);
+        sd_event_source_disable_unref(m->clock_source);
         state_free(m->state);
         config_free(m->config);
         sd_event_unref(m->event);
@@ -389,6 +436,9 @@ int manager_start(Manager *m) {
         (void) sd_event_source_set_description(m->reload_source, "reload");
         (void) sd_event_source_set_enabled(m->save_source, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(m->reload_source, SD_EVENT_OFF);
+        r = manager_clock_watch_setup(m);
+        if (r < 0)
+                report_log(LOG_WARNING, "cannot watch for clock changes: %s; slots still fire on time", strerror(-r));
         /* Pings WATCHDOG=1 when WatchdogSec= is set; a no-op otherwise. */
         (void) sd_event_set_watchdog(m->event, true);
 

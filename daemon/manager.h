@@ -29,6 +29,7 @@ typedef struct Manager {
         sd_event_source *save_source;   /* defer: one state write per loop iteration */
         bool save_failing;              /* an error was logged for this failure streak */
         sd_event_source *reload_source;
+        sd_event_source *clock_source;  /* wakes when CLOCK_REALTIME is set */
         char *status_text;              /* the last STATUS= sent */
 } Manager;
 

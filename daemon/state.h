@@ -39,7 +39,7 @@ typedef struct StateEnv {
         char *name;
         char *id;                    /* the Test Environment ID it was for */
         int64_t last_slot;           /* the latest slot fired (or skipped by rule) */
-        int64_t last_submitted;      /* the latest successful submission */
+        int64_t last_submitted;      /* the slot of the latest successful submission */
         /* Intent: the POST for this slot may have been sent (issue: exactly once). */
         int64_t intent_slot;         /* STATE_TIME_UNSET: none */
         char *intent_track_id;
