@@ -83,7 +83,13 @@ suite() {
     failed=$((failed + f))
 
     # A few seconds of fresh fuzzing of every parser.
-    fuzz_line=$(tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" | tee /dev/stderr | tail -n 1) || status=1
+    # (Its output goes through a file: reopening /dev/stderr would truncate a log file.)
+    local fuzz_log
+    fuzz_log=$(mktemp)
+    tests/fuzz/run.sh "${FUZZ_SECONDS:-10}" >"$fuzz_log" 2>&1 || status=1
+    cat "$fuzz_log"
+    fuzz_line=$(tail -n 1 "$fuzz_log")
+    rm -f "$fuzz_log"
     p=$(sed -n 's/^fuzz: \([0-9]*\) passed.*/\1/p' <<<"$fuzz_line")
     f=$(sed -n 's/^fuzz: .* \([0-9]*\) failed$/\1/p' <<<"$fuzz_line")
     [ -n "$f" ] || f=1 # it did not get as far as its summary
