@@ -233,7 +233,14 @@ static void env_schedule(Env *e) {
         }
         e->deferred = false;
 
-        after = st->last_slot != STATE_TIME_UNSET ? st->last_slot : now;
+        /* A slot before the first time refreshd planned this environment is
+         * not a missed one: an environment never run before starts at its
+         * next slot. */
+        if (st->since == STATE_TIME_UNSET) {
+                st->since = now;
+                manager_save_later(e->manager);
+        }
+        after = st->last_slot != STATE_TIME_UNSET ? st->last_slot : st->since;
         if (cron_next(e->ec->cron, e->ec->tz, after, &next) < 0)
                 return; /* never again before the year 10000 */
         if (next > now) {

@@ -258,8 +258,8 @@ static void manager_reload(Manager *m) {
                              "Reloading %s failed; still running the config loaded before", m->config_path);
                 free(m->status_text);
                 m->status_text = NULL;
-                (void) sd_notify(false, "READY=1");
                 manager_update_status(m);
+                (void) sd_notify(false, "READY=1");
                 return;
         }
 
@@ -286,8 +286,8 @@ static void manager_reload(Manager *m) {
                      c->n_envs, c->n_envs == 1 ? "" : "s");
         free(m->status_text);
         m->status_text = NULL;
-        (void) sd_notify(false, "READY=1");
         manager_update_status(m);
+        (void) sd_notify(false, "READY=1");
 }
 
 static int manager_on_reload(sd_event_source *s, void *userdata) {
@@ -452,7 +452,8 @@ int manager_start(Manager *m) {
         ReportFields f = REPORT_FIELDS_INIT;
         report_event(REFRESHD_MESSAGE_STARTED, LOG_INFO, &f, "refreshd %s started: %zu environment%s from %s, state in %s",
                      PROJECT_VERSION, m->n_envs, m->n_envs == 1 ? "" : "s", m->config_path, m->state_dir);
-        (void) sd_notify(false, "READY=1");
+        /* STATUS= first, so that it is there when `systemctl start` returns. */
         manager_update_status(m);
+        (void) sd_notify(false, "READY=1");
         return 0;
 }

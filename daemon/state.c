@@ -5,7 +5,7 @@
  * key both mean "unset"):
  *
  *   {"version": 1, "environments": {"uat": {
- *       "id": "…", "last_slot": T, "last_submitted": T,
+ *       "id": "…", "since": T, "last_slot": T, "last_submitted": T,
  *       "intent": {"slot": T!, "track_id": "…", "sent_at": T} | null,
  *       "deferred_until": T, "zuora_last_refresh": T, "zuora_next_refresh": T,
  *       "job": {"id": "…"!, "polling_url": "…"!, "status": "…", "progress": 45,
@@ -119,6 +119,7 @@ StateLastJob *state_last_job_free(StateLastJob *j) {
 
 static void state_env_init(StateEnv *e) {
         *e = (StateEnv) {
+                .since = STATE_TIME_UNSET,
                 .last_slot = STATE_TIME_UNSET,
                 .last_submitted = STATE_TIME_UNSET,
                 .intent_slot = STATE_TIME_UNSET,
@@ -590,6 +591,7 @@ static int parse_env(yajl_val envs, size_t i, StateEnv *e, char **reterr_message
                 const char *key;
                 int64_t *t;
         } times[] = {
+                { "since", &e->since },
                 { "last_slot", &e->last_slot },
                 { "last_submitted", &e->last_submitted },
                 { "deferred_until", &e->deferred_until },
@@ -842,6 +844,8 @@ static void put_env(Writer *w, const StateEnv *e) {
         put_open(w);
         put_string(w, "id");
         put_string_or_null(w, e->id);
+        put_string(w, "since");
+        put_time(w, e->since);
         put_string(w, "last_slot");
         put_time(w, e->last_slot);
         put_string(w, "last_submitted");

@@ -38,6 +38,7 @@ typedef struct StateLastJob {
 typedef struct StateEnv {
         char *name;
         char *id;                    /* the Test Environment ID it was for */
+        int64_t since;               /* when refreshd first planned it: slots before are not its to catch up */
         int64_t last_slot;           /* the latest slot fired (or skipped by rule) */
         int64_t last_submitted;      /* the slot of the latest successful submission */
         /* Intent: the POST for this slot may have been sent (issue: exactly once). */

@@ -206,9 +206,13 @@ class E2E(unittest.TestCase):
         """Exactly one job for ENV_ID on SIM, followed to STATUS (logged with its id and slot, and in
         state.json's last_job); the daemon still runs. Returns the job."""
         try:
-            end = d.wait_log(END_RE, timeout=timeout, ENVIRONMENT=name)
+            end = d.wait_log(END_RE + r"|refresh for slot .* failed", timeout=timeout, ENVIRONMENT=name)
         except Timeout as exc:
             self.fail("no end of job logged: %s\nsimulator jobs: %s" % (exc, sim.jobs(env_id)))
+        if re.search(r"refresh for slot .* failed", end.message):
+            self.fail("the refresh failed instead of following the job; simulator jobs %s, POSTs %s; log:\n%s"
+                      % ([(j["id"], j["status"]) for j in sim.jobs(env_id)],
+                         [(p["status"], hdr(p, "Zuora-Track-Id")) for p in sim.posts(env_id)], d.tail()))
         time.sleep(1.2)  # nothing else may happen: no second POST, no second job
         jobs = sim.jobs(env_id)
         self.assertEqual(len(jobs), 1, "jobs on the simulator: %s\nlog:\n%s" % (
@@ -221,7 +225,9 @@ class E2E(unittest.TestCase):
         self.assertTrue(d.running(), "refreshd exited (%s); log:\n%s" % (d.proc.poll(), d.tail()))
         st = d.state()
         self.assertIsNotNone(st, "no state.json")
-        self.assertIn(job["id"], json.dumps(st), "state.json does not name the job: %s" % st)
+        last = ((st.get("environments") or {}).get(name) or {}).get("last_job") or {}
+        self.assertEqual((last.get("id"), last.get("status")), (job["id"], status),
+                         "state.json's last_job: %s" % json.dumps(st, indent=1))
         self.assertFalse(d.events(r"refresh for slot .* failed", ENVIRONMENT=name), d.tail())
         return job
 
@@ -659,6 +665,8 @@ class Disk(E2E):
         # streak 1: the first slot's intent, submission and progress cannot be written
         e1 = d.wait_log(r"Cannot write .*state\.json", timeout=10)
         self.assertRegex(e1.message, r"(?i)no space")
+        with open(os.path.join(state_dir, "state.json")) as fh:
+            json.load(fh)  # the last good state.json is still there, whole
         d.wait_log(END_RE, timeout=15, ENVIRONMENT="e", SLOT=rfc3339(a), JOB_STATUS="COMPLETED")
         self.assertEqual(len(d.events(r"Cannot write .*state\.json")), 1, d.tail())
         os.unlink(filler)
@@ -763,9 +771,11 @@ def main(argv):
         print("not an executable: %s" % argv[1], file=sys.stderr)
         return 2
     _maybe_reexec_in_mount_ns(argv)
-    BINARY = os.path.abspath(argv[1])
     filters = argv[2:]
     ARTIFACTS = tempfile.mkdtemp(prefix="refreshd-faults-")
+    # A private copy, so that a rebuild of the tree during the run changes nothing.
+    BINARY = os.path.join(ARTIFACTS, "refreshd")
+    shutil.copy2(os.path.abspath(argv[1]), BINARY)
     suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
     tests = list(_flatten(suite))
     if filters:
@@ -793,7 +803,7 @@ def main(argv):
     n = {k: sum(1 for o in outcomes if o[1] == k) for k in ("ok", "FAIL", "ERROR", "skip")}
     print("\n" + "=" * 78)
     print("refreshd fault e2e (%s%s): %d passed, %d failed, %d errors, %d skipped in %.1fs"
-          % (BINARY, ", private mount namespace" if MOUNT_NS else "", n["ok"], n["FAIL"], n["ERROR"],
+          % (os.path.abspath(argv[1]), ", private mount namespace" if MOUNT_NS else "", n["ok"], n["FAIL"], n["ERROR"],
              n["skip"], time.time() - t0))
     if bad or os.environ.get("REFRESHD_E2E_KEEP") == "1":
         print("artifacts (logs, configs, state) kept in %s" % ARTIFACTS)

@@ -45,6 +45,7 @@ proc_start() {
     local s
     s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
     s=${s##*) }
+    # shellcheck disable=SC2086 # split on purpose: $1 is field 3 (state), ${20} field 22 (start time)
     set -- $s
     [ "$1" != Z ] && [ "$1" != X ] || return 1
     echo "${20}"
@@ -52,7 +53,7 @@ proc_start() {
 
 # The host PID of the box's PID 1, if it still runs.
 pid1() {
-    local pid
+    local pid start
     [ -r "$state/pid1" ] || return 1
     read -r pid start <"$state/pid1"
     [ "$(proc_start "$pid")" = "$start" ] || return 1
@@ -88,16 +89,16 @@ cgroup_dirs() {
 remove_cgroups() {
     local d left=0
     [ -r "$state/cgroups" ] || return 0
-    for d in $(cat "$state/cgroups"); do
+    while read -r d; do
         [ -d "$d" ] || continue
         find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
         [ ! -d "$d" ] || left=1
-    done
+    done <"$state/cgroups"
     return $left
 }
 
 cmd_start() {
-    local timeout=60 upid pid start i t0 result
+    local timeout=60 upid pid start i t0 result tool d
     while [ $# -gt 0 ]; do
         case $1 in
         --timeout) timeout=$2; shift 2 ;;
@@ -121,14 +122,14 @@ cmd_start() {
     : >"$state/console.log"
 
     cgroup_dirs >"$state/cgroups"
-    for d in $(cat "$state/cgroups"); do
-        mkdir -p "$d" 2>/dev/null || { rm -rf "$state"; skip "cannot create the cgroup $d"; }
+    while read -r d; do
+        mkdir -p "$d" 2>/dev/null || { remove_cgroups; rm -rf "$state"; skip "cannot create the cgroup $d"; }
         # a v1 cpuset cgroup is unusable until it has CPUs and memory nodes
         if [ -e "$d/cpuset.cpus" ] && [ ! -e "$d/cgroup.controllers" ]; then
             cat "${d%/*}/cpuset.cpus" >"$d/cpuset.cpus" 2>/dev/null || true
             cat "${d%/*}/cpuset.mems" >"$d/cpuset.mems" 2>/dev/null || true
         fi
-    done
+    done <"$state/cgroups"
 
     t0=$(date +%s.%N)
     # --kill-child (implies --fork): if unshare dies, so does the whole box
@@ -178,7 +179,7 @@ cmd_start() {
 # namespace rooted there, so that systemd sees its own cgroup as the root.
 stage_pid1() {
     local d
-    for d in $(cat "$state/cgroups"); do echo 0 >"$d/cgroup.procs"; done
+    while read -r d; do echo 0 >"$d/cgroup.procs"; done <"$state/cgroups"
     exec unshare --cgroup -- "$SELF" -n "$name" _boot
 }
 

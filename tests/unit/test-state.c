@@ -210,6 +210,7 @@ static State *full_state(void) {
 
         assert_non_null(s);
         e = env_get(s, "uat", "8ad09be48db5aa7b");
+        e->since = T("2026-11-01T00:00:00Z");
         e->last_slot = T("2026-12-06T02:00:00Z");
         e->last_submitted = T("2026-11-29T02:00:01Z");
         e->intent_slot = T("2026-12-06T02:00:00Z");
@@ -239,6 +240,7 @@ static const char full_text[] =
         "  \"environments\": {\n"
         "    \"uat\": {\n"
         "      \"id\": \"8ad09be48db5aa7b\",\n"
+        "      \"since\": \"2026-11-01T00:00:00Z\",\n"
         "      \"last_slot\": \"2026-12-06T02:00:00Z\",\n"
         "      \"last_submitted\": \"2026-11-29T02:00:01Z\",\n"
         "      \"intent\": {\n"
@@ -267,6 +269,7 @@ static const char full_text[] =
         "    },\n"
         "    \"dev\": {\n"
         "      \"id\": \"8ad0\",\n"
+        "      \"since\": null,\n"
         "      \"last_slot\": \"2026-12-06T02:00:00Z\",\n"
         "      \"last_submitted\": null,\n"
         "      \"intent\": null,\n"
@@ -284,6 +287,7 @@ static const char full_text[] =
         "    },\n"
         "    \"new\": {\n"
         "      \"id\": \"8ad1\",\n"
+        "      \"since\": null,\n"
         "      \"last_slot\": null,\n"
         "      \"last_submitted\": null,\n"
         "      \"intent\": null,\n"
