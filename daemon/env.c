@@ -655,6 +655,20 @@ static void env_poll(Env *e) {
 
         r = client_call(e->manager->client, HTTP_METHOD_GET, st->job->polling_url, NULL, NULL, NULL, env_on_polled,
                         e, &e->call);
+        if (r == -EPERM) {
+                /* A polling URL away from base_url (a state file from another
+                 * config): never send the token there; use the usual address. */
+                char *url = client_url(e->manager->client, "/test-environments/%s/jobs/%s", e->ec->id, st->job->id);
+                if (url) {
+                        report_log(LOG_WARNING, "environment '%s': job %s: polling at %s instead of %s, which is not on "
+                                   "base_url", e->name, st->job->id, url, st->job->polling_url);
+                        free(st->job->polling_url);
+                        st->job->polling_url = url;
+                        manager_save_later(e->manager);
+                        r = client_call(e->manager->client, HTTP_METHOD_GET, url, NULL, NULL, NULL, env_on_polled, e,
+                                        &e->call);
+                }
+        }
         if (r < 0) {
                 report_log(LOG_ERR, "environment '%s': cannot poll job %s: %s", e->name, st->job->id, strerror(-r));
                 env_arm_wait(e, e->ec->poll_interval);

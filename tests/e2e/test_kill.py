@@ -389,7 +389,18 @@ def report(args, seed, d, sim, offsets, jobs, requests, run_starts, kills, t_hup
     problems += ["WRONG ADOPTION " + w for w in wrong_adoptions]
 
     phases = collections.Counter(kill_phase(requests, t) for t in kills)
+    posts = [r["time"] for r in requests if r["method"] == "POST" and r["path"] != "/oauth/token"]
+    near_post = sum(1 for t in kills if any(0 <= t - p <= 0.1 for p in posts))
+    # A slot adopted or submitted in a run that did not fire it: the intent written before a kill,
+    # resumed by the list check at the next start.
+    fired = {(l.run, l.get("ENVIRONMENT"), l.get("SLOT")) for l in lines if re.search(r"is due|catching up", l.message)}
+    resumed = collections.Counter(
+        "adopted" if "already refreshes" in l.message else "submitted again"
+        for l in lines if re.search(r"already refreshes|submitted", l.message)
+        and (l.run, l.get("ENVIRONMENT"), l.get("SLOT")) not in fired)
     print("\nkill phases: %s" % ", ".join("%s %d" % kv for kv in sorted(phases.items(), key=lambda kv: -kv[1])))
+    print("kills within 100 ms after a POST: %d; slots resumed from a written intent after a kill: %s"
+          % (near_post, ", ".join("%s %d" % kv for kv in sorted(resumed.items())) or "none"))
     print("runs %d, %.0f s of kills, %.0f s in all; skipped slots %d, collapsed slots %d (%d outside a downtime); "
           "temp files left in the state dir %d; wrong adoptions %d"
           % (len(run_starts), t_last_kill - t_begin, t_end - t_begin, counts["skipped"], counts["collapsed"],

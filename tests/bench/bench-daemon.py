@@ -1,0 +1,834 @@
+#!/usr/bin/env python3
+"""Daemon benchmarks for refreshd: firing precision, idle cost, scale, memory (issue text, items 2-5).
+
+    python3 tests/bench/bench-daemon.py build/daemon/refreshd [--quick] [--only NAMES] [--json FILE]
+
+NAMES (comma-separated): precision, burst, idle, scale, load. A full run takes about 9 minutes on
+the project's 2-vCPU machine, --quick about 3. Needs root (cron runs in a private mount
+namespace), strace, cron (`apt-get install strace cron`) and cc. Method and results:
+tests/bench/bench-daemon.md. Prints a results table (markdown) at the end; exits non-zero only
+when something could not be run, never because a target was missed.
+
+Peers measured in the same run: Debian's cron (idle wake-ups and CPU; firing delay of a
+`* * * * *` job), each in its own mount namespace so that it sees only the crontab written here.
+Receivers: the bundled simulator as shipped (tests/sim/zuora_sim.py), the same with TCP_NODELAY
+(sim-nodelay.py), and bench-rx (bench-rx.c: C, epoll, backlog 4096).
+"""
+
+import argparse
+import ctypes
+import datetime as dt
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import zoneinfo
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+import harness as H  # noqa: E402
+
+SIM_STOCK = H.SIM_PATH
+SIM_NODELAY = os.path.join(HERE, "sim-nodelay.py")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo"]
+
+
+def log(msg):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# statistics
+
+def pct(values, p):
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = max(1, math.ceil(p / 100 * len(v)))
+    return v[k - 1]
+
+
+def ms(x):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else "%.1f ms" % (x * 1000)
+
+
+def parse_iso(s):
+    """'2026-11-29T01:15:17Z' or '2026-11-29T01:15:17.000Z' -> epoch seconds (float)."""
+    s = s.rstrip("Z")
+    fmt = "%Y-%m-%dT%H:%M:%S.%f" if "." in s else "%Y-%m-%dT%H:%M:%S"
+    return dt.datetime.strptime(s, fmt).replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+# ------------------------------------------------------------------------------------------------
+# a process's costs, from /proc
+
+def proc_sample(pid):
+    """RSS, peak RSS (KiB), CPU (s, utime+stime incl. dead threads), run time (s, schedstat of the
+    live tasks: ns resolution), context switches (voluntary, involuntary) of the live tasks."""
+    out = {"t": time.time()}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0])
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    out["cpu"] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    run_ns, vol, invol = 0, 0, 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                run_ns += int(f.read().split()[0])
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        vol += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        invol += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    out["run"] = run_ns / 1e9
+    out["vcsw"], out["ivcsw"] = vol, invol
+    return out
+
+
+class Strace:
+    """`strace -f -c -p PID` for a window; .stop() returns {syscall: calls}."""
+
+    def __init__(self, pid, path):
+        self.path = path
+        self.proc = subprocess.Popen(["strace", "-f", "-c", "-o", path, "-p", str(pid)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        calls = {}
+        try:
+            with open(self.path) as f:
+                for line in f:
+                    m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+                    if m and m.group(2) != "total":
+                        calls[m.group(2)] = int(m.group(1))
+        except FileNotFoundError:
+            pass
+        return calls
+
+
+class StateWrites:
+    """Counts renames onto DIR/state.json (one per state write) with inotify, with their times."""
+    IN_MOVED_TO = 0x80
+
+    def __init__(self, directory):
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_CLOEXEC)
+        if self.fd < 0 or libc.inotify_add_watch(self.fd, directory.encode(), self.IN_MOVED_TO) < 0:
+            raise OSError(ctypes.get_errno(), "inotify")
+        self.times = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except OSError:
+                return
+            now = time.time()
+            i = 0
+            while i + 16 <= len(data):
+                _wd, _mask, _cookie, length = struct.unpack_from("iIII", data, i)
+                name = data[i + 16:i + 16 + length].rstrip(b"\0")
+                if name == b"state.json":
+                    self.times.append(now)
+                i += 16 + length
+
+    def count(self, t0, t1):
+        return sum(1 for t in self.times if t0 <= t <= t1)
+
+    def close(self):
+        os.close(self.fd)
+
+
+# ------------------------------------------------------------------------------------------------
+# receivers: the simulator (stock or TCP_NODELAY) and bench-rx, with one interface
+
+class SimReceiver:
+    def __init__(self, workdir, name, job_seconds, nodelay=False, post_status=None):
+        self.kind = "sim-nodelay" if nodelay else "sim"
+        H.SIM_PATH = SIM_NODELAY if nodelay else SIM_STOCK
+        try:
+            self.sim = H.Sim(workdir, name=name, job_seconds=job_seconds)
+        finally:
+            H.SIM_PATH = SIM_STOCK
+        self.base_url = self.sim.base_url
+        self.pid = self.sim.proc.pid
+        if post_status:
+            self.sim.fault({"match": {"method": "POST", "path": "^/test-environments/[^/]+/jobs$"},
+                            "action": "status", "status": post_status, "times": -1,
+                            "body": {"success": False, "reasons": [
+                                {"code": 50000040, "message": "benchmark: refused after arrival"}]}})
+
+    def requests(self, path=None, method=None):
+        """[(time, method, path)]"""
+        return [(r["time"], r["method"], r["path"]) for r in self.sim.requests(path=path, method=method)]
+
+    def clear(self):
+        self.sim._call("POST", "/_sim/requests/clear")
+
+    def stop(self):
+        self.sim.stop()
+
+
+class RxReceiver:
+    def __init__(self, workdir, name, binary, job_seconds, post_status=None):
+        self.kind = "bench-rx"
+        port_file = os.path.join(workdir, name + ".port")
+        argv = [binary, "--port", "0", "--port-file", port_file, "--job-seconds", str(job_seconds)]
+        if post_status:
+            argv += ["--post-status", str(post_status)]
+        self.out = open(os.path.join(workdir, name + ".out"), "w")
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=self.out)
+        self.pid = self.proc.pid
+        deadline = time.time() + 10
+        while not os.path.exists(port_file):
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("bench-rx did not start")
+            time.sleep(0.02)
+        with open(port_file) as f:
+            self.base_url = "http://127.0.0.1:%d" % int(f.read())
+
+    def _get(self, path, method="GET"):
+        req = urllib.request.Request(self.base_url + path, method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.read().decode()
+
+    def requests(self, path=None, method=None):
+        rx = re.compile(path) if path else None
+        out = []
+        for line in self._get("/_rx/requests").splitlines():
+            _seq, t, m, p = line.split("\t")
+            if (method is None or m == method) and (rx is None or rx.search(p)):
+                out.append((float(t), m, p))
+        return out
+
+    def stats(self):
+        return json.loads(self._get("/_rx/stats"))
+
+    def clear(self):
+        self._get("/_rx/clear", "POST")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+
+
+def build_rx(workdir):
+    out = os.path.join(workdir, "bench-rx")
+    cc = os.environ.get("CC", "cc")
+    subprocess.run([cc, "-O2", "-o", out, os.path.join(HERE, "bench-rx.c")], check=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the peer: Debian's cron, alone in a mount namespace
+
+class Cron:
+    """/usr/sbin/cron -f seeing only CRONTAB (as /etc/crontab): empty /etc/cron.d and spool, a
+    private /run for its pid file. proc.pid is cron's pid (sh execs it)."""
+
+    def __init__(self, workdir, name, crontab):
+        d = os.path.join(workdir, name)
+        for sub in ("cron.d", "spool", "run"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        tab = os.path.join(d, "crontab")
+        with open(tab, "w") as f:
+            f.write("SHELL=/bin/sh\nPATH=/usr/bin:/bin\n" + crontab)
+        os.chmod(tab, 0o644)
+        os.chmod(os.path.join(d, "spool"), 0o730)
+        script = ("set -e; mount --bind {d}/cron.d /etc/cron.d; mount --bind {tab} /etc/crontab; "
+                  "mount --bind {d}/spool /var/spool/cron/crontabs; mount -t tmpfs tmpfs /run; "
+                  "exec /usr/sbin/cron -f").format(d=d, tab=tab)
+        self.log = open(os.path.join(d, "cron.out"), "w")
+        self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                                     stdout=self.log, stderr=self.log)
+        time.sleep(0.5)
+        if self.proc.poll() is not None:
+            raise RuntimeError("cron did not start (see %s/cron.out)" % d)
+        self.pid = self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def cron_available():
+    return os.geteuid() == 0 and os.path.exists("/usr/sbin/cron") and shutil.which("unshare") \
+        and os.path.isdir("/var/spool/cron/crontabs") and os.path.isdir("/etc/cron.d")
+
+
+# ------------------------------------------------------------------------------------------------
+# configs
+
+def far_schedule(i, zone):
+    """A weekly schedule in ZONE whose next fire is at least an hour away (2..21 h ahead)."""
+    now = dt.datetime.now(zoneinfo.ZoneInfo(zone))
+    hour = (now.hour + 2 + i % 20) % 24
+    return "%d %d * * %d" % (i % 60, hour, i % 7)
+
+
+def once_at(t):
+    """A 6-field schedule firing at epoch second T (UTC) once a year."""
+    u = time.gmtime(t)
+    return "%d %d %d %d %d *" % (u.tm_sec, u.tm_min, u.tm_hour, u.tm_mday, u.tm_mon)
+
+
+def daemon_config(base_url, envs, max_concurrent=None, poll="1s"):
+    z = {"request_timeout": "30s"}
+    if max_concurrent:
+        z["max_concurrent_requests"] = max_concurrent
+    return H.make_config(base_url, envs, defaults={"poll_interval": poll}, zuora=z)
+
+
+def start_daemon(binary, workdir, name, config, timeout=60, extra_env=None):
+    d = H.Daemon(binary, workdir, config, name=name, extra_env=extra_env)
+    d.start(timeout=timeout)
+    return d
+
+
+def ready_time(d, since=0):
+    i, t, _ = d.wait_notify(r"(^|\n)READY=1($|\n)", 60, since=since)
+    return i, t
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. firing precision, one environment
+
+def bench_precision(ctx, receiver_kind, fires):
+    """One environment, '* * * * * *': a slot every second. The receiver answers the POST 400 after
+    recording it, so the slot ends there and the next second fires again (a 200 would start a job
+    and the next slots would be skipped while it runs). Delay = arrival - slot."""
+    wd = ctx.dir("precision-" + receiver_kind)
+    if receiver_kind == "bench-rx":
+        rcv = RxReceiver(wd, "rx", ctx.rx, 1, post_status=400)
+    else:
+        rcv = SimReceiver(wd, "sim", 1, nodelay=receiver_kind == "sim-nodelay", post_status=400)
+    env_id = "prec-1"
+    cfg = daemon_config(rcv.base_url, [{"name": "p1", "id": env_id, "schedule": "* * * * * *"}])
+    d = start_daemon(ctx.binary, wd, "daemon", cfg)
+    try:
+        deadline = time.time() + fires + 15
+        while time.time() < deadline:
+            time.sleep(1)
+            if len(rcv.requests(path="/jobs$", method="POST")) >= fires + 1:
+                break
+    finally:
+        d.stop()
+    reqs = rcv.requests()
+    rcv.stop()
+    dues = {}
+    for line in d.events("is due"):
+        slot = parse_iso(line.get("SLOT"))
+        dues[slot] = parse_iso(line.ts)
+    rows = []
+    for slot in sorted(dues):
+        inside = [r for r in reqs if slot <= r[0] < slot + 1]
+        first = lambda m, rx: next((r[0] - slot for r in inside if r[1] == m and re.search(rx, r[2])), None)
+        row = {"slot": slot, "due": dues[slot] - slot,
+               "token": first("POST", r"^/oauth/token$"),
+               "env": first("GET", r"^/test-environments/[^/]+$"),
+               "list": first("GET", r"/jobs$"),
+               "post": first("POST", r"/jobs$")}
+        if row["post"] is not None:
+            rows.append(row)
+    first_fire, warm = rows[0], rows[1:fires + 1]
+    res = {"receiver": receiver_kind, "fires": len(warm), "first": first_fire, "rows": rows}
+    for k in ("due", "env", "list", "post"):
+        vals = [r[k] for r in warm if r[k] is not None]
+        res[k] = {"p50": pct(vals, 50), "p99": pct(vals, 99), "max": max(vals) if vals else None}
+    allpost = [r["post"] for r in rows[:fires]]
+    res["post_incl_first"] = {"p50": pct(allpost, 50), "p99": pct(allpost, 99), "n": len(allpost)}
+    log("precision %s: %d warm fires, POST p50 %s p99 %s; first fire POST %s (token %s)" % (
+        receiver_kind, len(warm), ms(res["post"]["p50"]), ms(res["post"]["p99"]), ms(first_fire["post"]),
+        ms(first_fire["token"])))
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# 2b. 1,000 environments due in the same second
+
+def bench_burst(ctx, receiver_kind, n=1000):
+    wd = ctx.dir("burst-" + receiver_kind)
+    if receiver_kind == "bench-rx":
+        rcv = RxReceiver(wd, "rx", ctx.rx, 3600)
+    else:
+        rcv = SimReceiver(wd, "sim", 3600, nodelay=receiver_kind == "sim-nodelay")
+    slot = int(time.time()) + 6
+    envs = [{"name": "b%04d" % i, "id": "burst-%04d" % i, "schedule": once_at(slot)} for i in range(n)]
+    cfg = daemon_config(rcv.base_url, envs, max_concurrent=1000, poll="60s")
+    d = start_daemon(ctx.binary, wd, "daemon", cfg)
+    writes = StateWrites(d.state_dir)
+    try:
+        while time.time() < slot - 0.5:
+            time.sleep(0.1)
+        s0 = proc_sample(d.proc.pid)
+        deadline = slot + 20
+        posts = []
+        while time.time() < deadline:
+            time.sleep(0.5)
+            posts = rcv.requests(path="/jobs$", method="POST")
+            if len(posts) >= n:
+                break
+        time.sleep(0.5)
+        s1 = proc_sample(d.proc.pid)
+        stats = rcv.stats() if receiver_kind == "bench-rx" else None
+    finally:
+        d.stop()
+    reqs = rcv.requests()
+    rcv.stop()
+    writes.close()
+    posts = sorted(r[0] - slot for r in reqs if r[1] == "POST" and r[2].endswith("/jobs"))
+    envg = sorted(r[0] - slot for r in reqs if r[1] == "GET" and re.match(r"^/test-environments/[^/]+$", r[2]))
+    lists = sorted(r[0] - slot for r in reqs if r[1] == "GET" and r[2].endswith("/jobs"))
+    token = [r[0] - slot for r in reqs if r[2] == "/oauth/token"]
+    dues = sorted(parse_iso(l.ts) - slot for l in d.events("is due"))
+    res = {"receiver": receiver_kind, "n": n, "posts": len(posts),
+           "post_p50": pct(posts, 50), "post_p99": pct(posts, 99), "post_max": posts[-1] if posts else None,
+           "within_1s": sum(1 for p in posts if p <= 1.0),
+           "token": token[0] if token else None,
+           "due_first": dues[0] if dues else None, "due_last": dues[-1] if dues else None,
+           "env_first": envg[0] if envg else None, "env_last": envg[-1] if envg else None,
+           "list_first": lists[0] if lists else None, "list_last": lists[-1] if lists else None,
+           "state_writes": writes.count(slot - 0.5, slot + (posts[-1] if posts else 20) + 0.5),
+           "cpu_s": s1["cpu"] - s0["cpu"], "rx_stats": stats}
+    log("burst %d @%s: %d/%d POSTs, p50 %s p99 %s max %s, %d within 1 s, %d state writes" % (
+        n, receiver_kind, len(posts), n, ms(res["post_p50"]), ms(res["post_p99"]), ms(res["post_max"]),
+        res["within_1s"], res["state_writes"]))
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. idle cost, with cron beside it
+
+def bench_idle(ctx, window):
+    wd = ctx.dir("idle")
+    rcv = RxReceiver(wd, "rx", ctx.rx, 3600)
+    envs = [{"name": "i%03d" % i, "id": "idle-%03d" % i, "schedule": far_schedule(i, "UTC")} for i in range(100)]
+    cfg = daemon_config(rcv.base_url, envs)
+    # WatchdogSec=30s, as in systemd/refreshd.service.in: sd-event pings every 15 s.
+    d = start_daemon(ctx.binary, wd, "daemon", cfg, extra_env={"WATCHDOG_USEC": "30000000"})
+    cron = None
+    if ctx.cron:
+        h = time.gmtime().tm_hour
+        cron = Cron(wd, "cron-idle", "0 %d * * * root /bin/true\n" % ((h + 2) % 24))
+    time.sleep(3)
+    res = {"window": window}
+    try:
+        pids = {"refreshd": d.proc.pid}
+        if cron:
+            pids["cron"] = cron.pid
+        straces = {k: Strace(p, os.path.join(wd, k + ".strace")) for k, p in pids.items()}
+        time.sleep(1)
+        s0 = {k: proc_sample(p) for k, p in pids.items()}
+        n0 = len(d.notifications())
+        time.sleep(window)
+        s1 = {k: proc_sample(p) for k, p in pids.items()}
+        pings = sum(1 for _, text in d.notifications()[n0:] if "WATCHDOG=1" in text)
+        calls = {k: s.stop() for k, s in straces.items()}
+        for k in pids:
+            res[k] = {"wakeups": s1[k]["vcsw"] + s1[k]["ivcsw"] - s0[k]["vcsw"] - s0[k]["ivcsw"],
+                      "cpu_ms": (s1[k]["run"] - s0[k]["run"]) * 1000,
+                      "syscalls": calls[k], "rss_kib": s1[k]["VmRSS"]}
+        res["refreshd"]["watchdog_pings"] = pings
+        res["refreshd"]["wakeups_besides_watchdog"] = res["refreshd"]["wakeups"] - pings
+    finally:
+        d.stop()
+        rcv.stop()
+        if cron:
+            cron.stop()
+    r = res["refreshd"]
+    log("idle %ds: refreshd %d wake-ups (%d watchdog pings), %.3f ms CPU; cron %s" % (
+        window, r["wakeups"], r["watchdog_pings"], r["cpu_ms"],
+        "%d wake-ups, %.3f ms CPU" % (res["cron"]["wakeups"], res["cron"]["cpu_ms"]) if "cron" in res else "n/a"))
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# 4./5. scale: N environments loaded, N/10 jobs in flight polled every second
+
+def scale_envs(n, fire_at, n_fire, prefix="s", min_interval=False):
+    envs = []
+    for i in range(n):
+        zone = ZONES[i % len(ZONES)]
+        e = {"name": "%s%05d" % (prefix, i), "id": "%s-%05d" % (prefix, i), "timezone": zone}
+        if i < n_fire:
+            e["schedule"], e["timezone"] = once_at(fire_at), "UTC"
+        elif min_interval:
+            # weekly (7d), monthly on a day (28d), first weekday of the month (28d): each proof is real
+            kind = i % 3
+            now_h = dt.datetime.now(zoneinfo.ZoneInfo(zone)).hour
+            h = (now_h + 2 + i % 20) % 24
+            e["schedule"], e["min_interval"] = [
+                ("%d %d * * %d" % (i % 60, h, i % 7), "7d"),
+                ("%d %d %d * *" % (i % 60, h, 1 + i % 28), "28d"),
+                ("%d %d * * %s#1" % (i % 60, h, ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"][i % 7]), "28d"),
+            ][kind]
+        else:
+            e["schedule"] = far_schedule(i, zone)
+        envs.append(e)
+    return envs
+
+
+def bench_scale(ctx, n, receiver_kind, window):
+    wd = ctx.dir("scale-%d-%s" % (n, receiver_kind))
+    jobs = max(1, n // 10)
+    if receiver_kind == "bench-rx":
+        rcv = RxReceiver(wd, "rx", ctx.rx, 3600)
+    else:
+        rcv = SimReceiver(wd, "sim", 3600, nodelay=receiver_kind == "sim-nodelay")
+    margin = 4 + n / 2000
+    fire_at = int(time.time() + margin + 1)
+    cfg = daemon_config(rcv.base_url, scale_envs(n, fire_at, jobs))
+    res = {"n": n, "jobs": jobs, "receiver": receiver_kind}
+    d = H.Daemon(ctx.binary, wd, cfg, name="daemon")
+    try:
+        d.start(timeout=120)
+        _, t_ready = ready_time(d)
+        res["start_ms"] = (t_ready - d.started_at) * 1000
+        time.sleep(0.5)
+        loaded = proc_sample(d.proc.pid)
+        k = len(d.notifications())
+        t0 = time.time()
+        d.sighup()
+        _, t_rel = ready_time(d, since=k)
+        res["reload_ms"] = (t_rel - t0) * 1000
+        time.sleep(0.3)
+        reloaded = proc_sample(d.proc.pid)
+        res["rss_loaded_kib"], res["rss_reloaded_kib"] = loaded["VmRSS"], reloaded["VmRSS"]
+        if time.time() > fire_at - 0.2:
+            log("scale %d: the fire time passed during start/reload; results are late" % n)
+        while time.time() < fire_at + 0.5:
+            time.sleep(0.1)
+        deadline = fire_at + 60
+        posts = []
+        while time.time() < deadline:
+            posts = rcv.requests(path="/jobs$", method="POST")
+            if len(posts) >= jobs:
+                break
+            time.sleep(0.5)
+        res["posts"] = len(posts)
+        res["burst_last_post_s"] = max(p[0] for p in posts) - fire_at if posts else None
+        time.sleep(2.5)
+        rcv.clear()
+        s0 = proc_sample(d.proc.pid)
+        r0 = proc_sample(rcv.pid)
+        rss_max = s0["VmRSS"]
+        t_end = time.time() + window
+        while time.time() < t_end:
+            time.sleep(1)
+            rss_max = max(rss_max, proc_sample(d.proc.pid)["VmRSS"])
+        s1 = proc_sample(d.proc.pid)
+        r1 = proc_sample(rcv.pid)
+        wall = s1["t"] - s0["t"]
+        res["cpu_pct"] = 100 * (s1["cpu"] - s0["cpu"]) / wall
+        res["receiver_cpu_pct"] = 100 * (r1["cpu"] - r0["cpu"]) / wall
+        res["rss_window_kib"], res["rss_window_max_kib"], res["rss_peak_kib"] = s1["VmRSS"], rss_max, s1["VmHWM"]
+        polls = rcv.requests(path=r"/jobs/[0-9a-f]{32}$", method="GET")
+    finally:
+        d.stop()
+        rcv.stop()
+    by_job = {}
+    for t, _m, p in polls:
+        by_job.setdefault(p, []).append(t)
+    lags = []
+    for ts in by_job.values():
+        ts.sort()
+        lags += [b - a - 1.0 for a, b in zip(ts, ts[1:])]
+    res["polls"] = len(polls)
+    res["polls_per_s"] = len(polls) / window
+    res["jobs_polled"] = len(by_job)
+    res["lag_p50"], res["lag_p99"] = pct(lags, 50), pct(lags, 99)
+    res["lag_max"] = max(lags) if lags else None
+    log("scale %d (%d jobs) @%s: start %.0f ms, reload %.0f ms, RSS loaded %d KiB, window RSS %d KiB "
+        "(peak %d), CPU %.1f%%, %.0f polls/s, lag p50 %s p99 %s max %s (receiver CPU %.0f%%)" % (
+            n, jobs, receiver_kind, res["start_ms"], res["reload_ms"], res["rss_loaded_kib"],
+            res["rss_window_kib"], res["rss_peak_kib"], res["cpu_pct"], res["polls_per_s"],
+            ms(res["lag_p50"]), ms(res["lag_p99"]), ms(res["lag_max"]), res["receiver_cpu_pct"]))
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# 4b. config load + scheduling of 10,000 environments, with and without min_interval
+
+def bench_load(ctx, n, reps):
+    wd = ctx.dir("load")
+    rcv = RxReceiver(wd, "rx", ctx.rx, 3600)
+    res = {"n": n}
+    try:
+        for label, envs in (("one", scale_envs(1, 0, 0, "o")),
+                            ("plain", scale_envs(n, 0, 0, "p")),
+                            ("min_interval", scale_envs(n, 0, 0, "m", min_interval=True))):
+            cfg = daemon_config(rcv.base_url, envs)
+            starts, reloads = [], []
+            for i in range(reps):
+                d = H.Daemon(ctx.binary, wd, cfg, name="%s-%d" % (label, i))
+                try:
+                    d.start(timeout=120)
+                    _, t_ready = ready_time(d)
+                    starts.append((t_ready - d.started_at) * 1000)
+                    time.sleep(0.3)
+                    k = len(d.notifications())
+                    t0 = time.time()
+                    d.sighup()
+                    _, t_rel = ready_time(d, since=k)
+                    reloads.append((t_rel - t0) * 1000)
+                finally:
+                    d.stop()
+                shutil.rmtree(d.state_dir, ignore_errors=True)
+            # refreshd check: the same load in a short-lived process, timed from outside
+            path = os.path.join(wd, label + ".yaml")
+            with open(path, "w") as f:
+                f.write(cfg)
+            checks = []
+            for i in range(reps):
+                t0 = time.perf_counter()
+                subprocess.run([ctx.binary, "check", "-c", path, "--next", "1"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=dict(os.environ, **{H.SECRET_ENV: H.DEFAULT_SECRET}))
+                checks.append((time.perf_counter() - t0) * 1000)
+            res[label] = {"start_ms": sorted(starts)[len(starts) // 2], "reload_ms": sorted(reloads)[len(reloads) // 2],
+                          "check_ms": sorted(checks)[len(checks) // 2],
+                          "starts": starts, "reloads": reloads, "checks": checks}
+            log("load %s (%d envs): start %.0f ms, reload %.0f ms, check %.0f ms (median of %d)" % (
+                label, len(envs), res[label]["start_ms"], res[label]["reload_ms"], res[label]["check_ms"], reps))
+    finally:
+        rcv.stop()
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# the cron firing peer, running through the whole benchmark
+
+class CronFiring:
+    """A '* * * * *' job that stamps the time; delay = stamp - the minute. Includes /bin/sh and
+    date(1) starting, about a millisecond."""
+
+    def __init__(self, ctx):
+        wd = ctx.dir("cron-firing")
+        self.stamps = os.path.join(wd, "stamps")
+        script = os.path.join(wd, "stamp.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\ndate +%%s.%%N >> %s\n" % self.stamps)
+        os.chmod(script, 0o755)
+        self.cron = Cron(wd, "cron", "* * * * * root %s\n" % script)
+
+    def stop(self):
+        self.cron.stop()
+        try:
+            with open(self.stamps) as f:
+                ts = [float(x) for x in f.read().split()]
+        except FileNotFoundError:
+            ts = []
+        delays = [t - math.floor(t / 60) * 60 for t in ts]
+        return {"fires": len(delays), "p50": pct(delays, 50) if delays else None,
+                "max": max(delays) if delays else None, "delays": delays}
+
+
+# ------------------------------------------------------------------------------------------------
+
+class Ctx:
+    def __init__(self, binary, workdir):
+        self.binary = binary
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.rx = build_rx(workdir)
+        self.cron = bool(cron_available())
+
+    def dir(self, name):
+        p = os.path.join(self.workdir, name)
+        os.makedirs(p, exist_ok=True)
+        return p
+
+
+def linear_fit(xs, ys):
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else float("nan")
+    return slope, my - slope * mx
+
+
+def report(R, quick):
+    P = print
+    P()
+    P("## refreshd daemon benchmarks (%s, %s, %d CPUs%s)" % (
+        time.strftime("%Y-%m-%d"), os.uname().release, os.cpu_count(), ", --quick" if quick else ""))
+    P()
+    P("| # | figure | target | refreshd | peer | ratio | met? |")
+    P("|---|---|---|--:|--:|--:|---|")
+    cronf = R.get("cron_firing") or {}
+
+    def ratio(a, b):
+        return "%.0fx" % (b / a) if a and b else "n/a"
+
+    for p in R.get("precision", []):
+        peer = "cron %s" % ms(cronf.get("p50")) if cronf.get("p50") is not None else "cron: minute granularity"
+        ok = p["post"]["p50"] <= 0.002 and p["post"]["p99"] <= 0.010
+        P("| 2 | fire->POST, 1 env, %d fires, at %s: p50 / p99 | <= 2 / 10 ms | %s / %s | %s | %s | %s |" % (
+            p["fires"], p["receiver"], ms(p["post"]["p50"]), ms(p["post"]["p99"]), peer,
+            ratio(p["post"]["p50"], cronf.get("p50")), "yes" if ok else "NO"))
+        f = p["first"]
+        P("| 2 | first fire (token+GET env+GET jobs+POST), at %s | - | %s (token %s) | | | |" % (
+            p["receiver"], ms(f["post"]), ms(f["token"])))
+    for b in R.get("burst", []):
+        ok = b["posts"] == b["n"] and b["within_1s"] == b["n"]
+        P("| 2 | %d envs same second, at %s: POSTs within 1 s; last POST | all within 1 s | %d/%d; %s | | | %s |" % (
+            b["n"], b["receiver"], b["within_1s"], b["n"], ms(b["post_max"]), "yes" if ok else "NO"))
+    if "idle" in R:
+        i = R["idle"]
+        r, c = i["refreshd"], i.get("cron")
+        P("| 3 | idle 100 envs, %d s: wake-ups besides watchdog | 0 | %d (+%d watchdog) | cron %s | | %s |" % (
+            i["window"], r["wakeups_besides_watchdog"], r["watchdog_pings"], c["wakeups"] if c else "n/a",
+            "yes" if r["wakeups_besides_watchdog"] <= 0 else "NO"))
+        P("| 3 | idle CPU over %d s | < 1 ms | %.3f ms | cron %s | %s | %s |" % (
+            i["window"], r["cpu_ms"], "%.3f ms" % c["cpu_ms"] if c else "n/a",
+            ratio(r["cpu_ms"], c["cpu_ms"]) if c else "n/a", "yes" if r["cpu_ms"] < 1 else "NO"))
+    S = R.get("scale", [])
+    big = next((s for s in S if s["n"] == 10000), S[-1] if S else None)
+    if big:
+        P("| 4 | %d envs, %d jobs polled/s: peak RSS | <= 16 MiB | %.1f MiB | | | %s |" % (
+            big["n"], big["jobs"], big["rss_peak_kib"] / 1024, "yes" if big["rss_peak_kib"] <= 16384 else "NO"))
+        P("| 4 | same: CPU | <= 20%% | %.1f%% | | | %s |" % (big["cpu_pct"], "yes" if big["cpu_pct"] <= 20 else "NO"))
+        P("| 4 | same: poll lag p99 (at %s) | <= 50 ms | %s (p50 %s, max %s) | | | %s |" % (
+            big["receiver"], ms(big["lag_p99"]), ms(big["lag_p50"]), ms(big["lag_max"]),
+            "yes" if big["lag_p99"] <= 0.05 else "NO"))
+    if "load" in R:
+        L = R["load"]
+        for label in ("plain", "min_interval"):
+            if label in L:
+                P("| 4 | load+schedule %d envs%s: start / reload | <= 100 ms | %.0f / %.0f ms (1 env: %.0f / %.0f) | | | %s |" % (
+                    L["n"], " with min_interval" if label == "min_interval" else "", L[label]["start_ms"],
+                    L[label]["reload_ms"], L["one"]["start_ms"], L["one"]["reload_ms"],
+                    "yes" if max(L[label]["start_ms"], L[label]["reload_ms"]) <= 100 else "NO"))
+    if S:
+        P()
+        P("Growth (jobs = envs/10, polled every second; CPU over the window; RSS in KiB):")
+        P()
+        P("| envs | jobs | start ms | reload ms | RSS loaded | RSS polling | peak RSS | CPU % | polls/s | lag p50 | lag p99 | receiver |")
+        P("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+        for s in S:
+            P("| %d | %d | %.0f | %.0f | %d | %d | %d | %.2f | %.0f | %s | %s | %s |" % (
+                s["n"], s["jobs"], s["start_ms"], s["reload_ms"], s["rss_loaded_kib"], s["rss_window_kib"],
+                s["rss_peak_kib"], s["cpu_pct"], s["polls_per_s"], ms(s["lag_p50"]), ms(s["lag_p99"]), s["receiver"]))
+        if len(S) >= 2:
+            xs = [s["n"] for s in S]
+            slope, icpt = linear_fit(xs, [s["rss_loaded_kib"] * 1024 for s in S])
+            per_job = [(s["rss_window_kib"] - s["rss_loaded_kib"]) * 1024 / s["jobs"] for s in S if s["jobs"] >= 100]
+            P()
+            P("| 5 | memory per environment (slope of loaded RSS over envs) | %.0f bytes (intercept %.1f MiB) |" % (
+                slope, icpt / 2 ** 20))
+            if per_job:
+                P("| 5 | memory per in-flight job ((RSS polling - RSS loaded) / jobs, runs with >= 100 jobs) | %s bytes |"
+                  % " / ".join("%.0f" % x for x in per_job))
+    if cronf:
+        P()
+        P("cron firing delay over %d minutes: p50 %s, max %s" % (cronf["fires"], ms(cronf["p50"]), ms(cronf["max"])))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("binary")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="precision,burst,idle,scale,load")
+    ap.add_argument("--json")
+    ap.add_argument("--keep", help="keep the work files in this directory")
+    ap.add_argument("--scale-receiver", default="sim", choices=["sim", "sim-nodelay", "bench-rx"])
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    binary = os.path.abspath(args.binary)
+    if not os.access(binary, os.X_OK):
+        sys.exit("%s: not an executable" % binary)
+    workdir = args.keep or tempfile.mkdtemp(prefix="bench-daemon-")
+    os.makedirs(workdir, exist_ok=True)
+    ctx = Ctx(binary, workdir)
+    q = args.quick
+    R, failed = {}, False
+    cronf = None
+    if ctx.cron and "precision" in only:
+        try:
+            cronf = CronFiring(ctx)
+        except Exception as exc:
+            log("cron peer not available: %s" % exc)
+    else:
+        log("cron peer not run (needs root, cron, unshare)" if not ctx.cron else "cron firing peer: only with precision")
+
+    def run(name, fn, *a):
+        nonlocal failed
+        try:
+            return fn(*a)
+        except Exception as exc:  # keep going: one failure must not hide the other figures
+            import traceback
+            traceback.print_exc()
+            log("%s failed: %s" % (name, exc))
+            failed = True
+            return None
+
+    try:
+        if "precision" in only:
+            R["precision"] = [x for x in (
+                run("precision", bench_precision, ctx, "sim", 20 if q else 100),
+                run("precision", bench_precision, ctx, "sim-nodelay", 10 if q else 30),
+                run("precision", bench_precision, ctx, "bench-rx", 20 if q else 100)) if x]
+        if "burst" in only:
+            kinds = ["bench-rx"] if q else ["bench-rx", "sim"]
+            R["burst"] = [x for x in (run("burst", bench_burst, ctx, k) for k in kinds) if x]
+        if "idle" in only:
+            R["idle"] = run("idle", bench_idle, ctx, 15 if q else 60)
+        if "scale" in only:
+            sizes = [10, 100, 1000, 10000]
+            R["scale"] = [x for x in (run("scale", bench_scale, ctx, n, args.scale_receiver,
+                                          (10 if q else 30) if n < 10000 else (15 if q else 60)) for n in sizes) if x]
+        if "load" in only:
+            R["load"] = run("load", bench_load, ctx, 10000, 1 if q else 3)
+    finally:
+        if cronf:
+            R["cron_firing"] = cronf.stop()
+    R = {k: v for k, v in R.items() if v is not None}
+    report(R, q)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(R, f, indent=1, default=str)
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
