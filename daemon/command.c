@@ -19,7 +19,9 @@
 #include "state.h"
 #include "zuora.h"
 
-#define CLOCK_SKEW_SEC 300
+
+#define GEN_STR(g, s) yajl_gen_string(g, (const unsigned char *) (s), strlen(s))
+#define GEN_STR_OR_NULL(g, s) ((s) ? GEN_STR(g, s) : yajl_gen_null(g))
 
 /* ---- one call at a time ---- */
 
@@ -373,6 +375,107 @@ int command_check_online(const char *config_path) {
         return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* ---- check ---- */
+
+static int check_print_text(const Config *c, int64_t from, unsigned next) {
+        for (size_t i = 0; i < c->n_envs; i++) {
+                const EnvConfig *e = &c->envs[i];
+                int64_t t = from;
+
+                printf("%s%s  %s  \"%s\"\n", i ? "\n" : "", e->name, tz_name(e->tz), e->schedule);
+                if (!e->enabled)
+                        printf("  (disabled: these are the times it would fire)\n");
+                for (unsigned n = 0; n < next; n++) {
+                        char local[TZ_ISO_MAX], utc[TZ_ISO_MAX];
+
+                        if (cron_next(e->cron, e->tz, t, &t) < 0 || tz_format_local(e->tz, t, local, sizeof(local)) < 0 ||
+                            tz_format_utc(t, utc, sizeof(utc)) < 0) {
+                                printf("  (no later fire time before the year 10000)\n");
+                                break;
+                        }
+                        printf("  %s  %s\n", local, utc);
+                }
+        }
+        return fflush(stdout) == 0 ? 0 : -errno;
+}
+
+static int check_print_json(const Config *c, int64_t from, unsigned next) {
+        yajl_gen g = yajl_gen_alloc(NULL);
+        const unsigned char *buf;
+        size_t len;
+
+        if (!g)
+                return -ENOMEM;
+        yajl_gen_map_open(g);
+        GEN_STR(g, "environments");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < c->n_envs; i++) {
+                const EnvConfig *e = &c->envs[i];
+                int64_t times[1000];
+                unsigned n = 0;
+
+                for (int64_t t = from; n < next && cron_next(e->cron, e->tz, t, &t) >= 0; n++)
+                        times[n] = t;
+
+                yajl_gen_map_open(g);
+                GEN_STR(g, "name");
+                GEN_STR(g, e->name);
+                GEN_STR(g, "id");
+                GEN_STR(g, e->id);
+                GEN_STR(g, "schedule");
+                GEN_STR(g, e->schedule);
+                GEN_STR(g, "timezone");
+                GEN_STR(g, tz_name(e->tz));
+                GEN_STR(g, "enabled");
+                yajl_gen_bool(g, e->enabled);
+                for (int utc = 0; utc <= 1; utc++) {
+                        GEN_STR(g, utc ? "next_utc" : "next");
+                        yajl_gen_array_open(g);
+                        for (unsigned k = 0; k < n; k++) {
+                                char s[TZ_ISO_MAX];
+                                if ((utc ? tz_format_utc(times[k], s, sizeof(s))
+                                         : tz_format_local(e->tz, times[k], s, sizeof(s))) >= 0)
+                                        GEN_STR(g, s);
+                        }
+                        yajl_gen_array_close(g);
+                }
+                yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+        yajl_gen_map_close(g);
+        yajl_gen_get_buf(g, &buf, &len);
+        fwrite(buf, 1, len, stdout);
+        putchar('\n');
+        yajl_gen_free(g);
+        return fflush(stdout) == 0 ? 0 : -errno;
+}
+
+int command_check(const char *config_path, int64_t from, unsigned next, bool json, bool online) {
+        _cleanup_(diags_clear) Diags diags = {};
+        Config *c = NULL;
+        int r;
+
+        r = config_load(config_path, from, &c, &diags);
+        diags_print(&diags, stderr);
+        if (r == -ENOMEM) {
+                fprintf(stderr, "refreshd: out of memory\n");
+                return EXIT_FAILURE;
+        }
+        if (r < 0) {
+                fprintf(stderr, "%s: %u error%s\n", config_path, diags.n_errors, diags.n_errors == 1 ? "" : "s");
+                return EXIT_FAILURE;
+        }
+        r = json ? check_print_json(c, from, next) : check_print_text(c, from, next);
+        config_free(c);
+        if (r >= 0 && online)
+                return command_check_online(config_path);
+        if (r < 0) {
+                fprintf(stderr, "refreshd: cannot write the output: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        return EXIT_SUCCESS;
+}
+
 /* ---- status ---- */
 
 static void time_or_null(yajl_gen g, const EnvConfig *e, int64_t t) {
@@ -384,8 +487,6 @@ static void time_or_null(yajl_gen g, const EnvConfig *e, int64_t t) {
                 yajl_gen_string(g, (const unsigned char *) buf, strlen(buf));
 }
 
-#define GEN_STR(g, s) yajl_gen_string(g, (const unsigned char *) (s), strlen(s))
-#define GEN_STR_OR_NULL(g, s) ((s) ? GEN_STR(g, s) : yajl_gen_null(g))
 
 static int64_t next_slot(const EnvConfig *e, const StateEnv *st, int64_t now) {
         int64_t t;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The operator commands beside the daemon: `status` (reads the config and
+ * The operator commands beside the daemon: `check` (validates the config and
+ * previews fire times), `status` (reads the config and
  * state.json, never talks to Zuora, never writes), `refresh`, `cancel` and
  * `check --online` (talk to Zuora with the daemon's own client). Each
  * returns the process exit status.
@@ -8,6 +9,11 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
+
+/* Validates the config and prints the next NEXT fire times after FROM of
+ * each environment (JSON with JSON); ONLINE: then command_check_online(). */
+int command_check(const char *config_path, int64_t from, unsigned next, bool json, bool online);
 
 int command_status(const char *config_path, const char *state_dir, bool json);
 

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The command line: parse the arguments, then run one command. `check`
- * validates the config and previews fire times; the long-running `run` and
- * the operator commands build on the same Config.
+ * The command line: parse the arguments, then run one command: `run` (the
+ * daemon, here) or one of the operator commands in command.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -12,7 +11,6 @@
 #include <sysexits.h>
 #include <syslog.h>
 #include <time.h>
-#include <yajl/yajl_gen.h>
 
 #include <systemd/sd-event.h>
 
@@ -241,109 +239,6 @@ static int parse_args(int argc, char *argv[], Args *args) {
         return 1;
 }
 
-/* ---- check ---- */
-
-static int check_print_text(const Config *c, const Args *args) {
-        for (size_t i = 0; i < c->n_envs; i++) {
-                const EnvConfig *e = &c->envs[i];
-                int64_t t = args->from;
-
-                printf("%s%s  %s  \"%s\"\n", i ? "\n" : "", e->name, tz_name(e->tz), e->schedule);
-                if (!e->enabled)
-                        printf("  (disabled: these are the times it would fire)\n");
-                for (unsigned n = 0; n < args->next; n++) {
-                        char local[TZ_ISO_MAX], utc[TZ_ISO_MAX];
-
-                        if (cron_next(e->cron, e->tz, t, &t) < 0 || tz_format_local(e->tz, t, local, sizeof(local)) < 0 ||
-                            tz_format_utc(t, utc, sizeof(utc)) < 0) {
-                                printf("  (no later fire time before the year 10000)\n");
-                                break;
-                        }
-                        printf("  %s  %s\n", local, utc);
-                }
-        }
-        return fflush(stdout) == 0 ? 0 : -errno;
-}
-
-#define GEN_STR(g, s) yajl_gen_string(g, (const unsigned char *) (s), strlen(s))
-
-static int check_print_json(const Config *c, const Args *args) {
-        yajl_gen g = yajl_gen_alloc(NULL);
-        const unsigned char *buf;
-        size_t len;
-
-        if (!g)
-                return -ENOMEM;
-        yajl_gen_map_open(g);
-        GEN_STR(g, "environments");
-        yajl_gen_array_open(g);
-        for (size_t i = 0; i < c->n_envs; i++) {
-                const EnvConfig *e = &c->envs[i];
-                int64_t times[1000];
-                unsigned n = 0;
-
-                for (int64_t t = args->from; n < args->next && cron_next(e->cron, e->tz, t, &t) >= 0; n++)
-                        times[n] = t;
-
-                yajl_gen_map_open(g);
-                GEN_STR(g, "name");
-                GEN_STR(g, e->name);
-                GEN_STR(g, "id");
-                GEN_STR(g, e->id);
-                GEN_STR(g, "schedule");
-                GEN_STR(g, e->schedule);
-                GEN_STR(g, "timezone");
-                GEN_STR(g, tz_name(e->tz));
-                GEN_STR(g, "enabled");
-                yajl_gen_bool(g, e->enabled);
-                for (int utc = 0; utc <= 1; utc++) {
-                        GEN_STR(g, utc ? "next_utc" : "next");
-                        yajl_gen_array_open(g);
-                        for (unsigned k = 0; k < n; k++) {
-                                char s[TZ_ISO_MAX];
-                                if ((utc ? tz_format_utc(times[k], s, sizeof(s))
-                                         : tz_format_local(e->tz, times[k], s, sizeof(s))) >= 0)
-                                        GEN_STR(g, s);
-                        }
-                        yajl_gen_array_close(g);
-                }
-                yajl_gen_map_close(g);
-        }
-        yajl_gen_array_close(g);
-        yajl_gen_map_close(g);
-        yajl_gen_get_buf(g, &buf, &len);
-        fwrite(buf, 1, len, stdout);
-        putchar('\n');
-        yajl_gen_free(g);
-        return fflush(stdout) == 0 ? 0 : -errno;
-}
-
-static int command_check(const Args *args) {
-        _cleanup_(diags_clear) Diags diags = {};
-        Config *c = NULL;
-        int r;
-
-        r = config_load(args->config_path, args->from, &c, &diags);
-        diags_print(&diags, stderr);
-        if (r == -ENOMEM) {
-                fprintf(stderr, "refreshd: out of memory\n");
-                return EXIT_FAILURE;
-        }
-        if (r < 0) {
-                fprintf(stderr, "%s: %u error%s\n", args->config_path, diags.n_errors, diags.n_errors == 1 ? "" : "s");
-                return EXIT_FAILURE;
-        }
-        r = args->json ? check_print_json(c, args) : check_print_text(c, args);
-        config_free(c);
-        if (r >= 0 && args->online)
-                return command_check_online(args->config_path);
-        if (r < 0) {
-                fprintf(stderr, "refreshd: cannot write the output: %s\n", strerror(-r));
-                return EXIT_FAILURE;
-        }
-        return EXIT_SUCCESS;
-}
-
 /* ---- run ---- */
 
 static int command_run(const Args *args) {
@@ -391,7 +286,7 @@ int main(int argc, char *argv[]) {
 
         switch (args.command) {
         case COMMAND_CHECK:
-                r = command_check(&args);
+                r = command_check(args.config_path, args.from, args.next, args.json, args.online);
                 break;
         case COMMAND_RUN:
                 r = command_run(&args);

@@ -582,6 +582,20 @@ int tz_load(const char *name, Tz **ret) {
 
 /* ---- lookups ---- */
 
+/* How many of the N ascending values A are at or before V. */
+static size_t count_at_or_before(const int64_t *a, size_t n, int64_t v) {
+        size_t lo = 0, hi = n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (a[mid] <= v)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
 int32_t tz_offset(const Tz *tz, int64_t instant, const char **ret_abbr) {
         if (!tz) {
                 if (ret_abbr)
@@ -590,14 +604,7 @@ int32_t tz_offset(const Tz *tz, int64_t instant, const char **ret_abbr) {
         }
 
         /* The last transition at or before INSTANT. */
-        size_t lo = 0, hi = tz->n_trans;
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (tz->at[mid] <= instant)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
+        size_t lo = count_at_or_before(tz->at, tz->n_trans, instant);
         const TzType *t = &tz->types[lo == 0 ? tz->type0 : tz->type[lo - 1]];
         if (ret_abbr)
                 *ret_abbr = t->abbr;
@@ -611,14 +618,7 @@ int64_t tz_wall_reached(const Tz *tz, int64_t instant) {
                 return wall;
         /* Clocks that went back shortly before INSTANT showed later times
          * just before they did. */
-        size_t lo = 0, hi = tz->n_trans;
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (tz->at[mid] <= instant)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
+        size_t lo = count_at_or_before(tz->at, tz->n_trans, instant);
         for (size_t i = lo; i > 0 && i + 2 > lo; i--) {
                 int32_t before = tz->types[i - 1 == 0 ? tz->type0 : tz->type[i - 2]].offset;
                 int64_t shown = tz->at[i - 1] - 1 + before;
@@ -633,14 +633,7 @@ int64_t tz_wall_to_instant(const Tz *tz, int64_t wall) {
                 return wall - (tz ? tz->types[tz->type0].offset : 0);
 
         /* The last transition whose wall-clock effect starts at or before WALL. */
-        size_t lo = 0, hi = tz->n_trans;
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (tz->key[mid] <= wall)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
+        size_t lo = count_at_or_before(tz->key, tz->n_trans, wall);
         if (lo == 0)
                 return wall - tz->types[tz->type0].offset;
 
