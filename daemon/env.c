@@ -289,6 +289,7 @@ static void env_slot_done(Env *e) {
         e->slot = STATE_TIME_UNSET;
         e->attempt = 0;
         e->reauthenticated = false;
+        e->conflict = false;
         disarm(e->wait_timer);
         manager_save_later(e->manager);
         if (st && st->job) {
@@ -570,8 +571,23 @@ static void env_job_ended(Env *e, const char *status, const char *message, int p
         env_schedule(e);
 }
 
+static void env_on_polled_answer(Env *e, const ClientResult *res);
+
 static void env_on_polled(const ClientResult *res, void *userdata) {
         Env *e = userdata;
+
+        e->call = NULL;
+        env_on_polled_answer(e, res);
+        /* After a restart, slots missed meanwhile are planned once the first
+         * poll told whether the job is still running (skip) or not (catch up). */
+        if (e->plan_after_poll) {
+                e->plan_after_poll = false;
+                if (e->state == ENV_TRACKING)
+                        env_schedule(e);
+        }
+}
+
+static void env_on_polled_answer(Env *e, const ClientResult *res) {
         StateEnv *st = env_st(e);
         ReportFields f = env_fields(e);
         ZuoraJob job = {};
@@ -685,12 +701,16 @@ static void env_on_listed(const ClientResult *res, void *userdata) {
         int64_t ahead = (int64_t) (e->ec->submit_ahead / USEC_PER_SEC);
         int64_t since = e->slot - ahead - CLOCK_SKEW_SEC;
         const char *previous = st->last_job ? st->last_job->id : NULL;
+        const int64_t earlier[] = { e->prev_slot, st->last_job ? st->last_job->slot : STATE_TIME_UNSET,
+                                    st->last_submitted };
         const ZuoraJob *found = NULL;
 
-        /* The skew allowance must not reach back to the previous slot,
-         * whose own job (the last one followed) never covers this one. */
-        if (e->prev_slot != STATE_TIME_UNSET && e->prev_slot - ahead + 1 > since)
-                since = e->prev_slot - ahead + 1;
+        /* The skew allowance must not reach back to an earlier slot (the
+         * previous one, or after a restart the last one known to have had a
+         * job): no job of an earlier slot covers this one. */
+        for (size_t i = 0; i < ELEMENTSOF(earlier); i++)
+                if (earlier[i] != STATE_TIME_UNSET && earlier[i] < e->slot && earlier[i] - ahead + 1 > since)
+                        since = earlier[i] - ahead + 1;
 
         e->call = NULL;
         if (res->verdict != ZUORA_VERDICT_OK ||
@@ -707,6 +727,11 @@ static void env_on_listed(const ClientResult *res, void *userdata) {
                         found = &jobs[i];
         if (!found) {
                 zuora_job_list_free(jobs, n);
+                if (e->conflict) {
+                        /* Zuora said a job is running, and none is this slot's. */
+                        env_fail(e, "SUBMIT_FAILED", e->last_error ? e->last_error : "Zuora answered 409");
+                        return;
+                }
                 env_submit(e);
                 return;
         }
@@ -745,8 +770,11 @@ static void env_on_submitted(const ClientResult *res, void *userdata) {
         f.track_id = res->track_id;
         f.http_status = resp->status > 0 ? resp->status : REPORT_UNSET;
 
-        if (v == ZUORA_VERDICT_OK && zuora_parse_job(resp->body, resp->body_size, &job) < 0)
+        bool malformed = false;
+        if (v == ZUORA_VERDICT_OK && zuora_parse_job(resp->body, resp->body_size, &job) < 0) {
                 v = ZUORA_VERDICT_RETRY; /* a 2xx we cannot read: the job may exist */
+                malformed = true;
+        }
 
         switch (v) {
         case ZUORA_VERDICT_OK: {
@@ -803,6 +831,15 @@ static void env_on_submitted(const ClientResult *res, void *userdata) {
         case ZUORA_VERDICT_NOT_FOUND:
                 snprintf(msg, sizeof(msg), "Zuora answered %ld: %s", resp->status,
                          res->zuora_text ? res->zuora_text : "(no reason given)");
+                if (resp->status == 409 && !e->conflict) {
+                        /* A job is already running: perhaps this slot's, from
+                         * a POST whose answer was lost. The list check adopts
+                         * it, or the refresh fails. */
+                        e->conflict = true;
+                        env_set_error(e, msg);
+                        env_list(e);
+                        break;
+                }
                 env_fail(e, "SUBMIT_FAILED", msg);
                 break;
         case ZUORA_VERDICT_RATE_LIMITED: {
@@ -819,6 +856,10 @@ static void env_on_submitted(const ClientResult *res, void *userdata) {
                                  res->zuora_text ? res->zuora_text : "the token endpoint failed");
                 else if (resp->error < 0)
                         snprintf(msg, sizeof(msg), "%s", res->zuora_text ? res->zuora_text : "transport error");
+                else if (malformed)
+                        snprintf(msg, sizeof(msg), "Zuora answered %ld, but %s", resp->status,
+                                 resp->body_size == 0 ? "with no body"
+                                                      : "the body is not a job (not JSON, cut short, or without an id)");
                 else
                         snprintf(msg, sizeof(msg), "Zuora answered %ld%s%s", resp->status,
                                  res->zuora_text ? ": " : "", res->zuora_text ? res->zuora_text : "");
@@ -896,8 +937,8 @@ int env_start(Env *e) {
                 /* Resume following a job that outlived the last run; slots
                  * that came meanwhile are skipped by the overlap rule. */
                 env_enter_state(e, ENV_TRACKING);
+                e->plan_after_poll = true; /* the job may have ended meanwhile */
                 env_poll(e);
-                env_schedule(e);
                 return 0;
         }
         if (st->intent_slot != STATE_TIME_UNSET && e->ec->enabled) {

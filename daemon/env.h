@@ -48,6 +48,8 @@ struct Env {
         unsigned attempt;              /* of the current submission */
         uint64_t first_attempt;        /* CLOCK_BOOTTIME µs */
         bool reauthenticated;
+        bool conflict;                 /* the POST got a 409: list, adopt or fail */
+        bool plan_after_poll;          /* restarted with a job: plan slots after its first poll */
         char *last_error;
         bool poll_failing;             /* a poll error was logged for this streak */
         bool unknown_status_warned;

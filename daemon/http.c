@@ -340,6 +340,13 @@ static int http_request_setup_method(HttpRequest *req, const HttpRequestSpec *sp
                         return -EIO;
                 return 0;
         case HTTP_METHOD_POST:
+                /* On a reused connection that turns out dead, curl sends the
+                 * request again by itself: for a POST that may create a second
+                 * job. A fresh connection, closed afterwards, leaves that
+                 * decision (and its list check) to the caller. */
+                if (curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK ||
+                    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK)
+                        return -EIO;
                 /* The size must come first: COPYPOSTFIELDS copies that many
                  * bytes (the body may hold NULs) instead of using strlen(). */
                 if (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) spec->body_size) !=

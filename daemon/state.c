@@ -36,6 +36,7 @@
  * recursive free never meets a deep tree.
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1005,6 +1006,21 @@ static int read_all(int fd, size_t max, char **ret, size_t *ret_size) {
         return 0;
 }
 
+/* A process killed in the middle of state_save() leaves its temp file;
+ * the next start removes it (best effort: a read-only directory keeps it). */
+static void remove_stale_temp_files(const char *dir) {
+        _cleanup_free_ char *prefix = strndup(STATE_TEMP_NAME, strlen(STATE_TEMP_NAME) - 6); /* less XXXXXX */
+        DIR *d;
+
+        if (!prefix || !(d = opendir(dir)))
+                return;
+        for (struct dirent *de; (de = readdir(d));)
+                if (strncmp(de->d_name, prefix, strlen(prefix)) == 0 &&
+                    strlen(de->d_name) == strlen(STATE_TEMP_NAME))
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+        closedir(d);
+}
+
 int state_load(const char *dir, State **ret, char **reterr_message) {
         _cleanup_free_ char *path = NULL, *text = NULL;
         _cleanup_(closep) int fd = -EBADF;
@@ -1016,6 +1032,7 @@ int state_load(const char *dir, State **ret, char **reterr_message) {
 
         if (asprintf(&path, "%s/%s", dir, STATE_FILE_NAME) < 0)
                 return -ENOMEM;
+        remove_stale_temp_files(dir);
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 State *s;

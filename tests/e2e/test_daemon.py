@@ -506,7 +506,8 @@ class Reload(E2E):
         d.sighup()
         i, _, _ = d.wait_notify(r"(^|\n)RELOADING=1($|\n)", timeout=5, since=n0)
         d.wait_notify(r"(^|\n)READY=1($|\n)", timeout=5, since=i + 1)
-        d.wait_log(r"[Rr]eload", timeout=5, since=since)
+        # (Not just "reload": the work directory's name, in every path, has it too.)
+        d.wait_log(r" err Reloading \S+ failed", timeout=5, since=since)
         got = [l.message for l in d.log()[since:]]
         for e in expected:
             self.assertIn(e, got, "the reload should report the same errors as refreshd check")

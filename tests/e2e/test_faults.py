@@ -27,6 +27,12 @@ without creating a job (hang, not_json, empty_200, connection refused) must end 
 and still one job. A job whose answer has a numeric status is acceptable either way (the id is
 valid; the daemon may track it with an unknown status, or retry and adopt it).
 
+Crash points: the daemon is killed (SIGKILL) while its POST hangs, with and without the job created,
+and started again: the list check at the start adopts the job the POST created or sends the POST
+again; never an older slot's job taken for this slot's. And a stop (SIGTERM) while a job runs, the
+job ending and the next slot passing while refreshd is down: at the start the missed slot is caught
+up (it did not come while the job was running).
+
 Tokens: the token endpoint answers 500 twice, then OK; tokens expire early (expire_token on the POST
 and on a poll, and every token expired from the control API while a job runs) and are renewed.
 
@@ -59,6 +65,7 @@ configs, state) are kept when a test fails, or always with REFRESHD_E2E_KEEP=1.
 REFRESHD_E2E_NO_UNSHARE=1 disables the re-execution under unshare.
 """
 
+import calendar
 import concurrent.futures
 import errno
 import json
@@ -106,6 +113,10 @@ def post_fault(env_id, **rule):
 
 def new_workdir(label):
     return tempfile.mkdtemp(prefix=re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:60] + "-", dir=ARTIFACTS)
+
+
+def iso_to_epoch(text):
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
 
 
 def free_port():
@@ -354,6 +365,87 @@ class PostFaults(E2E):
 
 
 # ==============================================================================================
+# crash points (deterministic kill -9; tests/e2e/test_kill.py does it at random moments)
+
+class CrashPoints(E2E):
+    """Three slots S1, S1+6, S1+12; the third POST hangs (with or without creating the job); the daemon
+    is killed with SIGKILL while it hangs (its intent for S3 is on disk) and started again. The list
+    check at the start must find the job the POST created, or else send the POST again: one job per
+    slot, S3's own job followed to its end. An older job (S1's, still within the 5 minutes of clock
+    skew) must not be taken for S3's."""
+
+    def _crash_during_third_post(self, rule, job_created):
+        sim = self.sim(job_seconds=1.5)
+        env_id = "env-crash"
+        sim.fault(post_fault(env_id, after=2, times=1, **rule))
+        a = next_second(2)
+        slots = [a, a + 6, a + 12]
+        d = self.daemon(make_config(sim.base_url, [dict(name="e", id=env_id, schedule=seconds_schedule(*slots))],
+                                    zuora={"request_timeout": "20s"}))
+        d.start()
+        self.assertTrue(wait_until(lambda: len(sim.posts(env_id)) >= 3, a + 12 + 6 - time.time()),
+                        "no third POST; log:\n%s" % d.tail())
+        time.sleep(0.3)
+        intent = ((d.state() or {}).get("environments", {}).get("e") or {}).get("intent")
+        self.assertIsNotNone(intent, "no intent on disk while the POST is in flight: %s" % d.state())
+        self.assertEqual(intent.get("slot"), rfc3339(slots[2]))
+        d.kill9()
+        d.start()
+        end = d.wait_log(END_RE, timeout=20, ENVIRONMENT="e", SLOT=rfc3339(slots[2]))
+        time.sleep(1.2)
+        jobs = sim.jobs(env_id)
+        by_slot = {}
+        for j in jobs:
+            slot = max(s for s in slots if s <= j["created"])
+            by_slot.setdefault(slot, []).append(j["id"])
+        self.assertEqual({rfc3339(s): len(by_slot.get(s, [])) for s in slots}, {rfc3339(s): 1 for s in slots},
+                         "jobs per slot; simulator jobs %s; log of the second run:\n%s"
+                         % ([(j["id"], j["createTime"]) for j in jobs], d.tail()))
+        self.assertEqual(end.get("JOB_ID"), by_slot[slots[2]][0],
+                         "slot %s was given another slot's job; log:\n%s" % (rfc3339(slots[2]), d.tail()))
+        self.assertEqual(end.get("JOB_STATUS"), "COMPLETED")
+        self.assertEqual(len(sim.posts(env_id)), 3 if job_created else 4)
+        self.assertTrue(d.running())
+
+    def test_job_ended_while_down_missed_slot_caught_up(self):
+        # SIGTERM while slot A's job runs (README: it is followed again at the next start); the job
+        # ends at Zuora, then slot B passes while refreshd is down. At the start, B is the latest
+        # missed slot and catch_up fires it: it did not come while A's job was running.
+        sim = self.sim(job_seconds=2)
+        a = next_second(2)
+        b = a + 6
+        d = self.daemon(make_config(sim.base_url, [dict(name="e", id="env-down", schedule=seconds_schedule(a, b))],
+                                    defaults={"catch_up": True}))
+        d.start()
+        d.wait_log(r"submitted", timeout=10, ENVIRONMENT="e", SLOT=rfc3339(a))
+        d.sigterm()
+        self.assertEqual(d.wait_exit(5), 0)
+        time.sleep(max(0, b + 1.5 - time.time()))
+        job_a = sim.jobs("env-down")[0]
+        self.assertFalse(job_a["running"])
+        self.assertLess(iso_to_epoch(job_a["jobEndTime"]) + 2, b)
+        d.start()
+        end_a = d.wait_log(END_RE, timeout=10, ENVIRONMENT="e", SLOT=rfc3339(a))
+        self.assertEqual(end_a.get("JOB_ID"), job_a["id"])
+        d.wait_log(r"catching up", timeout=5, ENVIRONMENT="e", SLOT=rfc3339(b))
+        try:
+            end_b = d.wait_log(END_RE, timeout=15, ENVIRONMENT="e", SLOT=rfc3339(b))
+        except Timeout:
+            self.fail("the missed slot %s was not refreshed although job %s had ended at %s, before it; "
+                      "log:\n%s" % (rfc3339(b), job_a["id"], job_a["jobEndTime"], d.tail()))
+        jobs = sim.jobs("env-down")
+        self.assertEqual(len(jobs), 2, [(j["id"], j["createTime"]) for j in jobs])
+        self.assertEqual(end_b.get("JOB_ID"), jobs[1]["id"])
+        self.assertEqual(end_b.get("JOB_STATUS"), "COMPLETED")
+
+    def test_kill_while_post_hangs_job_not_created_resubmitted(self):
+        self._crash_during_third_post({"action": "hang"}, job_created=False)
+
+    def test_kill_after_post_committed_job_adopted(self):
+        self._crash_during_third_post({"action": "commit_then_fail", "variant": "hang"}, job_created=True)
+
+
+# ==============================================================================================
 # tokens
 
 class TokenFaults(E2E):
@@ -574,18 +666,24 @@ def umount(path):
 
 
 def fill(path):
-    """Writes PATH until the file system is full; returns the bytes written."""
+    """Writes PATH until the file system is full; returns the bytes written. A page the daemon frees
+    a moment later (its save replaces state.json: the old file's page comes free after the rename)
+    is taken too: the filling goes on for a second."""
     n = 0
-    with open(path, "wb", buffering=0) as fh:
-        for size in (4096, 512, 1):
-            while True:
-                try:
-                    n += fh.write(b"\0" * size)
-                except OSError as exc:
-                    if exc.errno != errno.ENOSPC:
-                        raise
-                    break
-    return n
+    deadline = time.time() + 1.0
+    with open(path, "ab", buffering=0) as fh:
+        while True:
+            for size in (4096, 512, 1):
+                while True:
+                    try:
+                        n += fh.write(b"\0" * size)
+                    except OSError as exc:
+                        if exc.errno != errno.ENOSPC:
+                            raise
+                        break
+            if time.time() >= deadline:
+                return n
+            time.sleep(0.02)
 
 
 class Disk(E2E):
@@ -743,7 +841,10 @@ class _Result(unittest.TestResult):
 
 def _maybe_reexec_in_mount_ns(argv):
     """Runs the whole script again in a private mount namespace (for the disk tests)."""
-    if os.environ.get(NS_ENV) or os.environ.get("REFRESHD_E2E_NO_UNSHARE") == "1":
+    if os.environ.get(NS_ENV):
+        return
+    if os.environ.get("REFRESHD_E2E_NO_UNSHARE") == "1":
+        os.environ["REFRESHD_E2E_NS_WHY"] = "REFRESHD_E2E_NO_UNSHARE=1"
         return
     if not shutil.which("unshare"):
         os.environ["REFRESHD_E2E_NS_WHY"] = "unshare is not installed"

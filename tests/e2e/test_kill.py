@@ -4,8 +4,9 @@ simulator's record that no slot was refreshed twice or lost and every job was fo
 
     python3 tests/e2e/test_kill.py build/daemon/refreshd [--kills N] [--envs M] [--seconds S] [--seed X]
 
-Defaults (CI): 30 kills, 8 environments, 20 s of clean running after the last kill: about 60-90 s.
-The full run: --kills 200 (about 4-5 minutes). Exit status 0 when every check passes, 1 otherwise,
+Defaults (CI): 30 kills, 8 environments, 30 s of clean running after the last kill: about 60-70 s.
+The full run: --kills 200 (about 4 minutes). --max-down X keeps the daemon down a random 0..X s
+before each restart (default 0), --job-seconds the simulator's job duration (2.5), --seed a seed. Exit status 0 when every check passes, 1 otherwise,
 2 on a usage error. Artifacts (every run's log, the simulator's log, state) are kept in a temp
 directory when the run fails, or always with --keep.
 
@@ -41,11 +42,16 @@ slot): "is due" and "catching up" (SLOT_FIRED), "submitted" (SUBMITTED), "alread
 "started" (one per run).
 
 Each slot of the window is classified:
-  due      -- the daemon logged it as due, caught up, submitted or adopted. It must have exactly one
-              job; none is "lost", two or more is "duplicate". (A slot logged due in one run and then
-              skipped in the next, with no job, is lost too: its refresh was started and dropped.)
+  due      -- the daemon logged it as due, submitted or adopted (or caught it up without a skip).
+              It must have exactly one job; none is "lost", two or more is "duplicate". (A slot
+              logged due in one run and then skipped in the next, with no job, is lost too: its
+              refresh was started and dropped.)
   skipped  -- only "skipped" lines for it (a job still running, a slot still being submitted,
-              min_interval, catch_up off): a stated rule. It must have no job of its own.
+              min_interval, catch_up off), or a catch-up followed by a skip: a stated rule. It must
+              have no job of its own. A skip "job X is still running" is checked against the
+              simulator: if X had ended (jobEndTime) more than poll_interval + 1 s before the slot,
+              the slot did not come while the job ran (and the daemon could have known), so it is
+              lost.
   collapsed-- no line at all, and the next slot of the environment the daemon logged anything for
               was a catch-up: several missed slots collapsed into one catch-up (README: "catch_up
               fires once for the latest missed slot"). It must have no job. (Collapsed slots that
@@ -133,9 +139,12 @@ def main(argv):
     ap.add_argument("binary")
     ap.add_argument("--kills", type=int, default=30)
     ap.add_argument("--envs", type=int, default=8)
-    ap.add_argument("--seconds", type=float, default=20.0, help="clean running after the last kill")
+    ap.add_argument("--seconds", type=float, default=30.0, help="clean running after the last kill")
     ap.add_argument("--job-seconds", type=float, default=2.5)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--max-down", type=float, default=0.0,
+                    help="stay down a uniform 0..X s before each restart (default 0: restart at once); "
+                         "more than the period exercises the collapsing of missed slots into one catch-up")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args(argv[1:])
     binary = os.path.abspath(args.binary)
@@ -166,6 +175,7 @@ def main(argv):
         parse_failures = []
         state_seen = False
         t_begin = time.time()
+        run_first_line = [0]     # index in d.all_lines of each run's first line
         d.start()
         run_starts.append(t_begin)
         for k in range(args.kills):
@@ -182,7 +192,10 @@ def main(argv):
             except (ValueError, OSError) as exc:
                 parse_failures.append("kill %d: %s" % (k + 1, exc))
                 shutil.copy(state_path, os.path.join(work, "unparsable-state.%d.json" % (k + 1)))
+            if args.max_down > 0:
+                time.sleep(rng.uniform(0, args.max_down))
             run_starts.append(time.time())
+            run_first_line.append(len(d.all_lines))  # the killed run's reader thread has ended
             d.start(timeout=20)
             if (k + 1) % 10 == 0:
                 print("  %d kills" % (k + 1), flush=True)
@@ -219,7 +232,7 @@ def main(argv):
 
         jobs = sim.jobs()
         requests = sim.requests()
-        ok = report(args, seed, d, sim, offsets, jobs, requests, run_starts, kills, t_hup, final_state,
+        ok = report(args, seed, d, sim, offsets, jobs, requests, run_starts, run_first_line, kills, t_hup, final_state,
                     parse_failures, leftovers, rc, t_begin, t_last_kill, t_end)
     finally:
         if d is not None:
@@ -254,13 +267,14 @@ def kill_phase(requests, t):
     return "after %s" % what
 
 
-def report(args, seed, d, sim, offsets, jobs, requests, run_starts, kills, t_hup, final_state,
+def report(args, seed, d, sim, offsets, jobs, requests, run_starts, run_first_line, kills, t_hup, final_state,
            parse_failures, leftovers, rc, t_begin, t_last_kill, t_end):
     # -- the daemon's lines, with their run
     lines = []
     run = 0
-    for raw in d.all_lines:
-        if re.search(r"refreshd \S+ started:", raw):
+    firsts = set(run_first_line)
+    for i, raw in enumerate(d.all_lines):
+        if i in firsts:
             run += 1
         lines.append(Line(raw, run))
     problems = []
@@ -286,6 +300,7 @@ def report(args, seed, d, sim, offsets, jobs, requests, run_starts, kills, t_hup
     counts = collections.Counter()
     wrong_adoptions = []
     jobs_by_env = collections.defaultdict(list)
+    jobs_by_id = {j["id"]: j for j in jobs}
     for j in jobs:
         jobs_by_env[j["env_id"]].append(j)
 
@@ -294,6 +309,7 @@ def report(args, seed, d, sim, offsets, jobs, requests, run_starts, kills, t_hup
         env_id = "env-" + name
         ev = by_env.get(name, [])
         due, skipped, caught = collections.defaultdict(list), collections.defaultdict(list), set()
+        catchups = collections.defaultdict(list)
         claims = collections.defaultdict(set)  # job id -> slots the daemon said it covers
         for l in ev:
             slot = l.get("SLOT")
@@ -302,7 +318,7 @@ def report(args, seed, d, sim, offsets, jobs, requests, run_starts, kills, t_hup
             s = iso_to_epoch(slot)
             if re.search(r"catching up", l.message):
                 caught.add(s)
-                due[s].append(l)
+                catchups[s].append(l)
             elif re.search(r"is due$|is due ", l.message):
                 due[s].append(l)
             elif re.search(r"submitted", l.message) and l.get("JOB_ID"):
@@ -313,6 +329,11 @@ def report(args, seed, d, sim, offsets, jobs, requests, run_starts, kills, t_hup
                 claims[l.get("JOB_ID")].add(s)
             elif re.search(r"skipped", l.message):
                 skipped[s].append(l)
+        # A catch-up is followed, in the same run, by "is due" or by a skip; one with neither is due.
+        for s, cls in catchups.items():
+            for c in cls:
+                if not any(l.run == c.run and l.t >= c.t for l in due.get(s, []) + skipped.get(s, [])):
+                    due[s].append(c)
 
         # jobs -> slots
         per_slot = collections.defaultdict(list)
@@ -350,6 +371,18 @@ def report(args, seed, d, sim, offsets, jobs, requests, run_starts, kills, t_hup
                         name, hms(s), len(js), ", ".join("%s created %.3f" % (j["id"], j["created"]) for j in js)))
             elif s in skipped:
                 counts["skipped"] += 1
+                false_skip = None
+                for l in skipped[s]:
+                    m = re.search(r"job ([0-9a-f]{32}) is still running", l.message)
+                    j = jobs_by_id.get(m.group(1)) if m else None
+                    if j and j.get("jobEndTime") and iso_to_epoch(j["jobEndTime"]) + 2 <= s:
+                        false_skip = (l, j)
+                if false_skip:
+                    counts["lost"] += 1
+                    counts["false_skips"] += 1
+                    problems.append("LOST %s slot %s: skipped as if job %s were still running, but it had ended at "
+                                    "%s: %s" % (name, hms(s), false_skip[1]["id"],
+                                                hms(iso_to_epoch(false_skip[1]["jobEndTime"])), short(false_skip[0])))
                 if js:
                     counts["unexplained"] += 1
                     problems.append("JOB FOR A SKIPPED SLOT %s slot %s: %s; skip: %s" % (
