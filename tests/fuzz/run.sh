@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 seconds=${1:-10}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(cron config state zuora)
+[ ${#targets[@]} -gt 0 ] || targets=(cron config state zuora duration)
 
 if [ ! -d build-fuzz ]; then
     CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
