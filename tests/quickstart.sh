@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 packages=(
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev
     libcurl4-openssl-dev libyaml-dev libsystemd-dev libyajl-dev libcmocka-dev
-    python3 tzdata openssl scdoc man-db groff-base
+    python3 tzdata openssl scdoc man-db groff-base valgrind
 )
 
 install_packages() {

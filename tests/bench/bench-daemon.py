@@ -3,8 +3,8 @@
 
     python3 tests/bench/bench-daemon.py build/daemon/refreshd [--quick] [--only NAMES] [--json FILE]
 
-NAMES (comma-separated): precision, burst, idle, scale, load. A full run takes about 9 minutes on
-the project's 2-vCPU machine, --quick about 3. Needs root (cron runs in a private mount
+NAMES (comma-separated): precision, burst, idle, scale, load. A full run takes about 11 minutes on
+the project's 2-vCPU machine, --quick about 5 (a daemon that is not ready within 45 s is given up). Needs root (cron runs in a private mount
 namespace), strace, cron (`apt-get install strace cron`) and cc. Method and results:
 tests/bench/bench-daemon.md. Prints a results table (markdown) at the end; exits non-zero only
 when something could not be run, never because a target was missed.
@@ -436,6 +436,44 @@ def bench_burst(ctx, receiver_kind, n=1000):
     return res
 
 
+def bench_receiver(ctx, receiver_kind, n=1000):
+    """Can the receiver take a burst? curl --parallel (1,000 at once, new connections) sends N
+    GET /test-environments/{id}, then N POST .../jobs; the time until the last answer is the
+    receiver's, with no refreshd involved."""
+    if not shutil.which("curl"):
+        return None
+    wd = ctx.dir("receiver-" + receiver_kind)
+    if receiver_kind == "bench-rx":
+        rcv = RxReceiver(wd, "rx", ctx.rx, 3600)
+    else:
+        rcv = SimReceiver(wd, "sim", 3600, nodelay=receiver_kind == "sim-nodelay")
+    try:
+        req = urllib.request.Request(rcv.base_url + "/oauth/token", method="POST", data=(
+            "grant_type=client_credentials&client_id=%s&client_secret=%s" % (H.CLIENT_ID, H.DEFAULT_SECRET)).encode())
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            token = json.loads(resp.read())["access_token"]
+        res = {"receiver": receiver_kind, "n": n}
+        for what, extra in (("get", ""), ("post", 'request = "POST"\ndata = "{\\"jobType\\":\\"REFRESH\\"}"\n'
+                                                   'header = "Content-Type: application/json"\n')):
+            cfg = os.path.join(wd, what + ".curl")
+            with open(cfg, "w") as f:
+                f.write(extra)  # options are global in a curl config (a repeated 'data' would be joined)
+                for i in range(n):
+                    f.write('url = "%s/test-environments/cap-%04d%s"\noutput = "/dev/null"\n' % (
+                        rcv.base_url, i, "/jobs" if what == "post" else ""))
+            t0 = time.time()
+            p = subprocess.run(["curl", "-sS", "--parallel", "--parallel-immediate", "--parallel-max", str(n),
+                                "-H", "Authorization: Bearer " + token, "-w", "%{http_code}\n", "-K", cfg],
+                               capture_output=True, text=True, timeout=120)
+            res[what + "_s"] = time.time() - t0
+            res[what + "_ok"] = sum(1 for c in p.stdout.split() if c.startswith("2"))
+        log("receiver %s: %d parallel GETs in %.2f s (%d ok), %d parallel POSTs in %.2f s (%d ok)" % (
+            receiver_kind, n, res["get_s"], res["get_ok"], n, res["post_s"], res["post_ok"]))
+        return res
+    finally:
+        rcv.stop()
+
+
 # ------------------------------------------------------------------------------------------------
 # 3. idle cost, with cron beside it
 
@@ -736,6 +774,8 @@ def report(R, quick):
     P("## refreshd daemon benchmarks (%s, %s, %d CPUs%s)" % (
         time.strftime("%Y-%m-%d"), os.uname().release, os.cpu_count(), ", --quick" if quick else ""))
     P()
+    P("binary: %s" % R.get("binary", "?"))
+    P()
     P("| # | figure | target | refreshd | peer | ratio | met? |")
     P("|---|---|---|--:|--:|--:|---|")
     cronf = R.get("cron_firing") or {}
@@ -762,12 +802,16 @@ def report(R, quick):
         P("| 2 | %d envs same second, at %s: POSTs within 1 s; last POST (last 'is due' line; state writes) | all within 1 s | %d/%d; %s (%s; %d writes) | | | %s |" % (
             b["n"], b["receiver"], b["within_1s"], b["n"], ms(b["post_max"]), ms(b["due_last"]), b["state_writes"],
             "yes" if ok else "NO"))
+    for c in R.get("receivers", []):
+        P("| 2 | receiver alone (curl, 1000 in parallel), %s: 1000 GET env / 1000 POST jobs | takes them within 1 s | %.2f s / %.2f s (%d+%d ok) | | | %s |" % (
+            c["receiver"], c["get_s"], c["post_s"], c["get_ok"], c["post_ok"],
+            "yes" if max(c["get_s"], c["post_s"]) <= 1 and c["get_ok"] + c["post_ok"] == 2 * c["n"] else "NO"))
     if "idle" in R:
         i = R["idle"]
         r, c = i["refreshd"], i.get("cron")
         P("| 3 | idle 100 envs, %d s: wake-ups besides watchdog (WatchdogSec=30s) | 0 | %d (+%d watchdog) | cron %s | %s | %s |" % (
             i["window"], r["wakeups_besides_watchdog"], r["watchdog_pings"], c["wakeups"] if c else "n/a",
-            ratio(max(r["wakeups"], 1), c["wakeups"]) if c else "n/a",
+            "-" if r["wakeups_besides_watchdog"] <= 0 else ratio(r["wakeups_besides_watchdog"], c["wakeups"]) if c else "n/a",
             "yes" if r["wakeups_besides_watchdog"] <= 0 else "NO"))
         P("| 3 | idle CPU over %d s | < 1 ms | %.3f ms | cron %s | %s | %s |" % (
             i["window"], r["cpu_ms"], "%.3f ms" % c["cpu_ms"] if c else "n/a",
@@ -849,6 +893,13 @@ def main():
     ctx = Ctx(binary, workdir)
     q = args.quick
     R, failed = {}, False
+    try:
+        head = subprocess.run(["git", "-C", os.path.dirname(binary), "log", "-1", "--format=%h %cI"],
+                              capture_output=True, text=True).stdout.strip()
+    except OSError:
+        head = ""
+    R["binary"] = "%s (built %s%s)" % (binary, time.strftime("%Y-%m-%d %H:%M", time.localtime(os.stat(binary).st_mtime)),
+                                       ", tree at " + head if head else "")
     cronf = None
     if ctx.cron and "precision" in only:
         try:
@@ -878,6 +929,8 @@ def main():
         if "burst" in only:
             kinds = ["bench-rx"] if q else ["bench-rx", "sim"]
             R["burst"] = [x for x in (run("burst", bench_burst, ctx, k) for k in kinds) if x]
+            R["receivers"] = [x for x in (run("receiver", bench_receiver, ctx, k)
+                                          for k in ["bench-rx", "sim", "sim-nodelay"]) if x]
         if "idle" in only:
             R["idle"] = run("idle", bench_idle, ctx, 15 if q else 60)
         if "scale" in only:
