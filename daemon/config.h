@@ -17,7 +17,7 @@
 #include "tz.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/refreshd/refreshd.yaml"
-#define CONFIG_MAX_SIZE (1024 * 1024)
+#define CONFIG_MAX_SIZE (8 * 1024 * 1024) /* 10,000 environments take about 1.3 MB */
 
 typedef enum SecretSource {
         SECRET_SOURCE_FILE,

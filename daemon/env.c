@@ -63,8 +63,19 @@ const char *env_state_to_string(EnvState s) {
         return NULL;
 }
 
+/* The environment's entry in the state: remembered by index (entries are
+ * only ever appended while the daemon runs), checked by name. */
 static StateEnv *env_st(const Env *e) {
-        return state_find(e->manager->state, e->name);
+        State *s = e->manager->state;
+        Env *w = (Env *) e;
+        StateEnv *st;
+
+        if (w->state_index < s->n_envs && strcmp(s->envs[w->state_index].name, e->name) == 0)
+                return &s->envs[w->state_index];
+        st = state_find(s, e->name);
+        if (st)
+                w->state_index = (size_t) (st - s->envs);
+        return st;
 }
 
 static ReportFields env_fields(const Env *e) {

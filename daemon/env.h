@@ -32,6 +32,7 @@ typedef enum EnvState {
 struct Env {
         Manager *manager;
         char *name;
+        size_t state_index;     /* where its StateEnv was last found */
         Config *config;         /* a reference: the config this environment came from */
         const EnvConfig *ec;    /* inside CONFIG */
         EnvState state;

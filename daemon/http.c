@@ -637,6 +637,9 @@ static int http_socket_watch(Http *h, curl_socket_t fd, uint32_t events) {
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(s->source, "curl-io");
+        /* Network I/O goes before slot timers and state writes: a burst of
+         * slots must not hold back the requests already under way. */
+        (void) sd_event_source_set_priority(s->source, SD_EVENT_PRIORITY_IMPORTANT);
         if (curl_multi_assign(h->multi, fd, s) != CURLM_OK) {
                 sd_event_source_disable_unref(s->source);
                 return -EIO;
@@ -747,6 +750,7 @@ static int http_setup_sources(Http *h) {
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(h->timer, "curl-timer");
+        (void) sd_event_source_set_priority(h->timer, SD_EVENT_PRIORITY_IMPORTANT);
         r = sd_event_source_set_enabled(h->timer, SD_EVENT_OFF);
         if (r < 0)
                 return r;
@@ -755,6 +759,7 @@ static int http_setup_sources(Http *h) {
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(h->defer, "http-queue");
+        (void) sd_event_source_set_priority(h->defer, SD_EVENT_PRIORITY_IMPORTANT);
         return sd_event_source_set_enabled(h->defer, SD_EVENT_OFF);
 }
 

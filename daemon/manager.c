@@ -158,7 +158,8 @@ void manager_save_later(Manager *m) {
 
 /* ---- STATUS= ---- */
 
-void manager_update_status(Manager *m) {
+/* Rebuilds STATUS= now: from the idle source, once per burst of changes. */
+static void manager_send_status(Manager *m) {
         _cleanup_free_ char *text = NULL;
         char *running = NULL;
         const Env *next = NULL;
@@ -202,6 +203,18 @@ void manager_update_status(Manager *m) {
         (void) sd_notifyf(false, "STATUS=%s", text);
         free(m->status_text);
         m->status_text = TAKE_PTR(text);
+}
+
+static int manager_on_status(sd_event_source *s, void *userdata) {
+        manager_send_status(userdata);
+        return 0;
+}
+
+void manager_update_status(Manager *m) {
+        if (m->status_source)
+                (void) sd_event_source_set_enabled(m->status_source, SD_EVENT_ONESHOT);
+        else
+                manager_send_status(m);
 }
 
 /* ---- signals ---- */
@@ -286,7 +299,7 @@ static void manager_reload(Manager *m) {
                      c->n_envs, c->n_envs == 1 ? "" : "s");
         free(m->status_text);
         m->status_text = NULL;
-        manager_update_status(m);
+        manager_send_status(m);
         (void) sd_notify(false, "READY=1");
 }
 
@@ -401,6 +414,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->save_source);
         sd_event_source_disable_unref(m->reload_source);
         sd_event_source_disable_unref(m->clock_source);
+        sd_event_source_disable_unref(m->status_source);
         state_free(m->state);
         config_free(m->config);
         sd_event_unref(m->event);
@@ -430,8 +444,17 @@ int manager_start(Manager *m) {
                 r = sd_event_add_defer(m->event, &m->save_source, manager_on_save, m);
         if (r >= 0)
                 r = sd_event_add_defer(m->event, &m->reload_source, manager_on_reload, m);
+        if (r >= 0)
+                r = sd_event_add_defer(m->event, &m->status_source, manager_on_status, m);
         if (r < 0)
                 return r;
+        /* Idle priority: they run once everything pending in this turn of
+         * the loop is done, so a burst of changes costs one state write (one
+         * fsync) and one STATUS= rebuild. */
+        (void) sd_event_source_set_priority(m->save_source, SD_EVENT_PRIORITY_IDLE);
+        (void) sd_event_source_set_priority(m->status_source, SD_EVENT_PRIORITY_IDLE);
+        (void) sd_event_source_set_description(m->status_source, "status");
+        (void) sd_event_source_set_enabled(m->status_source, SD_EVENT_OFF);
         (void) sd_event_source_set_description(m->save_source, "state-save");
         (void) sd_event_source_set_description(m->reload_source, "reload");
         (void) sd_event_source_set_enabled(m->save_source, SD_EVENT_OFF);
@@ -453,7 +476,7 @@ int manager_start(Manager *m) {
         report_event(REFRESHD_MESSAGE_STARTED, LOG_INFO, &f, "refreshd %s started: %zu environment%s from %s, state in %s",
                      PROJECT_VERSION, m->n_envs, m->n_envs == 1 ? "" : "s", m->config_path, m->state_dir);
         /* STATUS= first, so that it is there when `systemctl start` returns. */
-        manager_update_status(m);
+        manager_send_status(m);
         (void) sd_notify(false, "READY=1");
         return 0;
 }

@@ -30,6 +30,7 @@ typedef struct Manager {
         bool save_failing;              /* an error was logged for this failure streak */
         sd_event_source *reload_source;
         sd_event_source *clock_source;  /* wakes when CLOCK_REALTIME is set */
+        sd_event_source *status_source; /* defer: one STATUS= rebuild per loop iteration */
         char *status_text;              /* the last STATUS= sent */
 } Manager;
 
@@ -48,7 +49,8 @@ void manager_save_later(Manager *m);
  * once per streak). */
 bool manager_save_now(Manager *m);
 
-/* Rebuilds the STATUS= line and sends it when it changed. */
+/* Has the STATUS= line rebuilt (at the end of this loop iteration) and
+ * sent when it changed. */
 void manager_update_status(Manager *m);
 
 /* The current wall-clock time, in seconds. */

@@ -1293,19 +1293,19 @@ static char *make_padded_config(size_t size) {
 }
 
 static void test_size_limit_string(void **state) {
-        _cleanup_free_ char *big = make_padded_config(2 * 1024 * 1024);
+        _cleanup_free_ char *big = make_padded_config(10 * 1024 * 1024);
         _cleanup_free_ char *over = make_padded_config(CONFIG_MAX_SIZE + 1);
         _cleanup_free_ char *limit = make_padded_config(CONFIG_MAX_SIZE);
 
         {
                 _cleanup_(loaded_done) Loaded t = load_text(big);
                 assert_refused(&t, 1);
-                assert_error_at(&t, 0, 0, "2097152 bytes", "at most 1048576 bytes");
+                assert_error_at(&t, 0, 0, "10485760 bytes", "at most 8388608 bytes");
         }
         {
                 _cleanup_(loaded_done) Loaded t = load_text(over);
                 assert_refused(&t, 1);
-                assert_error_at(&t, 0, 0, "at most 1048576 bytes");
+                assert_error_at(&t, 0, 0, "at most 8388608 bytes");
         }
         {
                 _cleanup_(loaded_done) Loaded t = load_text(limit);
@@ -1314,13 +1314,13 @@ static void test_size_limit_string(void **state) {
 }
 
 /* Through config_load(), a file over the limit must be refused, not cut at
- * 1 MiB and the first MiB loaded. */
+ * the limit and the first part loaded. */
 static void test_size_limit_file(void **state) {
         const char *dir = *state;
         _cleanup_free_ char *path = path_in(dir, "big.yaml");
         _cleanup_free_ char *limit = make_padded_config(CONFIG_MAX_SIZE);
         _cleanup_free_ char *over = make_padded_config(CONFIG_MAX_SIZE + 1);
-        _cleanup_free_ char *big = make_padded_config(2 * 1024 * 1024);
+        _cleanup_free_ char *big = make_padded_config(10 * 1024 * 1024);
 
         write_file(path, limit, CONFIG_MAX_SIZE, 0644);
         {
@@ -1331,13 +1331,13 @@ static void test_size_limit_file(void **state) {
         {
                 _cleanup_(loaded_done) Loaded t = load_file(path);
                 assert_refused(&t, 1);
-                assert_error_at(&t, 0, 0, "at most 1048576 bytes");
+                assert_error_at(&t, 0, 0, "at most 8388608 bytes");
         }
-        write_file(path, big, 2 * 1024 * 1024, 0644);
+        write_file(path, big, 10 * 1024 * 1024, 0644);
         {
                 _cleanup_(loaded_done) Loaded t = load_file(path);
                 assert_refused(&t, 1);
-                assert_error_at(&t, 0, 0, "at most 1048576 bytes");
+                assert_error_at(&t, 0, 0, "at most 8388608 bytes");
         }
 }
 
