@@ -37,20 +37,26 @@ demo() {
     # The bundled Zuora simulator on 127.0.0.1:8080, and the daemon in the
     # foreground against it: a refresh fires every 20 seconds and is
     # followed to COMPLETED. Ctrl-C stops both.
-    local state sim
-    state=$(mktemp -d)
-    python3 tests/sim/zuora_sim.py --port 8080 --job-seconds 8 --log "$state/simulator.log" >/dev/null &
-    sim=$!
-    trap 'kill $sim 2>/dev/null; rm -rf "$state"' EXIT
+    demo_state=$(mktemp -d)
+    python3 tests/sim/zuora_sim.py --port 8080 --job-seconds 8 --log "$demo_state/simulator.log" \
+        >"$demo_state/simulator.out" 2>&1 &
+    demo_sim=$!
+    trap 'kill "$demo_sim" 2>/dev/null; rm -rf "$demo_state"' EXIT
     for _ in $(seq 50); do
+        kill -0 "$demo_sim" 2>/dev/null || break
         python3 -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8080/_sim/health")' \
             2>/dev/null && break
         sleep 0.1
     done
+    if ! kill -0 "$demo_sim" 2>/dev/null; then
+        cat "$demo_state/simulator.out" >&2
+        echo "quickstart: the simulator could not start (is port 8080 in use?)" >&2
+        return 1
+    fi
     echo "quickstart: the Zuora simulator listens on 127.0.0.1:8080; starting refreshd (Ctrl-C stops)"
+    export REFRESHD_DEMO_SECRET=demo-secret
     build/daemon/refreshd check -c config/demo.yaml --next 1 >/dev/null
-    REFRESHD_DEMO_SECRET=demo-secret build/daemon/refreshd run -c config/demo.yaml --state-dir "$state" \
-        --log-target console || true
+    build/daemon/refreshd run -c config/demo.yaml --state-dir "$demo_state" --log-target console || true
 }
 
 # Counts the results of a meson test run: "PASSED FAILED".
