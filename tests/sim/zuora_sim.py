@@ -1225,6 +1225,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         fault = None
         req = None
         record = None
+        self._record = None
         try:
             try:
                 body = self._read_body()
@@ -1235,7 +1236,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             req = Request(self.command, self.path, self.headers, body, self.client_address)
             is_control = req.path == "/_sim" or req.path.startswith("/_sim/")
             if not is_control:
-                record = srv.state.record_request(req, started)
+                record = self._record = srv.state.record_request(req, started)
             if error is not None:
                 self._send(Reply.json(error.status, zuora_error(CODE_BAD_REQUEST, str(error))), req)
             elif is_control:
@@ -1333,6 +1334,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return reply.status, headers, body
 
     def _write_head(self, status, headers, length):
+        # Recorded before the answer leaves: a client that reads /_sim/requests
+        # right after its answer must see the status.
+        if getattr(self, "_record", None) is not None:
+            self.server.state.set_request_status(self._record, status)
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
