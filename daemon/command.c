@@ -375,6 +375,20 @@ int command_check_online(const char *config_path) {
         return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* The keys both `check --json` and `status --json` start an environment with. */
+static void gen_env_identity(yajl_gen g, const EnvConfig *e) {
+        GEN_STR(g, "name");
+        GEN_STR(g, e->name);
+        GEN_STR(g, "id");
+        GEN_STR(g, e->id);
+        GEN_STR(g, "schedule");
+        GEN_STR(g, e->schedule);
+        GEN_STR(g, "timezone");
+        GEN_STR(g, tz_name(e->tz));
+        GEN_STR(g, "enabled");
+        yajl_gen_bool(g, e->enabled);
+}
+
 /* ---- check ---- */
 
 static int check_print_text(const Config *c, int64_t from, unsigned next) {
@@ -418,16 +432,7 @@ static int check_print_json(const Config *c, int64_t from, unsigned next) {
                         times[n] = t;
 
                 yajl_gen_map_open(g);
-                GEN_STR(g, "name");
-                GEN_STR(g, e->name);
-                GEN_STR(g, "id");
-                GEN_STR(g, e->id);
-                GEN_STR(g, "schedule");
-                GEN_STR(g, e->schedule);
-                GEN_STR(g, "timezone");
-                GEN_STR(g, tz_name(e->tz));
-                GEN_STR(g, "enabled");
-                yajl_gen_bool(g, e->enabled);
+                gen_env_identity(g, e);
                 for (int utc = 0; utc <= 1; utc++) {
                         GEN_STR(g, utc ? "next_utc" : "next");
                         yajl_gen_array_open(g);
@@ -515,16 +520,7 @@ static void status_json(const Config *c, State *state, int64_t now) {
                         st = NULL; /* state of another environment under the same name */
 
                 yajl_gen_map_open(g);
-                GEN_STR(g, "name");
-                GEN_STR(g, e->name);
-                GEN_STR(g, "id");
-                GEN_STR(g, e->id);
-                GEN_STR(g, "timezone");
-                GEN_STR(g, tz_name(e->tz));
-                GEN_STR(g, "schedule");
-                GEN_STR(g, e->schedule);
-                GEN_STR(g, "enabled");
-                yajl_gen_bool(g, e->enabled);
+                gen_env_identity(g, e);
                 GEN_STR(g, "next_slot");
                 time_or_null(g, e, next_slot(e, st, now));
                 GEN_STR(g, "last_slot");

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -596,3 +597,35 @@ def wait_until(predicate, timeout, interval=0.1):
         if v or time.time() >= deadline:
             return v
         time.sleep(interval)
+
+
+class TimedResult(unittest.TestResult):
+    """Records (name, outcome, detail, seconds) per test, for the runners' summaries."""
+    def __init__(self):
+        super().__init__()
+        self.outcomes = []  # (name, outcome, detail, seconds)
+        self._t = {}
+
+    def startTest(self, test):
+        super().startTest(test)
+        self._t[test.id()] = time.time()
+
+    def _dt(self, test):
+        return time.time() - self._t.get(test.id(), time.time())
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self.outcomes.append((test.id(), "ok", "", self._dt(test)))
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self.outcomes.append((test.id(), "FAIL", self.failures[-1][1], self._dt(test)))
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        name = test.id() if hasattr(test, "id") else str(test)
+        self.outcomes.append((name, "ERROR", self.errors[-1][1], self._dt(test) if hasattr(test, "id") else 0))
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self.outcomes.append((test.id(), "skip", reason, 0))

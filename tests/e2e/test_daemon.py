@@ -22,7 +22,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (DEFAULT_SECRET, Daemon, Sim, Timeout, make_config, next_second,  # noqa: E402
+from harness import (DEFAULT_SECRET, Daemon, Sim, TimedResult, Timeout, make_config, next_second,  # noqa: E402
                      refreshd_version, rfc3339, run_check, seconds_schedule, wait_until)
 
 BINARY = None
@@ -839,37 +839,6 @@ def _flatten(suite):
             yield t
 
 
-class _Result(unittest.TestResult):
-    def __init__(self):
-        super().__init__()
-        self.outcomes = []  # (name, outcome, detail, seconds)
-        self._t = {}
-
-    def startTest(self, test):
-        super().startTest(test)
-        self._t[test.id()] = time.time()
-
-    def _dt(self, test):
-        return time.time() - self._t.get(test.id(), time.time())
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.outcomes.append((test.id(), "ok", "", self._dt(test)))
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self.outcomes.append((test.id(), "FAIL", self.failures[-1][1], self._dt(test)))
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        name = test.id() if hasattr(test, "id") else str(test)
-        self.outcomes.append((name, "ERROR", self.errors[-1][1], self._dt(test) if hasattr(test, "id") else 0))
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        self.outcomes.append((test.id(), "skip", reason, 0))
-
-
 def main(argv):
     global BINARY, VERSION, ARTIFACTS
     if len(argv) < 2:
@@ -891,7 +860,7 @@ def main(argv):
     results = []
 
     def run(unit):
-        r = _Result()
+        r = TimedResult()
         unit.run(r)
         for name, outcome, _, dt in r.outcomes:
             print("%-6s %5.1fs %s" % (outcome, dt, name.replace("__main__.", "")), flush=True)

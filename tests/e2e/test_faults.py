@@ -85,7 +85,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import (DEFAULT_SECRET, Daemon, Sim, Timeout, make_config, next_second,  # noqa: E402
+from harness import (DEFAULT_SECRET, Daemon, Sim, TimedResult, Timeout, make_config, next_second,  # noqa: E402
                      rfc3339, seconds_schedule, wait_until)
 
 BINARY = None
@@ -816,37 +816,6 @@ def _flatten(suite):
             yield t
 
 
-class _Result(unittest.TestResult):
-    def __init__(self):
-        super().__init__()
-        self.outcomes = []
-        self._t = {}
-
-    def startTest(self, test):
-        super().startTest(test)
-        self._t[test.id()] = time.time()
-
-    def _dt(self, test):
-        return time.time() - self._t.get(test.id(), time.time())
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.outcomes.append((test.id(), "ok", "", self._dt(test)))
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self.outcomes.append((test.id(), "FAIL", self.failures[-1][1], self._dt(test)))
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        name = test.id() if hasattr(test, "id") else str(test)
-        self.outcomes.append((name, "ERROR", self.errors[-1][1], self._dt(test) if hasattr(test, "id") else 0))
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        self.outcomes.append((test.id(), "skip", reason, 0))
-
-
 def _maybe_reexec_in_mount_ns(argv):
     """Runs the whole script again in a private mount namespace (for the disk tests)."""
     if os.environ.get(NS_ENV):
@@ -893,7 +862,7 @@ def main(argv):
     t0 = time.time()
 
     def run(test):
-        r = _Result()
+        r = TimedResult()
         unittest.TestSuite([test]).run(r)
         for name, outcome, _, dt in r.outcomes:
             print("%-6s %5.1fs %s" % (outcome, dt, name.replace("__main__.", "")), flush=True)
