@@ -629,3 +629,50 @@ class TimedResult(unittest.TestResult):
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
         self.outcomes.append((test.id(), "skip", reason, 0))
+
+
+def flatten(suite):
+    """The test cases of a (nested) unittest suite."""
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from flatten(t)
+        else:
+            yield t
+
+
+def run_parallel(units, jobs, title, artifacts, show_skips=False):
+    """Runs UNITS (tests or suites) on JOBS threads, printing one line per test as it ends, then the
+    failures in full and "TITLE: N passed, N failed, N errors, N skipped in Ts". Removes ARTIFACTS
+    unless something failed or REFRESHD_E2E_KEEP=1. Returns the exit code (1 when anything failed)."""
+    import concurrent.futures
+
+    t0 = time.time()
+
+    def run(unit):
+        r = TimedResult()
+        unit.run(r)
+        for name, outcome, _, dt in r.outcomes:
+            print("%-6s %5.1fs %s" % (outcome, dt, name.replace("__main__.", "")), flush=True)
+        return r
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(run, units))
+    outcomes = sorted(o for r in results for o in r.outcomes)
+    bad = [o for o in outcomes if o[1] in ("FAIL", "ERROR")]
+    for name, outcome, detail, _ in bad:
+        print("\n" + "=" * 78 + "\n%s: %s\n" % (outcome, name.replace("__main__.", "")) + "-" * 78)
+        print(detail.rstrip()[-6000:])
+    if show_skips:
+        for name, outcome, detail, _ in outcomes:
+            if outcome == "skip":
+                print("skipped %s: %s" % (name.replace("__main__.", ""), detail))
+    n = {k: sum(1 for o in outcomes if o[1] == k) for k in ("ok", "FAIL", "ERROR", "skip")}
+    print("\n" + "=" * 78)
+    print("%s: %d passed, %d failed, %d errors, %d skipped in %.1fs"
+          % (title, n["ok"], n["FAIL"], n["ERROR"], n["skip"], time.time() - t0))
+    if bad or os.environ.get("REFRESHD_E2E_KEEP") == "1":
+        print("artifacts (logs, configs, state) kept in %s" % artifacts)
+    else:
+        import shutil
+        shutil.rmtree(artifacts, ignore_errors=True)
+    return 1 if bad else 0

@@ -9,7 +9,6 @@ valgrind run. Artifacts (daemon logs, simulator logs, configs, state) are kept u
 a test fails, or always with REFRESHD_E2E_KEEP=1.
 """
 
-import concurrent.futures
 import json
 import os
 import re
@@ -22,8 +21,9 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (DEFAULT_SECRET, Daemon, Sim, TimedResult, Timeout, make_config, next_second,  # noqa: E402
-                     refreshd_version, rfc3339, run_check, seconds_schedule, wait_until)
+from harness import (DEFAULT_SECRET, Daemon, Sim, Timeout, make_config, next_second,  # noqa: E402
+                     flatten, refreshd_version, rfc3339, run_check, run_parallel, seconds_schedule,
+                     wait_until)
 
 BINARY = None
 VERSION = None
@@ -820,7 +820,7 @@ class Valgrind(E2E):
 def _units(suite):
     """Whole classes when they have a shared setUpClass, else single tests."""
     by_class = {}
-    for test in _flatten(suite):
+    for test in flatten(suite):
         by_class.setdefault(type(test), []).append(test)
     units = []
     for cls, tests in by_class.items():
@@ -829,14 +829,6 @@ def _units(suite):
         else:
             units += [unittest.TestSuite([t]) for t in tests]
     return units
-
-
-def _flatten(suite):
-    for t in suite:
-        if isinstance(t, unittest.TestSuite):
-            yield from _flatten(t)
-        else:
-            yield t
 
 
 def main(argv):
@@ -853,36 +845,10 @@ def main(argv):
     ARTIFACTS = tempfile.mkdtemp(prefix="refreshd-e2e-")
     suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
     if filters:
-        suite = unittest.TestSuite([t for t in _flatten(suite) if any(f in t.id() for f in filters)])
+        suite = unittest.TestSuite([t for t in flatten(suite) if any(f in t.id() for f in filters)])
     units = _units(suite)
-    jobs = int(os.environ.get("REFRESHD_E2E_JOBS", "6"))
-    t0 = time.time()
-    results = []
-
-    def run(unit):
-        r = TimedResult()
-        unit.run(r)
-        for name, outcome, _, dt in r.outcomes:
-            print("%-6s %5.1fs %s" % (outcome, dt, name.replace("__main__.", "")), flush=True)
-        return r
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(run, units))
-    outcomes = sorted(o for r in results for o in r.outcomes)
-    elapsed = time.time() - t0
-    bad = [o for o in outcomes if o[1] in ("FAIL", "ERROR")]
-    for name, outcome, detail, _ in bad:
-        print("\n" + "=" * 78 + "\n%s: %s\n" % (outcome, name.replace("__main__.", "")) + "-" * 78)
-        print(detail.rstrip()[-6000:])
-    n = {k: sum(1 for o in outcomes if o[1] == k) for k in ("ok", "FAIL", "ERROR", "skip")}
-    print("\n" + "=" * 78)
-    print("refreshd e2e (%s, version %s): %d passed, %d failed, %d errors, %d skipped in %.1fs"
-          % (BINARY, VERSION, n["ok"], n["FAIL"], n["ERROR"], n["skip"], elapsed))
-    if bad or os.environ.get("REFRESHD_E2E_KEEP") == "1":
-        print("artifacts (logs, configs, state) kept in %s" % ARTIFACTS)
-    else:
-        shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    return 1 if bad else 0
+    return run_parallel(units, int(os.environ.get("REFRESHD_E2E_JOBS", "6")),
+                        "refreshd e2e (%s, version %s)" % (BINARY, VERSION), ARTIFACTS)
 
 
 if __name__ == "__main__":

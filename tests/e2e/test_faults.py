@@ -66,7 +66,6 @@ REFRESHD_E2E_NO_UNSHARE=1 disables the re-execution under unshare.
 """
 
 import calendar
-import concurrent.futures
 import errno
 import json
 import os
@@ -85,8 +84,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import (DEFAULT_SECRET, Daemon, Sim, TimedResult, Timeout, make_config, next_second,  # noqa: E402
-                     rfc3339, seconds_schedule, wait_until)
+from harness import (DEFAULT_SECRET, Daemon, Sim, Timeout, make_config, next_second,  # noqa: E402
+                     flatten, rfc3339, run_parallel, seconds_schedule, wait_until)
 
 BINARY = None
 ARTIFACTS = None
@@ -808,14 +807,6 @@ class Disk(E2E):
 # ==============================================================================================
 # runner (as in test_daemon.py)
 
-def _flatten(suite):
-    for t in suite:
-        if isinstance(t, unittest.TestSuite):
-            yield from _flatten(t)
-        else:
-            yield t
-
-
 def _maybe_reexec_in_mount_ns(argv):
     """Runs the whole script again in a private mount namespace (for the disk tests)."""
     if os.environ.get(NS_ENV):
@@ -855,39 +846,12 @@ def main(argv):
     BINARY = os.path.join(ARTIFACTS, "refreshd")
     shutil.copy2(os.path.abspath(argv[1]), BINARY)
     suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-    tests = list(_flatten(suite))
+    tests = list(flatten(suite))
     if filters:
         tests = [t for t in tests if any(f in t.id() for f in filters)]
-    jobs = int(os.environ.get("REFRESHD_E2E_JOBS", "4"))
-    t0 = time.time()
-
-    def run(test):
-        r = TimedResult()
-        unittest.TestSuite([test]).run(r)
-        for name, outcome, _, dt in r.outcomes:
-            print("%-6s %5.1fs %s" % (outcome, dt, name.replace("__main__.", "")), flush=True)
-        return r
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(run, tests))
-    outcomes = sorted(o for r in results for o in r.outcomes)
-    bad = [o for o in outcomes if o[1] in ("FAIL", "ERROR")]
-    for name, outcome, detail, _ in bad:
-        print("\n" + "=" * 78 + "\n%s: %s\n" % (outcome, name.replace("__main__.", "")) + "-" * 78)
-        print(detail.rstrip()[-6000:])
-    for name, outcome, detail, _ in outcomes:
-        if outcome == "skip":
-            print("skipped %s: %s" % (name.replace("__main__.", ""), detail))
-    n = {k: sum(1 for o in outcomes if o[1] == k) for k in ("ok", "FAIL", "ERROR", "skip")}
-    print("\n" + "=" * 78)
-    print("refreshd fault e2e (%s%s): %d passed, %d failed, %d errors, %d skipped in %.1fs"
-          % (os.path.abspath(argv[1]), ", private mount namespace" if MOUNT_NS else "", n["ok"], n["FAIL"], n["ERROR"],
-             n["skip"], time.time() - t0))
-    if bad or os.environ.get("REFRESHD_E2E_KEEP") == "1":
-        print("artifacts (logs, configs, state) kept in %s" % ARTIFACTS)
-    else:
-        shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    return 1 if bad else 0
+    title = "refreshd fault e2e (%s%s)" % (os.path.abspath(argv[1]), ", private mount namespace" if MOUNT_NS else "")
+    return run_parallel([unittest.TestSuite([t]) for t in tests], int(os.environ.get("REFRESHD_E2E_JOBS", "4")), title,
+                        ARTIFACTS, show_skips=True)
 
 
 if __name__ == "__main__":
