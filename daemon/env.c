@@ -32,12 +32,23 @@
 #define BACKOFF_START_USEC (5 * USEC_PER_SEC)
 #define BACKOFF_CAP_USEC (600 * USEC_PER_SEC)
 
+/* What the first attempt at a slot waits for before its POST (Env.waiting). */
+enum {
+        WAIT_CHECK = 1 << 0,  /* the eligibility check's answer */
+        WAIT_LIST = 1 << 1,   /* the list check's answer */
+        WAIT_INTENT = 1 << 2, /* the intent on disk */
+};
+
 static void env_enter_state(Env *e, EnvState s);
 static void env_fire(Env *e, int64_t slot);
 static void env_schedule(Env *e);
-static void env_check(Env *e);
+static void env_prepare(Env *e);
 static void env_list(Env *e);
 static void env_submit(Env *e);
+static void env_post(Env *e);
+static void env_proceed(Env *e);
+static void env_record_intent(Env *e);
+static void env_on_listed(const ClientResult *res, void *userdata);
 static void env_poll(Env *e);
 
 const char *env_state_to_string(EnvState s) {
@@ -100,6 +111,9 @@ static uint64_t now_boottime(const Env *e) {
 static void env_cancel_call(Env *e) {
         client_cancel(e->call);
         e->call = NULL;
+        client_cancel(e->list_call);
+        e->list_call = NULL;
+        e->waiting = 0;
 }
 
 static void env_set_error(Env *e, const char *text) {
@@ -383,7 +397,7 @@ static void env_fire(Env *e, int64_t slot) {
                 env_list(e); /* Zuora said when; asking again could defer forever */
                 return;
         }
-        env_check(e);
+        env_prepare(e);
 }
 
 static int env_on_slot_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -465,17 +479,18 @@ static void env_on_checked(const ClientResult *res, void *userdata) {
         char buf[TZ_ISO_MAX];
 
         e->call = NULL;
+        e->waiting &= ~WAIT_CHECK;
         if (res->verdict != ZUORA_VERDICT_OK ||
             zuora_parse_environment(res->response->body, res->response->body_size, &last, &next) < 0) {
                 /* Whatever went wrong, the POST decides. */
-                env_list(e);
+                env_proceed(e);
                 return;
         }
         st->zuora_last_refresh = last;
         st->zuora_next_refresh = next;
         manager_save_later(e->manager);
         if (next == ZUORA_TIME_UNSET || next <= e->slot || next <= manager_now(e->manager)) {
-                env_list(e);
+                env_proceed(e);
                 return;
         }
 
@@ -493,18 +508,34 @@ static void env_on_checked(const ClientResult *res, void *userdata) {
                              e->name, fmt_local(e, next, buf), fmt_local(e, e->slot, (char[TZ_ISO_MAX]) {}),
                              e->ec->when_ineligible == WHEN_INELIGIBLE_SKIP ? "when_ineligible: skip"
                                                                             : "the next slot comes first");
+        env_cancel_call(e); /* the list check */
         env_slot_done(e);
 }
 
-static void env_check(Env *e) {
-        _cleanup_free_ char *url = client_url(e->manager->client, "/test-environments/%s", e->ec->id);
-        int r;
+/* The first attempt at a slot: the eligibility check, the list check and
+ * the intent's write go together (both GETs leave before the save's fsync
+ * starts), and the POST leaves once all three are done: env_proceed(). */
+static void env_prepare(Env *e) {
+        Client *cl = e->manager->client;
+        _cleanup_free_ char *check_url = client_url(cl, "/test-environments/%s", e->ec->id);
+        _cleanup_free_ char *list_url = client_url(cl, "/test-environments/%s/jobs", e->ec->id);
 
+        env_record_intent(e);
         env_enter_state(e, ENV_CHECKING);
-        r = url ? client_call(e->manager->client, HTTP_METHOD_GET, url, NULL, NULL, NULL, env_on_checked, e, &e->call)
-                : -ENOMEM;
-        if (r < 0)
-                env_list(e);
+        e->waiting = WAIT_CHECK | WAIT_LIST | WAIT_INTENT;
+        /* A check that cannot be sent is skipped: the POST decides. */
+        if (!check_url ||
+            client_call(cl, HTTP_METHOD_GET, check_url, NULL, NULL, NULL, env_on_checked, e, &e->call) < 0)
+                e->waiting &= ~WAIT_CHECK;
+        if (!list_url ||
+            client_call(cl, HTTP_METHOD_GET, list_url, NULL, NULL, NULL, env_on_listed, e, &e->list_call) < 0)
+                e->waiting &= ~WAIT_LIST;
+}
+
+/* CHECKING: one of the three is done; the POST leaves after the last. */
+static void env_proceed(Env *e) {
+        if (e->waiting == 0)
+                env_post(e);
 }
 
 /* ---- tracking ---- */
@@ -704,6 +735,14 @@ static void env_poll(Env *e) {
 
 /* ---- the list check ---- */
 
+/* No job covers the slot (or the list could not be read): on to the POST. */
+static void env_listed_none(Env *e) {
+        if (e->state == ENV_CHECKING)
+                env_proceed(e);
+        else
+                env_submit(e);
+}
+
 static void env_on_listed(const ClientResult *res, void *userdata) {
         Env *e = userdata;
         StateEnv *st = env_st(e);
@@ -723,11 +762,15 @@ static void env_on_listed(const ClientResult *res, void *userdata) {
                 if (earlier[i] != STATE_TIME_UNSET && earlier[i] < e->slot && earlier[i] - ahead + 1 > since)
                         since = earlier[i] - ahead + 1;
 
-        e->call = NULL;
+        if (e->state == ENV_CHECKING) {
+                e->list_call = NULL;
+                e->waiting &= ~WAIT_LIST;
+        } else
+                e->call = NULL;
         if (res->verdict != ZUORA_VERDICT_OK ||
             zuora_parse_job_list(res->response->body, res->response->body_size, &jobs, &n) < 0) {
                 /* A refresh missed is worse than the small chance of a double. */
-                env_submit(e);
+                env_listed_none(e);
                 return;
         }
         /* The newest job created at or after the slot (less skew) covers it. */
@@ -743,9 +786,10 @@ static void env_on_listed(const ClientResult *res, void *userdata) {
                         env_fail(e, "SUBMIT_FAILED", e->last_error ? e->last_error : "Zuora answered 409");
                         return;
                 }
-                env_submit(e);
+                env_listed_none(e);
                 return;
         }
+        env_cancel_call(e); /* CHECKING: the eligibility check is moot */
 
         _cleanup_free_ char *url = client_url(e->manager->client, "/test-environments/%s/jobs/%s", e->ec->id,
                                               found->id);
@@ -880,9 +924,8 @@ static void env_on_submitted(const ClientResult *res, void *userdata) {
         zuora_job_done(&job);
 }
 
-/* Records the intent (slot, track id, time) and has it written before the
- * POST leaves: env_on_intent_saved() continues. */
-static void env_submit(Env *e) {
+/* Records the intent (slot, a new track id, time) and has it written. */
+static void env_record_intent(Env *e) {
         StateEnv *st = env_st(e);
         uint8_t random[16];
         char track[ZUORA_TRACK_ID_MAX];
@@ -894,19 +937,31 @@ static void env_submit(Env *e) {
         st->intent_track_id = strdup(track);
         st->intent_slot = e->slot;
         st->intent_sent_at = manager_now(e->manager);
-        env_enter_state(e, ENV_INTENT);
         manager_save_later(e->manager);
 }
 
+/* An attempt after the first: the intent is written before the POST
+ * leaves; env_on_intent_saved() continues. */
+static void env_submit(Env *e) {
+        env_record_intent(e);
+        env_enter_state(e, ENV_INTENT);
+}
+
 void env_on_intent_saved(Env *e) {
+        if (e->state == ENV_CHECKING && (e->waiting & WAIT_INTENT)) {
+                e->waiting &= ~WAIT_INTENT;
+                env_proceed(e);
+        } else if (e->state == ENV_INTENT)
+                env_post(e);
+}
+
+static void env_post(Env *e) {
         StateEnv *st = env_st(e);
         _cleanup_free_ char *url = client_url(e->manager->client, "/test-environments/%s/jobs", e->ec->id);
         _cleanup_free_ char *key = zuora_idempotency_key(e->ec->id, e->slot);
         _cleanup_free_ char *body = NULL;
         int r;
 
-        if (e->state != ENV_INTENT)
-                return;
         body = zuora_job_request_body(e->ec->submit_ahead > 0 ? e->slot : ZUORA_TIME_UNSET);
         env_enter_state(e, ENV_SUBMITTING);
         r = url && key && body ? client_call(e->manager->client, HTTP_METHOD_POST, url, body, key,

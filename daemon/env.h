@@ -3,9 +3,10 @@
  * One environment at run time: its slot timer and the lifecycle of a
  * refresh, from the slot to the job's end:
  *
- *   IDLE -> CHECKING (is it eligible?) -> LISTING (already refreshed for
- *   this slot?) -> INTENT (intent written) -> SUBMITTING (POST) -> TRACKING
- *   (polling the job) -> IDLE, with BACKOFF between failed attempts.
+ *   IDLE -> CHECKING (is it eligible? already refreshed for this slot? the
+ *   intent written: the three at once) -> SUBMITTING (POST) -> TRACKING
+ *   (polling the job) -> IDLE, with BACKOFF between failed attempts, and
+ *   LISTING -> INTENT -> SUBMITTING for every attempt after the first.
  *
  * Events (timers, answers) are kept apart from states: each handler looks at
  * the state it is in, and env_enter_state() changes it.
@@ -45,6 +46,8 @@ struct Env {
         sd_event_source *slot_timer;   /* CLOCK_REALTIME, absolute */
         sd_event_source *wait_timer;   /* CLOCK_BOOTTIME: polls and backoff */
         ClientCall *call;
+        ClientCall *list_call;         /* CHECKING: the list check beside the eligibility check */
+        unsigned waiting;              /* CHECKING: WAIT_* still to come before the POST */
 
         unsigned attempt;              /* of the current submission */
         uint64_t first_attempt;        /* CLOCK_BOOTTIME µs */
@@ -74,7 +77,8 @@ void env_replan(Env *e);
  * true when the environment can be freed now. */
 bool env_remove(Env *e);
 
-/* The intent is on disk (or could not be written): send the POST. */
+/* The state was written (or could not be): an intent waiting for it is on
+ * disk, and its POST may leave. Does nothing for any other environment. */
 void env_on_intent_saved(Env *e);
 
 /* A short description for STATUS=: "uat IN_PROGRESS 45%". NULL when idle. */

@@ -144,8 +144,7 @@ static int manager_on_save(sd_event_source *s, void *userdata) {
         (void) manager_save_now(m);
         /* The intents are on disk (or cannot be): their POSTs may leave. */
         for (size_t i = 0; i < m->n_envs; i++)
-                if (m->envs[i]->state == ENV_INTENT)
-                        env_on_intent_saved(m->envs[i]);
+                env_on_intent_saved(m->envs[i]);
         manager_reap(m);
         manager_update_status(m);
         return 0;

@@ -57,13 +57,14 @@ class Clock(unittest.TestCase):
         self.addCleanup(s.stop)
         return s
 
-    def daemon(self, sim, envs, start, poll="1s"):
+    def daemon(self, sim, envs, start, poll="1s", extra_env=None):
         """A daemon whose wall clock reads START (epoch s) when it starts; (daemon, ctl path)."""
         ctl = os.path.join(self.work, "clock.ctl")
         os.mkfifo(ctl)
         env = {"LD_PRELOAD": FAKECLOCK, "FAKECLOCK_REALTIME": "%.3f" % start, "FAKECLOCK_CTL": ctl}
         # An ASan build wants its runtime first in the list of libraries; the shim only wraps libc.
         env["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
+        env.update(extra_env or {})
         # catch_up: None leaves the key out, so the built-in default (true) applies.
         cfg = make_config(sim.base_url, envs, defaults={"poll_interval": poll, "catch_up": None},
                           zuora={"request_timeout": "5s"})
@@ -174,6 +175,24 @@ class Clock(unittest.TestCase):
         d.wait_log(r"job \S+ completed", timeout=12, since=k)
         self.assertEqual(len(sim.posts("env-a")), 1, "13:00 overlapped the running job:\n" + d.tail())
         self.assertIn("2030-01-07T13:00:00Z", [l.get("SLOT") for l in d.events(r"skipped", since=k)])
+
+    def test_system_zone_changes_nothing(self):
+        # Zones are per environment (UTC by default), never the process's local time: a TZ of
+        # +05:30 and a system zone file of any kind leave the UTC slot where it is.
+        sim = self.sim()
+        d = self.daemon(sim, [dict(name="u", id="env-u", schedule=HOURLY, timezone=None),
+                              dict(name="k", id="env-k", schedule=HOURLY, timezone="Asia/Kolkata")],
+                        start=at("2030-01-07T09:59:57Z"), extra_env={"TZ": "America/St_Johns"})
+        d.wait_log(r"slot \S+ is due", timeout=6, ENVIRONMENT="u")
+        due = d.events(r"slot \S+ is due")
+        self.assertEqual([(l.get("ENVIRONMENT"), l.get("SLOT")) for l in due], [("u", "2030-01-07T10:00:00Z")])
+        self.assertTrue(due[0].ts.startswith("2030-01-07T10:00:00."), due[0].ts)
+        # Kolkata's hours start at half past in UTC: step to 10:29:57, it fires at 10:30:00Z.
+        k = self.step(d, at("2030-01-07T10:29:57Z") - at("2030-01-07T10:00:00Z") - 0.05)
+        d.wait_log(r"slot \S+ is due", timeout=6, since=k, ENVIRONMENT="k")
+        due = d.events(r"slot \S+ is due", since=k)
+        self.assertEqual([(l.get("ENVIRONMENT"), l.get("SLOT")) for l in due], [("k", "2030-01-07T10:30:00Z")])
+        self.assertTrue(due[0].ts.startswith("2030-01-07T10:30:00."), due[0].ts)
 
     def test_polls_ignore_wall_clock_steps(self):
         sim = self.sim(job_seconds=12)
