@@ -145,17 +145,85 @@ State *state_free(State *s) {
         for (size_t i = 0; i < s->n_envs; i++)
                 state_env_done(&s->envs[i]);
         free(s->envs);
+        free(s->index);
         free(s);
+        return NULL;
+}
+
+/* ---- the index by name ---- */
+
+/* FNV-1a: names are short and chosen by operators, not by an attacker. */
+static size_t name_hash(const char *name) {
+        uint64_t h = UINT64_C(14695981039346656037);
+
+        for (const unsigned char *p = (const unsigned char *) name; *p; p++)
+                h = (h ^ *p) * UINT64_C(1099511628211);
+        return (size_t) h;
+}
+
+static void index_drop(State *s) {
+        s->index = mfree(s->index);
+        s->index_size = s->n_indexed = 0;
+}
+
+/* Adds envs[I] unless an earlier entry has its name: the first one wins, as
+ * a linear search would find it. */
+static void index_add(State *s, size_t i) {
+        const char *name = s->envs[i].name;
+
+        if (!name)
+                return;
+        for (size_t h = name_hash(name) & (s->index_size - 1);; h = (h + 1) & (s->index_size - 1)) {
+                size_t k = s->index[h];
+                if (k == 0) {
+                        s->index[h] = i + 1;
+                        return;
+                }
+                if (streq_ptr(s->envs[k - 1].name, name))
+                        return;
+        }
+}
+
+/* Brings the index up to N_ENVS entries, at most half full. */
+static int index_update(State *s) {
+        if (s->n_indexed == s->n_envs && s->index)
+                return 0;
+        if (!s->index || s->n_envs * 2 > s->index_size) {
+                size_t size = 64;
+                while (size < s->n_envs * 2)
+                        size *= 2;
+                size_t *n = calloc(size, sizeof(size_t));
+                if (!n)
+                        return -ENOMEM;
+                free(s->index);
+                s->index = n;
+                s->index_size = size;
+                s->n_indexed = 0;
+        }
+        for (; s->n_indexed < s->n_envs; s->n_indexed++)
+                index_add(s, s->n_indexed);
+        return 0;
+}
+
+static StateEnv *state_find_linear(State *s, const char *name) {
+        for (size_t i = 0; i < s->n_envs; i++)
+                if (streq_ptr(s->envs[i].name, name))
+                        return &s->envs[i];
         return NULL;
 }
 
 StateEnv *state_find(State *s, const char *name) {
         if (!s || !name)
                 return NULL;
-        for (size_t i = 0; i < s->n_envs; i++)
-                if (streq_ptr(s->envs[i].name, name))
-                        return &s->envs[i];
-        return NULL;
+        if (index_update(s) < 0)
+                return state_find_linear(s, name); /* out of memory: slow, still right */
+        for (size_t h = name_hash(name) & (s->index_size - 1);; h = (h + 1) & (s->index_size - 1)) {
+                size_t k = s->index[h];
+                if (k == 0)
+                        return NULL;
+                if (streq_ptr(s->envs[k - 1].name, name))
+                        return &s->envs[k - 1];
+        }
 }
 
 int state_get(State *s, const char *name, const char *id, StateEnv **ret) {
@@ -185,10 +253,14 @@ int state_get(State *s, const char *name, const char *id, StateEnv **ret) {
                 /* Same name, other Test Environment: nothing we knew applies to it. */
                 state_env_done(e);
         else {
-                StateEnv *a = reallocarray(s->envs, s->n_envs + 1, sizeof(StateEnv));
-                if (!a)
-                        return -ENOMEM;
-                s->envs = a;
+                if (s->n_envs >= s->n_allocated) {
+                        size_t room = s->n_allocated ? s->n_allocated * 2 : 16;
+                        StateEnv *a = reallocarray(s->envs, room, sizeof(StateEnv));
+                        if (!a)
+                                return -ENOMEM;
+                        s->envs = a;
+                        s->n_allocated = room;
+                }
                 e = &s->envs[s->n_envs++];
         }
         state_env_init(e);
@@ -219,6 +291,7 @@ void state_prune(State *s, const char *const *names, size_t n) {
                 k++;
         }
         s->n_envs = k;
+        index_drop(s); /* entries moved */
 }
 
 /* ---- UTF-8 ---- */
@@ -721,6 +794,7 @@ int state_parse(const char *text, size_t size, State **ret, char **reterr_messag
                 s->envs = reallocarray(NULL, envs->u.object.len, sizeof(StateEnv));
                 if (!s->envs)
                         return -ENOMEM;
+                s->n_allocated = envs->u.object.len;
         }
         for (size_t i = 0; i < envs->u.object.len; i++) {
                 StateEnv *e = &s->envs[s->n_envs++];
