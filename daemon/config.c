@@ -1198,6 +1198,21 @@ static void load_root(Loader *l, const Node *root) {
 
 /* ---- entry points ---- */
 
+static int compare_env_names(const void *a, const void *b) {
+        return strcmp((*(const EnvConfig *const *) a)->name, (*(const EnvConfig *const *) b)->name);
+}
+
+/* Builds c->by_name; names are known to be there and unique. */
+static int config_index_names(Config *c) {
+        c->by_name = reallocarray(NULL, c->n_envs ? c->n_envs : 1, sizeof(EnvConfig *));
+        if (!c->by_name)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_envs; i++)
+                c->by_name[i] = &c->envs[i];
+        qsort(c->by_name, c->n_envs, sizeof(EnvConfig *), compare_env_names);
+        return 0;
+}
+
 char *config_default_path(void) {
         const char *dir = getenv("CONFIGURATION_DIRECTORY");
         char *p;
@@ -1260,6 +1275,8 @@ int config_load_string(const char *path, const char *text, size_t size, int64_t 
                 r = l.oom;
         else if (r >= 0 && diags->n_errors > 0)
                 r = -EINVAL;
+        if (r >= 0)
+                r = config_index_names(l.config);
         if (r >= 0)
                 *ret = TAKE_PTR(l.config);
 finish:
@@ -1339,6 +1356,7 @@ Config *config_free(Config *c) {
                 tz_unref(c->envs[i].tz);
         }
         free(c->envs);
+        free(c->by_name);
         free(c->path);
         free(c->base_url);
         free(c->client_id);
@@ -1351,9 +1369,18 @@ Config *config_free(Config *c) {
 }
 
 const EnvConfig *config_find_env(const Config *c, const char *name) {
-        for (size_t i = 0; i < c->n_envs; i++)
-                if (strcmp(c->envs[i].name, name) == 0)
-                        return &c->envs[i];
+        size_t lo = 0, hi = c->n_envs;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int r = strcmp(c->by_name[mid]->name, name);
+                if (r == 0)
+                        return c->by_name[mid];
+                if (r < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
         return NULL;
 }
 
