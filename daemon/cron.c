@@ -250,22 +250,29 @@ static int parse_field(Parser *p, int field, const char *s, const char *end, Fie
         return 0;
 }
 
-/* Days 1..NDAYS of a month whose 1st is weekday W1 that match the day fields. */
+/* Days 1..NDAYS of a month whose 1st is weekday W1 that match the day fields.
+ * Called 28 times per expression, so the plain weekdays are one rotation of
+ * their bits repeated every 7 days, and only the weekdays that carry a D#N
+ * or DL are looked at one by one. */
 static uint32_t day_mask(const FieldSet *dom, const FieldSet *dow, bool either, int w1, int ndays) {
         uint32_t valid = (uint32_t) ((UINT64_C(1) << (ndays + 1)) - 2);
-        uint32_t dm = (uint32_t) dom->bits & valid, wm = 0;
+        uint32_t dm = (uint32_t) dom->bits & valid, wm;
+        uint64_t week = dow->bits & 0x7f, rot;
 
         if (dom->last)
                 dm |= 1u << ndays;
 
+        /* Bit j of ROT: day j + 1 of the month is one of the weekdays. */
+        rot = ((week >> w1) | (week << (7 - w1))) & 0x7f;
+        wm = (uint32_t) ((rot << 1 | rot << 8 | rot << 15 | rot << 22 | rot << 29) & valid);
+
         for (int d = 0; d < 7; d++) {
+                if (!dow->nth[d] && !(dow->last_dow & (1u << d)))
+                        continue;
                 int first = 1 + (int) floor_mod(d - w1, 7), last = first;
 
                 while (last + 7 <= ndays)
                         last += 7;
-                if (dow->bits & (1u << d))
-                        for (int day = first; day <= ndays; day += 7)
-                                wm |= 1u << day;
                 for (int n = 1; n <= 5; n++)
                         if ((dow->nth[d] & (1u << n)) && first + 7 * (n - 1) <= ndays)
                                 wm |= 1u << (first + 7 * (n - 1));
