@@ -988,23 +988,24 @@ static void put_env(Writer *w, const StateEnv *e) {
         put_close(w);
 }
 
-int state_format(const State *s, char **ret, size_t *ret_size) {
-        _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
-        const unsigned char *buf;
-        size_t len;
-        char *text;
+/* A generator as state.json is written: indented, for the operator who reads it. PRINT (may be NULL:
+ * yajl's own buffer) receives the text. */
+static yajl_gen state_gen_new(yajl_print_t print, void *userdata) {
+        yajl_gen g = yajl_gen_alloc(NULL);
 
-        assert(s);
-        assert(ret);
-
-        g = yajl_gen_alloc(NULL);
         if (!g)
-                return -ENOMEM;
-        /* Indented, for the operator who reads it. */
-        if (!yajl_gen_config(g, yajl_gen_beautify, 1) || !yajl_gen_config(g, yajl_gen_indent_string, "  "))
-                return -EINVAL;
+                return NULL;
+        if (!yajl_gen_config(g, yajl_gen_beautify, 1) || !yajl_gen_config(g, yajl_gen_indent_string, "  ") ||
+            (print && !yajl_gen_config(g, yajl_gen_print_callback, print, userdata))) {
+                yajl_gen_free(g);
+                return NULL;
+        }
+        return g;
+}
 
+static int state_generate(const State *s, yajl_gen g) {
         Writer w = { .gen = g };
+
         put_open(&w);
         put_string(&w, "version");
         put_int(&w, STATE_VERSION);
@@ -1014,8 +1015,25 @@ int state_format(const State *s, char **ret, size_t *ret_size) {
                 put_env(&w, &s->envs[i]);
         put_close(&w);
         put_close(&w);
-        if (w.r < 0)
-                return w.r;
+        return w.r;
+}
+
+int state_format(const State *s, char **ret, size_t *ret_size) {
+        _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
+        const unsigned char *buf;
+        size_t len;
+        char *text;
+        int r;
+
+        assert(s);
+        assert(ret);
+
+        g = state_gen_new(NULL, NULL);
+        if (!g)
+                return -ENOMEM;
+        r = state_generate(s, g);
+        if (r < 0)
+                return r;
 
         if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
                 return -EINVAL;
@@ -1142,20 +1160,93 @@ static int write_all(int fd, const char *buf, size_t size) {
         return 0;
 }
 
+/* What tz_format_utc() can write: years 0000 to 9999. */
+#define STATE_TIME_MIN INT64_C(-62167219200)
+#define STATE_TIME_MAX INT64_C(253402300799)
+
+static bool time_is_writable(int64_t t) {
+        return t == STATE_TIME_UNSET || (t >= STATE_TIME_MIN && t <= STATE_TIME_MAX);
+}
+
+/* Whether state_generate() will succeed, found without generating. */
+static bool state_is_writable(const State *s) {
+        for (size_t i = 0; i < s->n_envs; i++) {
+                const StateEnv *e = &s->envs[i];
+
+                if (!env_is_valid(e) || !time_is_writable(e->since) || !time_is_writable(e->last_slot) ||
+                    !time_is_writable(e->last_submitted) || !time_is_writable(e->intent_slot) ||
+                    !time_is_writable(e->intent_sent_at) || !time_is_writable(e->deferred_until) ||
+                    !time_is_writable(e->zuora_last_refresh) || !time_is_writable(e->zuora_next_refresh))
+                        return false;
+                if (e->job && (!time_is_writable(e->job->submitted_at) || !time_is_writable(e->job->slot)))
+                        return false;
+                if (e->last_job && (!time_is_writable(e->last_job->ended_at) || !time_is_writable(e->last_job->slot)))
+                        return false;
+        }
+        return true;
+}
+
+/* The text goes to the file through a small buffer as it is generated: holding all of it (and yajl's
+ * buffer, which doubles as it grows) took 7 MB at every save of 10,000 environments. */
+typedef struct FileSink {
+        int fd;
+        int r;
+        size_t n;
+        char buf[64 * 1024];
+} FileSink;
+
+static void file_sink_flush(FileSink *f) {
+        if (f->r >= 0 && f->n > 0)
+                f->r = write_all(f->fd, f->buf, f->n);
+        f->n = 0;
+}
+
+static void file_sink_on_print(void *userdata, const char *str, size_t len) {
+        FileSink *f = userdata;
+
+        while (len > 0 && f->r >= 0) {
+                size_t k = sizeof(f->buf) - f->n < len ? sizeof(f->buf) - f->n : len;
+
+                memcpy(f->buf + f->n, str, k);
+                f->n += k;
+                str += k;
+                len -= k;
+                if (f->n == sizeof(f->buf))
+                        file_sink_flush(f);
+        }
+}
+
+static int state_write(int fd, const State *s) {
+        _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
+        _cleanup_free_ FileSink *f = malloc(sizeof(FileSink));
+        int r;
+
+        if (!f)
+                return -ENOMEM;
+        *f = (FileSink) { .fd = fd };
+        g = state_gen_new(file_sink_on_print, f);
+        if (!g)
+                return -ENOMEM;
+        r = state_generate(s, g);
+        if (r < 0)
+                return r;
+        file_sink_flush(f);
+        return f->r;
+}
+
 int state_save(const char *dir, const State *s) {
         /* Declared before the fd, so that on the way out the fd is closed first, then the file unlinked. */
         _cleanup_(unlink_and_freep) char *tmp = NULL;
-        _cleanup_free_ char *text = NULL, *path = NULL;
+        _cleanup_free_ char *path = NULL;
         _cleanup_(closep) int dfd = -EBADF, fd = -EBADF;
-        size_t size;
         int r;
 
         assert(dir);
         assert(s);
 
-        r = state_format(s, &text, &size);
-        if (r < 0)
-                return r;
+        /* An invalid state is refused before any file is touched. */
+        if (!state_is_writable(s))
+                return -EINVAL;
         if (asprintf(&path, "%s/%s", dir, STATE_FILE_NAME) < 0)
                 return -ENOMEM;
 
@@ -1175,7 +1266,7 @@ int state_save(const char *dir, const State *s) {
                 return r;
         }
 
-        r = write_all(fd, text, size);
+        r = state_write(fd, s);
         if (r < 0)
                 return r;
         if (fsync(fd) < 0)

@@ -840,6 +840,13 @@ static void test_find_many(void **state) {
         assert_ptr_equal(state_find(s, "new"), &s->envs[1000]);
 
         assert_int_equal(state_format(s, &text, NULL), 0);
+        assert_true(strlen(text) > 200 * 1024); /* more than a few buffers of state_save() */
+        char *d = dir_new(), *saved;
+        assert_int_equal(state_save(d, s), 0);
+        saved = read_file(d, STATE_FILE_NAME);
+        assert_string_equal(saved, text);
+        free(saved);
+        dir_free(d);
         assert_int_equal(state_parse(text, strlen(text), &back, &m), 0);
         assert_int_equal(state_find(back, "e2997")->last_slot, 2997);
         assert_null(state_find(back, "e2998"));
