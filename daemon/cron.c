@@ -250,11 +250,19 @@ static int parse_field(Parser *p, int field, const char *s, const char *end, Fie
         return 0;
 }
 
+static int first_bit(uint64_t v) {
+        return __builtin_ctzll(v);
+}
+
+static int last_bit(uint64_t v) {
+        return 63 - __builtin_clzll(v);
+}
+
 /* Days 1..NDAYS of a month whose 1st is weekday W1 that match the day fields.
  * Called 28 times per expression, so the plain weekdays are one rotation of
  * their bits repeated every 7 days, and only the weekdays that carry a D#N
- * or DL are looked at one by one. */
-static uint32_t day_mask(const FieldSet *dom, const FieldSet *dow, bool either, int w1, int ndays) {
+ * or DL (SPECIAL, a bit per weekday) are looked at one by one. */
+static uint32_t day_mask(const FieldSet *dom, const FieldSet *dow, unsigned special, bool either, int w1, int ndays) {
         uint32_t valid = (uint32_t) ((UINT64_C(1) << (ndays + 1)) - 2);
         uint32_t dm = (uint32_t) dom->bits & valid, wm;
         uint64_t week = dow->bits & 0x7f, rot;
@@ -266,9 +274,8 @@ static uint32_t day_mask(const FieldSet *dom, const FieldSet *dow, bool either, 
         rot = ((week >> w1) | (week << (7 - w1))) & 0x7f;
         wm = (uint32_t) ((rot << 1 | rot << 8 | rot << 15 | rot << 22 | rot << 29) & valid);
 
-        for (int d = 0; d < 7; d++) {
-                if (!dow->nth[d] && !(dow->last_dow & (1u << d)))
-                        continue;
+        for (; special; special &= special - 1) {
+                int d = first_bit(special);
                 int first = 1 + (int) floor_mod(d - w1, 7), last = first;
 
                 while (last + 7 <= ndays)
@@ -280,14 +287,6 @@ static uint32_t day_mask(const FieldSet *dom, const FieldSet *dow, bool either, 
                         wm |= 1u << last;
         }
         return either ? (dm | wm) : (dm & wm);
-}
-
-static int first_bit(uint64_t v) {
-        return __builtin_ctzll(v);
-}
-
-static int last_bit(uint64_t v) {
-        return 63 - __builtin_clzll(v);
 }
 
 static int build(Parser *p, const FieldSet *f, bool has_seconds, CronSpec **ret) {
@@ -303,9 +302,13 @@ static int build(Parser *p, const FieldSet *f, bool has_seconds, CronSpec **ret)
         s->months = (uint16_t) f[FIELD_MONTH].bits;
         s->days_either = !f[FIELD_DOM].star && !f[FIELD_DOW].star;
 
+        unsigned special = f[FIELD_DOW].last_dow;
+        for (int d = 0; d < 7; d++)
+                if (f[FIELD_DOW].nth[d])
+                        special |= 1u << d;
         for (int w1 = 0; w1 < 7; w1++)
                 for (int nd = 28; nd <= 31; nd++)
-                        s->days[w1][nd - 28] = day_mask(&f[FIELD_DOM], &f[FIELD_DOW], s->days_either, w1, nd);
+                        s->days[w1][nd - 28] = day_mask(&f[FIELD_DOM], &f[FIELD_DOW], special, s->days_either, w1, nd);
 
         /* Every weekday starts a month of each possible length somewhere in
          * the 400-year cycle, so this decides exactly whether it ever fires. */
