@@ -1008,15 +1008,27 @@ finish:
         free(z.entity_id);
 }
 
+static bool is_ascii_alnum(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* 1 to 64 characters of A-Z a-z 0-9 and EXTRA. A loop rather than
+ * strspn(), which builds its table anew on each call. */
+static bool valid_word(const char *s, const char *extra) {
+        size_t n = 0;
+
+        for (; s[n]; n++)
+                if (n == 64 || !(is_ascii_alnum(s[n]) || strchr(extra, s[n])))
+                        return false;
+        return n >= 1;
+}
+
 static bool valid_name(const char *s) {
-        size_t n = strlen(s);
-        return n >= 1 && n <= 64 &&
-                strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+        return valid_word(s, "_.-");
 }
 
 static bool valid_id(const char *s) {
-        size_t n = strlen(s);
-        return n >= 1 && n <= 64 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") == n;
+        return valid_word(s, "-");
 }
 
 /* Warns about "0 2 1-7 * SUN": it fires on days 1-7 OR on Sundays. */
@@ -1099,11 +1111,19 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
 
         env_section_unset(&s);
         /* Name it first, so every message about it can say which it is. */
-        snprintf(context, sizeof(context), "environment #%zu", index + 1);
+        const char *name = NULL;
         for (size_t i = 0; node->kind == NODE_MAPPING && i + 1 < node->n_items; i += 2)
                 if (node->items[i]->kind == NODE_SCALAR && strcmp(node->items[i]->value, "name") == 0 &&
                     node->items[i + 1]->kind == NODE_SCALAR)
-                        snprintf(context, sizeof(context), "environment '%.64s'", node->items[i + 1]->value);
+                        name = node->items[i + 1]->value;
+        if (name) {
+                /* "environment '%.64s'", without snprintf(): this runs for every environment. */
+                size_t n = strnlen(name, 64);
+                memcpy(context, "environment '", 13);
+                memcpy(context + 13, name, n);
+                memcpy(context + 13 + n, "'", 2);
+        } else
+                snprintf(context, sizeof(context), "environment #%zu", index + 1);
 
         parse_mapping(l, node, env_keys, &s, context);
         if (node->kind != NODE_MAPPING)
