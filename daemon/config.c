@@ -287,7 +287,8 @@ static int parse_node(Loader *l, yaml_parser_t *p, unsigned depth, Node **ret) {
         }
         case YAML_MAPPING_START_EVENT:
         case YAML_SEQUENCE_START_EVENT:
-                n = node_new(l, ev.type == YAML_MAPPING_START_EVENT ? NODE_MAPPING : NODE_SEQUENCE, &ev.start_mark);
+                n = node_new(l, ev.type == YAML_MAPPING_START_EVENT ? NODE_MAPPING : NODE_SEQUENCE,
+                             &ev.start_mark);
                 if (!n) {
                         yaml_event_delete(&ev);
                         return -ENOMEM;

@@ -262,7 +262,8 @@ static int last_bit(uint64_t v) {
  * Called 28 times per expression, so the plain weekdays are one rotation of
  * their bits repeated every 7 days, and only the weekdays that carry a D#N
  * or DL (SPECIAL, a bit per weekday) are looked at one by one. */
-static uint32_t day_mask(const FieldSet *dom, const FieldSet *dow, unsigned special, bool either, int w1, int ndays) {
+static uint32_t day_mask(
+                const FieldSet *dom, const FieldSet *dow, unsigned special, bool either, int w1, int ndays) {
         uint32_t valid = (uint32_t) ((UINT64_C(1) << (ndays + 1)) - 2);
         uint32_t dm = (uint32_t) dom->bits & valid, wm;
         uint64_t week = dow->bits & 0x7f, rot;
@@ -308,7 +309,8 @@ static int build(Parser *p, const FieldSet *f, bool has_seconds, CronSpec **ret)
                         special |= 1u << d;
         for (int w1 = 0; w1 < 7; w1++)
                 for (int nd = 28; nd <= 31; nd++)
-                        s->days[w1][nd - 28] = day_mask(&f[FIELD_DOM], &f[FIELD_DOW], special, s->days_either, w1, nd);
+                        s->days[w1][nd - 28] =
+                                day_mask(&f[FIELD_DOM], &f[FIELD_DOW], special, s->days_either, w1, nd);
 
         /* Every weekday starts a month of each possible length somewhere in
          * the 400-year cycle, so this decides exactly whether it ever fires. */
@@ -569,7 +571,8 @@ static int find_close_days(
 
                         for (; days; days &= days - 1) {
                                 int64_t day = month_start + first_bit(days) - 1;
-                                int64_t last = prev * SEC_PER_DAY + s->last_tod, next = day * SEC_PER_DAY + s->first_tod;
+                                int64_t last = prev * SEC_PER_DAY + s->last_tod;
+                                int64_t next = day * SEC_PER_DAY + s->first_tod;
 
                                 if (next > until)
                                         return 0;

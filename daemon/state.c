@@ -1180,7 +1180,8 @@ static bool state_is_writable(const State *s) {
                         return false;
                 if (e->job && (!time_is_writable(e->job->submitted_at) || !time_is_writable(e->job->slot)))
                         return false;
-                if (e->last_job && (!time_is_writable(e->last_job->ended_at) || !time_is_writable(e->last_job->slot)))
+                if (e->last_job &&
+                    (!time_is_writable(e->last_job->ended_at) || !time_is_writable(e->last_job->slot)))
                         return false;
         }
         return true;

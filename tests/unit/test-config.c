@@ -322,7 +322,8 @@ static void test_find_env_many(void **state) {
         assert_non_null(f);
         fputs(ZUORA_OK "environments:\n", f);
         for (int i = 0; i < 500; i++)
-                fprintf(f, "  - name: e%d\n    id: i%d\n    schedule: \"%d 3 * * *\"\n", (i * 7919) % 500, i, i % 60);
+                fprintf(f, "  - name: e%d\n    id: i%d\n    schedule: \"%d 3 * * *\"\n", (i * 7919) % 500, i,
+                        i % 60);
         assert_int_equal(fclose(f), 0);
 
         _cleanup_(loaded_done) Loaded t = load_text(text);
