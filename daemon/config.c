@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <curl/curl.h>
 #include <yaml.h>
@@ -93,27 +94,60 @@ typedef enum NodeKind {
 
 typedef struct Node Node;
 struct Node {
-        NodeKind kind;
-        unsigned line, column; /* from 1 */
         char *value;           /* SCALAR */
-        bool plain;            /* SCALAR written without quotes */
-        size_t start, end;     /* SCALAR: byte offsets of its text in the file */
         Node **items;          /* MAPPING: key, value, key, value...; SEQUENCE: items */
         size_t n_items;
+        unsigned line, column; /* from 1 */
+        unsigned start, end;   /* SCALAR: byte offsets of its text in the file (at most CONFIG_MAX_SIZE) */
+        NodeKind kind;
+        bool plain;            /* SCALAR written without quotes */
 };
 
-static Node *node_free(Node *n) {
-        if (!n)
-                return NULL;
-        for (size_t i = 0; i < n->n_items; i++)
-                node_free(n->items[i]);
-        free(n->items);
-        free(n->value);
-        free(n);
-        return NULL;
+/* The tree lives only while the file is read, and all of it goes at once:
+ * nodes, their text and their lists come from large blocks mapped from the
+ * system and unmapped at the end. As separate allocations, the 110,000
+ * nodes of 10,000 environments cost twice the memory and left the heap
+ * fragmented after the load. */
+#define ARENA_BLOCK_SIZE ((size_t) 1024 * 1024)
+
+typedef struct ArenaBlock ArenaBlock;
+struct ArenaBlock {
+        ArenaBlock *next;
+        size_t size, used; /* the whole mapping, header included */
+};
+
+typedef struct Arena {
+        ArenaBlock *blocks; /* the newest first */
+} Arena;
+
+static void arena_done(Arena *a) {
+        while (a->blocks) {
+                ArenaBlock *b = a->blocks;
+                a->blocks = b->next;
+                munmap(b, b->size);
+        }
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(Node *, node_free);
+static void *arena_alloc(Arena *a, size_t size, size_t align) {
+        ArenaBlock *b = a->blocks;
+        size_t at;
+
+        if (b) {
+                at = (b->used + align - 1) & ~(align - 1);
+                if (at + size <= b->size) {
+                        b->used = at + size;
+                        return (uint8_t *) b + at;
+                }
+        }
+        size_t header = (sizeof(ArenaBlock) + 15) & ~(size_t) 15;
+        size_t want = header + size > ARENA_BLOCK_SIZE ? header + size : ARENA_BLOCK_SIZE;
+        b = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (b == MAP_FAILED)
+                return NULL;
+        *b = (ArenaBlock) { .next = a->blocks, .size = want, .used = header + size };
+        a->blocks = b;
+        return (uint8_t *) b + header;
+}
 
 static const char *node_kind_to_string(NodeKind k) {
         switch (k) {
@@ -137,6 +171,9 @@ typedef struct Loader {
         const char *context; /* the mapping being read, for messages: "zuora", "environment 'uat'" */
         Tz **zones;        /* loaded zones, shared by environments */
         size_t n_zones;
+        Arena arena;       /* the YAML tree */
+        Node **stack;      /* children of the collections being read, innermost last */
+        size_t n_stack, stack_allocated;
         int oom;
 } Loader;
 
@@ -189,29 +226,35 @@ static void yaml_error(Loader *l, const yaml_parser_t *p) {
                 loader_diag(l, line, column, false, "invalid YAML: %s", problem);
 }
 
-static Node *node_new(NodeKind kind, const yaml_mark_t *m) {
-        Node *n = calloc(1, sizeof(Node));
+static Node *node_new(Loader *l, NodeKind kind, const yaml_mark_t *m) {
+        Node *n = arena_alloc(&l->arena, sizeof(Node), _Alignof(Node));
         if (!n)
                 return NULL;
-        n->kind = kind;
-        n->line = (unsigned) m->line + 1;
-        n->column = (unsigned) m->column + 1;
+        *n = (Node) {
+                .kind = kind,
+                .line = (unsigned) m->line + 1,
+                .column = (unsigned) m->column + 1,
+        };
         return n;
 }
 
-static int node_append(Node *parent, Node *child) {
-        Node **n = realloc(parent->items, (parent->n_items + 1) * sizeof(Node *));
-        if (!n)
-                return -ENOMEM;
-        parent->items = n;
-        parent->items[parent->n_items++] = child;
+static int stack_push(Loader *l, Node *n) {
+        if (l->n_stack == l->stack_allocated) {
+                size_t room = l->stack_allocated ? l->stack_allocated * 2 : 256;
+                Node **s = reallocarray(l->stack, room, sizeof(Node *));
+                if (!s)
+                        return -ENOMEM;
+                l->stack = s;
+                l->stack_allocated = room;
+        }
+        l->stack[l->n_stack++] = n;
         return 0;
 }
 
 /* Reads the next node from the event stream; -EINVAL after a reported
  * problem, -ENODATA at the end of a collection. */
 static int parse_node(Loader *l, yaml_parser_t *p, unsigned depth, Node **ret) {
-        _cleanup_(node_freep) Node *n = NULL;
+        Node *n = NULL;
         yaml_event_t ev;
         int r;
 
@@ -221,24 +264,31 @@ static int parse_node(Loader *l, yaml_parser_t *p, unsigned depth, Node **ret) {
         }
 
         switch (ev.type) {
-        case YAML_SCALAR_EVENT:
-                n = node_new(NODE_SCALAR, &ev.start_mark);
-                if (!n || !(n->value = strndup((const char *) ev.data.scalar.value, ev.data.scalar.length))) {
+        case YAML_SCALAR_EVENT: {
+                size_t len = ev.data.scalar.length;
+                n = node_new(l, NODE_SCALAR, &ev.start_mark);
+                if (n)
+                        n->value = arena_alloc(&l->arena, len + 1, 1);
+                if (!n || !n->value) {
                         yaml_event_delete(&ev);
                         return -ENOMEM;
                 }
+                memcpy(n->value, ev.data.scalar.value, len);
+                n->value[len] = 0;
                 n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-                n->start = ev.start_mark.index;
-                n->end = ev.end_mark.index;
-                if (strlen(n->value) != ev.data.scalar.length) {
+                n->start = (unsigned) ev.start_mark.index;
+                n->end = (unsigned) ev.end_mark.index;
+                if (memchr(n->value, 0, len)) {
                         error_at(l, n, "NUL character in a value");
                         yaml_event_delete(&ev);
                         return -EINVAL;
                 }
                 break;
+        }
         case YAML_MAPPING_START_EVENT:
         case YAML_SEQUENCE_START_EVENT:
-                n = node_new(ev.type == YAML_MAPPING_START_EVENT ? NODE_MAPPING : NODE_SEQUENCE, &ev.start_mark);
+                n = node_new(l, ev.type == YAML_MAPPING_START_EVENT ? NODE_MAPPING : NODE_SEQUENCE,
+                             &ev.start_mark);
                 if (!n) {
                         yaml_event_delete(&ev);
                         return -ENOMEM;
@@ -266,29 +316,42 @@ static int parse_node(Loader *l, yaml_parser_t *p, unsigned depth, Node **ret) {
         }
         yaml_event_delete(&ev);
 
-        if (n->kind != NODE_SCALAR)
+        if (n->kind != NODE_SCALAR) {
+                /* The children gather on the stack; once the collection ends
+                 * they move to an array of exactly their number. */
+                size_t base = l->n_stack;
                 for (;;) {
                         Node *child = NULL;
 
                         r = parse_node(l, p, depth + 1, &child);
                         if (r == -ENODATA)
                                 break;
-                        if (r < 0)
-                                return r;
-                        r = node_append(n, child);
+                        if (r >= 0)
+                                r = stack_push(l, child);
                         if (r < 0) {
-                                node_free(child);
+                                l->n_stack = base;
                                 return r;
                         }
                 }
+                n->n_items = l->n_stack - base;
+                if (n->n_items > 0) {
+                        n->items = arena_alloc(&l->arena, n->n_items * sizeof(Node *), _Alignof(Node *));
+                        if (!n->items) {
+                                l->n_stack = base;
+                                return -ENOMEM;
+                        }
+                        memcpy(n->items, l->stack + base, n->n_items * sizeof(Node *));
+                }
+                l->n_stack = base;
+        }
 
-        *ret = TAKE_PTR(n);
+        *ret = n;
         return 0;
 }
 
 /* Parses the whole text into one document's root node (NULL when empty). */
 static int parse_document(Loader *l, Node **ret) {
-        _cleanup_(node_freep) Node *root = NULL;
+        Node *root = NULL;
         yaml_parser_t p;
         yaml_event_t ev;
         int r = 0;
@@ -331,7 +394,7 @@ static int parse_document(Loader *l, Node **ret) {
         yaml_parser_delete(&p);
         if (r < 0)
                 return r;
-        *ret = TAKE_PTR(root);
+        *ret = root;
         return 0;
 }
 
@@ -946,15 +1009,27 @@ finish:
         free(z.entity_id);
 }
 
+static bool is_ascii_alnum(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* 1 to 64 characters of A-Z a-z 0-9 and EXTRA. A loop rather than
+ * strspn(), which builds its table anew on each call. */
+static bool valid_word(const char *s, const char *extra) {
+        size_t n = 0;
+
+        for (; s[n]; n++)
+                if (n == 64 || !(is_ascii_alnum(s[n]) || strchr(extra, s[n])))
+                        return false;
+        return n >= 1;
+}
+
 static bool valid_name(const char *s) {
-        size_t n = strlen(s);
-        return n >= 1 && n <= 64 &&
-                strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+        return valid_word(s, "_.-");
 }
 
 static bool valid_id(const char *s) {
-        size_t n = strlen(s);
-        return n >= 1 && n <= 64 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") == n;
+        return valid_word(s, "-");
 }
 
 /* Warns about "0 2 1-7 * SUN": it fires on days 1-7 OR on Sundays. */
@@ -1037,11 +1112,19 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
 
         env_section_unset(&s);
         /* Name it first, so every message about it can say which it is. */
-        snprintf(context, sizeof(context), "environment #%zu", index + 1);
+        const char *name = NULL;
         for (size_t i = 0; node->kind == NODE_MAPPING && i + 1 < node->n_items; i += 2)
                 if (node->items[i]->kind == NODE_SCALAR && strcmp(node->items[i]->value, "name") == 0 &&
                     node->items[i + 1]->kind == NODE_SCALAR)
-                        snprintf(context, sizeof(context), "environment '%.64s'", node->items[i + 1]->value);
+                        name = node->items[i + 1]->value;
+        if (name) {
+                /* "environment '%.64s'", without snprintf(): this runs for every environment. */
+                size_t n = strnlen(name, 64);
+                memcpy(context, "environment '", 13);
+                memcpy(context + 13, name, n);
+                memcpy(context + 13 + n, "'", 2);
+        } else
+                snprintf(context, sizeof(context), "environment #%zu", index + 1);
 
         parse_mapping(l, node, env_keys, &s, context);
         if (node->kind != NODE_MAPPING)
@@ -1198,6 +1281,21 @@ static void load_root(Loader *l, const Node *root) {
 
 /* ---- entry points ---- */
 
+static int compare_env_names(const void *a, const void *b) {
+        return strcmp((*(const EnvConfig *const *) a)->name, (*(const EnvConfig *const *) b)->name);
+}
+
+/* Builds c->by_name; names are known to be there and unique. */
+static int config_index_names(Config *c) {
+        c->by_name = reallocarray(NULL, c->n_envs ? c->n_envs : 1, sizeof(EnvConfig *));
+        if (!c->by_name)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_envs; i++)
+                c->by_name[i] = &c->envs[i];
+        qsort(c->by_name, c->n_envs, sizeof(EnvConfig *), compare_env_names);
+        return 0;
+}
+
 char *config_default_path(void) {
         const char *dir = getenv("CONFIGURATION_DIRECTORY");
         char *p;
@@ -1221,7 +1319,7 @@ static char *dir_of(const char *path) {
 }
 
 int config_load_string(const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags) {
-        _cleanup_(node_freep) Node *root = NULL;
+        Node *root = NULL;
         Loader l = { .diags = diags, .text = text, .size = size, .now = now };
         int r;
 
@@ -1261,8 +1359,12 @@ int config_load_string(const char *path, const char *text, size_t size, int64_t 
         else if (r >= 0 && diags->n_errors > 0)
                 r = -EINVAL;
         if (r >= 0)
+                r = config_index_names(l.config);
+        if (r >= 0)
                 *ret = TAKE_PTR(l.config);
 finish:
+        arena_done(&l.arena);
+        free(l.stack);
         for (size_t i = 0; i < l.n_zones; i++)
                 tz_unref(l.zones[i]);
         free(l.zones);
@@ -1339,6 +1441,7 @@ Config *config_free(Config *c) {
                 tz_unref(c->envs[i].tz);
         }
         free(c->envs);
+        free(c->by_name);
         free(c->path);
         free(c->base_url);
         free(c->client_id);
@@ -1351,9 +1454,18 @@ Config *config_free(Config *c) {
 }
 
 const EnvConfig *config_find_env(const Config *c, const char *name) {
-        for (size_t i = 0; i < c->n_envs; i++)
-                if (strcmp(c->envs[i].name, name) == 0)
-                        return &c->envs[i];
+        size_t lo = 0, hi = c->n_envs;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int r = strcmp(c->by_name[mid]->name, name);
+                if (r == 0)
+                        return c->by_name[mid];
+                if (r < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
         return NULL;
 }
 

@@ -61,6 +61,7 @@ typedef struct Config {
         unsigned max_concurrent_requests;
         EnvConfig *envs;
         size_t n_envs;
+        const EnvConfig **by_name; /* ENVS sorted by name, for config_find_env() */
 } Config;
 
 typedef struct Diag {
@@ -94,7 +95,7 @@ Config *config_ref(Config *c);
 /* Drops a reference; frees with the last. */
 Config *config_free(Config *c);
 
-/* Looks up an environment by name; NULL when there is none. */
+/* Looks up an environment by name (a binary search); NULL when there is none. */
 const EnvConfig *config_find_env(const Config *c, const char *name);
 
 /* Prints "PATH:LINE:COLUMN: error: MESSAGE", one line per Diag. */

@@ -250,22 +250,37 @@ static int parse_field(Parser *p, int field, const char *s, const char *end, Fie
         return 0;
 }
 
-/* Days 1..NDAYS of a month whose 1st is weekday W1 that match the day fields. */
-static uint32_t day_mask(const FieldSet *dom, const FieldSet *dow, bool either, int w1, int ndays) {
+static int first_bit(uint64_t v) {
+        return __builtin_ctzll(v);
+}
+
+static int last_bit(uint64_t v) {
+        return 63 - __builtin_clzll(v);
+}
+
+/* Days 1..NDAYS of a month whose 1st is weekday W1 that match the day fields.
+ * Called 28 times per expression, so the plain weekdays are one rotation of
+ * their bits repeated every 7 days, and only the weekdays that carry a D#N
+ * or DL (SPECIAL, a bit per weekday) are looked at one by one. */
+static uint32_t day_mask(
+                const FieldSet *dom, const FieldSet *dow, unsigned special, bool either, int w1, int ndays) {
         uint32_t valid = (uint32_t) ((UINT64_C(1) << (ndays + 1)) - 2);
-        uint32_t dm = (uint32_t) dom->bits & valid, wm = 0;
+        uint32_t dm = (uint32_t) dom->bits & valid, wm;
+        uint64_t week = dow->bits & 0x7f, rot;
 
         if (dom->last)
                 dm |= 1u << ndays;
 
-        for (int d = 0; d < 7; d++) {
+        /* Bit j of ROT: day j + 1 of the month is one of the weekdays. */
+        rot = ((week >> w1) | (week << (7 - w1))) & 0x7f;
+        wm = (uint32_t) ((rot << 1 | rot << 8 | rot << 15 | rot << 22 | rot << 29) & valid);
+
+        for (; special; special &= special - 1) {
+                int d = first_bit(special);
                 int first = 1 + (int) floor_mod(d - w1, 7), last = first;
 
                 while (last + 7 <= ndays)
                         last += 7;
-                if (dow->bits & (1u << d))
-                        for (int day = first; day <= ndays; day += 7)
-                                wm |= 1u << day;
                 for (int n = 1; n <= 5; n++)
                         if ((dow->nth[d] & (1u << n)) && first + 7 * (n - 1) <= ndays)
                                 wm |= 1u << (first + 7 * (n - 1));
@@ -273,14 +288,6 @@ static uint32_t day_mask(const FieldSet *dom, const FieldSet *dow, bool either, 
                         wm |= 1u << last;
         }
         return either ? (dm | wm) : (dm & wm);
-}
-
-static int first_bit(uint64_t v) {
-        return __builtin_ctzll(v);
-}
-
-static int last_bit(uint64_t v) {
-        return 63 - __builtin_clzll(v);
 }
 
 static int build(Parser *p, const FieldSet *f, bool has_seconds, CronSpec **ret) {
@@ -296,9 +303,14 @@ static int build(Parser *p, const FieldSet *f, bool has_seconds, CronSpec **ret)
         s->months = (uint16_t) f[FIELD_MONTH].bits;
         s->days_either = !f[FIELD_DOM].star && !f[FIELD_DOW].star;
 
+        unsigned special = f[FIELD_DOW].last_dow;
+        for (int d = 0; d < 7; d++)
+                if (f[FIELD_DOW].nth[d])
+                        special |= 1u << d;
         for (int w1 = 0; w1 < 7; w1++)
                 for (int nd = 28; nd <= 31; nd++)
-                        s->days[w1][nd - 28] = day_mask(&f[FIELD_DOM], &f[FIELD_DOW], s->days_either, w1, nd);
+                        s->days[w1][nd - 28] =
+                                day_mask(&f[FIELD_DOM], &f[FIELD_DOW], special, s->days_either, w1, nd);
 
         /* Every weekday starts a month of each possible length somewhere in
          * the 400-year cycle, so this decides exactly whether it ever fires. */
@@ -533,6 +545,58 @@ static int64_t min_gap_within_day(const CronSpec *s) {
         return gap;
 }
 
+/* The across-days part of cron_find_close_fires(), from fire day DAY0 on:
+ * the fire days are walked through the month masks, one month at a time,
+ * since with a 28-day min_interval over four years a search per fire
+ * (cron_next_wall()) cost 40,000 instructions per environment. */
+static int find_close_days(
+                const CronSpec *s,
+                const Tz *tz,
+                int64_t day0,
+                int64_t until,
+                int64_t min_gap,
+                int64_t *ret_first,
+                int64_t *ret_second) {
+        int64_t year, prev = day0, month_start;
+        int month, mday;
+
+        civil_from_days(day0, &year, &month, &mday);
+        month_start = day0 - (mday - 1);
+        for (int w1 = weekday_from_days(month_start);;) {
+                int ndays = days_in_month(year, month);
+
+                if (s->months & (1u << month)) {
+                        /* In the first month, only the days after DAY0. */
+                        uint32_t days = s->days[w1][ndays - 28] & (uint32_t) ~((UINT64_C(2) << mday) - 1);
+
+                        for (; days; days &= days - 1) {
+                                int64_t day = month_start + first_bit(days) - 1;
+                                int64_t last = prev * SEC_PER_DAY + s->last_tod;
+                                int64_t next = day * SEC_PER_DAY + s->first_tod;
+
+                                if (next > until)
+                                        return 0;
+                                if (next - last < min_gap) {
+                                        *ret_first = tz_wall_to_instant(tz, last);
+                                        *ret_second = tz_wall_to_instant(tz, next);
+                                        return 1;
+                                }
+                                prev = day;
+                        }
+                }
+                month_start += ndays;
+                if (month_start * SEC_PER_DAY > until)
+                        return 0;
+                w1 = (w1 + ndays) % 7;
+                mday = 0;
+                if (++month > 12) {
+                        month = 1;
+                        if (++year > CRON_MAX_YEAR)
+                                return 0;
+                }
+        }
+}
+
 int cron_find_close_fires(
                 const CronSpec *s,
                 const Tz *tz,
@@ -569,18 +633,5 @@ int cron_find_close_fires(
          * next day that fires. No pair of days can be closer than this. */
         if (min_gap <= SEC_PER_DAY - (s->last_tod - s->first_tod))
                 return 0;
-        for (;;) {
-                int64_t day = floor_div(wall, SEC_PER_DAY) * SEC_PER_DAY;
-                int64_t last = day + s->last_tod;
-
-                r = cron_next_wall(s, day + SEC_PER_DAY - 1, &next);
-                if (r < 0 || next > until)
-                        return 0;
-                if (next - last < min_gap) {
-                        *ret_first = tz_wall_to_instant(tz, last);
-                        *ret_second = tz_wall_to_instant(tz, next);
-                        return 1;
-                }
-                wall = next;
-        }
+        return find_close_days(s, tz, floor_div(wall, SEC_PER_DAY), until, min_gap, ret_first, ret_second);
 }

@@ -145,17 +145,85 @@ State *state_free(State *s) {
         for (size_t i = 0; i < s->n_envs; i++)
                 state_env_done(&s->envs[i]);
         free(s->envs);
+        free(s->index);
         free(s);
+        return NULL;
+}
+
+/* ---- the index by name ---- */
+
+/* FNV-1a: names are short and chosen by operators, not by an attacker. */
+static size_t name_hash(const char *name) {
+        uint64_t h = UINT64_C(14695981039346656037);
+
+        for (const unsigned char *p = (const unsigned char *) name; *p; p++)
+                h = (h ^ *p) * UINT64_C(1099511628211);
+        return (size_t) h;
+}
+
+static void index_drop(State *s) {
+        s->index = mfree(s->index);
+        s->index_size = s->n_indexed = 0;
+}
+
+/* Adds envs[I] unless an earlier entry has its name: the first one wins, as
+ * a linear search would find it. */
+static void index_add(State *s, size_t i) {
+        const char *name = s->envs[i].name;
+
+        if (!name)
+                return;
+        for (size_t h = name_hash(name) & (s->index_size - 1);; h = (h + 1) & (s->index_size - 1)) {
+                size_t k = s->index[h];
+                if (k == 0) {
+                        s->index[h] = i + 1;
+                        return;
+                }
+                if (streq_ptr(s->envs[k - 1].name, name))
+                        return;
+        }
+}
+
+/* Brings the index up to N_ENVS entries, at most half full. */
+static int index_update(State *s) {
+        if (s->n_indexed == s->n_envs && s->index)
+                return 0;
+        if (!s->index || s->n_envs * 2 > s->index_size) {
+                size_t size = 64;
+                while (size < s->n_envs * 2)
+                        size *= 2;
+                size_t *n = calloc(size, sizeof(size_t));
+                if (!n)
+                        return -ENOMEM;
+                free(s->index);
+                s->index = n;
+                s->index_size = size;
+                s->n_indexed = 0;
+        }
+        for (; s->n_indexed < s->n_envs; s->n_indexed++)
+                index_add(s, s->n_indexed);
+        return 0;
+}
+
+static StateEnv *state_find_linear(State *s, const char *name) {
+        for (size_t i = 0; i < s->n_envs; i++)
+                if (streq_ptr(s->envs[i].name, name))
+                        return &s->envs[i];
         return NULL;
 }
 
 StateEnv *state_find(State *s, const char *name) {
         if (!s || !name)
                 return NULL;
-        for (size_t i = 0; i < s->n_envs; i++)
-                if (streq_ptr(s->envs[i].name, name))
-                        return &s->envs[i];
-        return NULL;
+        if (index_update(s) < 0)
+                return state_find_linear(s, name); /* out of memory: slow, still right */
+        for (size_t h = name_hash(name) & (s->index_size - 1);; h = (h + 1) & (s->index_size - 1)) {
+                size_t k = s->index[h];
+                if (k == 0)
+                        return NULL;
+                if (streq_ptr(s->envs[k - 1].name, name))
+                        return &s->envs[k - 1];
+        }
 }
 
 int state_get(State *s, const char *name, const char *id, StateEnv **ret) {
@@ -185,10 +253,14 @@ int state_get(State *s, const char *name, const char *id, StateEnv **ret) {
                 /* Same name, other Test Environment: nothing we knew applies to it. */
                 state_env_done(e);
         else {
-                StateEnv *a = reallocarray(s->envs, s->n_envs + 1, sizeof(StateEnv));
-                if (!a)
-                        return -ENOMEM;
-                s->envs = a;
+                if (s->n_envs >= s->n_allocated) {
+                        size_t room = s->n_allocated ? s->n_allocated * 2 : 16;
+                        StateEnv *a = reallocarray(s->envs, room, sizeof(StateEnv));
+                        if (!a)
+                                return -ENOMEM;
+                        s->envs = a;
+                        s->n_allocated = room;
+                }
                 e = &s->envs[s->n_envs++];
         }
         state_env_init(e);
@@ -219,6 +291,7 @@ void state_prune(State *s, const char *const *names, size_t n) {
                 k++;
         }
         s->n_envs = k;
+        index_drop(s); /* entries moved */
 }
 
 /* ---- UTF-8 ---- */
@@ -721,6 +794,7 @@ int state_parse(const char *text, size_t size, State **ret, char **reterr_messag
                 s->envs = reallocarray(NULL, envs->u.object.len, sizeof(StateEnv));
                 if (!s->envs)
                         return -ENOMEM;
+                s->n_allocated = envs->u.object.len;
         }
         for (size_t i = 0; i < envs->u.object.len; i++) {
                 StateEnv *e = &s->envs[s->n_envs++];
@@ -914,23 +988,24 @@ static void put_env(Writer *w, const StateEnv *e) {
         put_close(w);
 }
 
-int state_format(const State *s, char **ret, size_t *ret_size) {
-        _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
-        const unsigned char *buf;
-        size_t len;
-        char *text;
+/* A generator as state.json is written: indented, for the operator who reads it. PRINT (may be NULL:
+ * yajl's own buffer) receives the text. */
+static yajl_gen state_gen_new(yajl_print_t print, void *userdata) {
+        yajl_gen g = yajl_gen_alloc(NULL);
 
-        assert(s);
-        assert(ret);
-
-        g = yajl_gen_alloc(NULL);
         if (!g)
-                return -ENOMEM;
-        /* Indented, for the operator who reads it. */
-        if (!yajl_gen_config(g, yajl_gen_beautify, 1) || !yajl_gen_config(g, yajl_gen_indent_string, "  "))
-                return -EINVAL;
+                return NULL;
+        if (!yajl_gen_config(g, yajl_gen_beautify, 1) || !yajl_gen_config(g, yajl_gen_indent_string, "  ") ||
+            (print && !yajl_gen_config(g, yajl_gen_print_callback, print, userdata))) {
+                yajl_gen_free(g);
+                return NULL;
+        }
+        return g;
+}
 
+static int state_generate(const State *s, yajl_gen g) {
         Writer w = { .gen = g };
+
         put_open(&w);
         put_string(&w, "version");
         put_int(&w, STATE_VERSION);
@@ -940,8 +1015,25 @@ int state_format(const State *s, char **ret, size_t *ret_size) {
                 put_env(&w, &s->envs[i]);
         put_close(&w);
         put_close(&w);
-        if (w.r < 0)
-                return w.r;
+        return w.r;
+}
+
+int state_format(const State *s, char **ret, size_t *ret_size) {
+        _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
+        const unsigned char *buf;
+        size_t len;
+        char *text;
+        int r;
+
+        assert(s);
+        assert(ret);
+
+        g = state_gen_new(NULL, NULL);
+        if (!g)
+                return -ENOMEM;
+        r = state_generate(s, g);
+        if (r < 0)
+                return r;
 
         if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
                 return -EINVAL;
@@ -1068,20 +1160,94 @@ static int write_all(int fd, const char *buf, size_t size) {
         return 0;
 }
 
+/* What tz_format_utc() can write: years 0000 to 9999. */
+#define STATE_TIME_MIN INT64_C(-62167219200)
+#define STATE_TIME_MAX INT64_C(253402300799)
+
+static bool time_is_writable(int64_t t) {
+        return t == STATE_TIME_UNSET || (t >= STATE_TIME_MIN && t <= STATE_TIME_MAX);
+}
+
+/* Whether state_generate() will succeed, found without generating. */
+static bool state_is_writable(const State *s) {
+        for (size_t i = 0; i < s->n_envs; i++) {
+                const StateEnv *e = &s->envs[i];
+
+                if (!env_is_valid(e) || !time_is_writable(e->since) || !time_is_writable(e->last_slot) ||
+                    !time_is_writable(e->last_submitted) || !time_is_writable(e->intent_slot) ||
+                    !time_is_writable(e->intent_sent_at) || !time_is_writable(e->deferred_until) ||
+                    !time_is_writable(e->zuora_last_refresh) || !time_is_writable(e->zuora_next_refresh))
+                        return false;
+                if (e->job && (!time_is_writable(e->job->submitted_at) || !time_is_writable(e->job->slot)))
+                        return false;
+                if (e->last_job &&
+                    (!time_is_writable(e->last_job->ended_at) || !time_is_writable(e->last_job->slot)))
+                        return false;
+        }
+        return true;
+}
+
+/* The text goes to the file through a small buffer as it is generated: holding all of it (and yajl's
+ * buffer, which doubles as it grows) took 7 MB at every save of 10,000 environments. */
+typedef struct FileSink {
+        int fd;
+        int r;
+        size_t n;
+        char buf[64 * 1024];
+} FileSink;
+
+static void file_sink_flush(FileSink *f) {
+        if (f->r >= 0 && f->n > 0)
+                f->r = write_all(f->fd, f->buf, f->n);
+        f->n = 0;
+}
+
+static void file_sink_on_print(void *userdata, const char *str, size_t len) {
+        FileSink *f = userdata;
+
+        while (len > 0 && f->r >= 0) {
+                size_t k = sizeof(f->buf) - f->n < len ? sizeof(f->buf) - f->n : len;
+
+                memcpy(f->buf + f->n, str, k);
+                f->n += k;
+                str += k;
+                len -= k;
+                if (f->n == sizeof(f->buf))
+                        file_sink_flush(f);
+        }
+}
+
+static int state_write(int fd, const State *s) {
+        _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
+        _cleanup_free_ FileSink *f = malloc(sizeof(FileSink));
+        int r;
+
+        if (!f)
+                return -ENOMEM;
+        *f = (FileSink) { .fd = fd };
+        g = state_gen_new(file_sink_on_print, f);
+        if (!g)
+                return -ENOMEM;
+        r = state_generate(s, g);
+        if (r < 0)
+                return r;
+        file_sink_flush(f);
+        return f->r;
+}
+
 int state_save(const char *dir, const State *s) {
         /* Declared before the fd, so that on the way out the fd is closed first, then the file unlinked. */
         _cleanup_(unlink_and_freep) char *tmp = NULL;
-        _cleanup_free_ char *text = NULL, *path = NULL;
+        _cleanup_free_ char *path = NULL;
         _cleanup_(closep) int dfd = -EBADF, fd = -EBADF;
-        size_t size;
         int r;
 
         assert(dir);
         assert(s);
 
-        r = state_format(s, &text, &size);
-        if (r < 0)
-                return r;
+        /* An invalid state is refused before any file is touched. */
+        if (!state_is_writable(s))
+                return -EINVAL;
         if (asprintf(&path, "%s/%s", dir, STATE_FILE_NAME) < 0)
                 return -ENOMEM;
 
@@ -1101,7 +1267,7 @@ int state_save(const char *dir, const State *s) {
                 return r;
         }
 
-        r = write_all(fd, text, size);
+        r = state_write(fd, s);
         if (r < 0)
                 return r;
         if (fsync(fd) < 0)

@@ -55,6 +55,13 @@ typedef struct StateEnv {
 typedef struct State {
         StateEnv *envs;
         size_t n_envs;
+        /* Private to state.c: room in ENVS, and an index by name (open
+         * addressing, power-of-two size; slot value i + 1 for envs[i], 0 for
+         * empty) that covers the first N_INDEXED entries. */
+        size_t n_allocated;
+        size_t *index;
+        size_t index_size;
+        size_t n_indexed;
 } State;
 
 State *state_new(void);
@@ -79,7 +86,7 @@ int state_save(const char *dir, const State *s);
  * the new name in *ret_path (may be NULL). */
 int state_move_aside(const char *dir, int64_t now, char **ret_path);
 
-/* The entry of environment NAME, or NULL. */
+/* The entry of environment NAME, or NULL. A hash look-up: O(1). */
 StateEnv *state_find(State *s, const char *name);
 
 /* The entry of environment NAME, created empty (all times unset) if there

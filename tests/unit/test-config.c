@@ -313,6 +313,31 @@ static void test_valid_config(void **state) {
         assert_null(config_find_env(t.config, "prod"));
 }
 
+/* config_find_env() searches names sorted apart from the file's order. */
+static void test_find_env_many(void **state) {
+        char *text = NULL, name[16];
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+
+        assert_non_null(f);
+        fputs(ZUORA_OK "environments:\n", f);
+        for (int i = 0; i < 500; i++)
+                fprintf(f, "  - name: e%d\n    id: i%d\n    schedule: \"%d 3 * * *\"\n", (i * 7919) % 500, i,
+                        i % 60);
+        assert_int_equal(fclose(f), 0);
+
+        _cleanup_(loaded_done) Loaded t = load_text(text);
+        assert_loaded(&t, 0);
+        for (int i = 0; i < 500; i++) {
+                snprintf(name, sizeof(name), "e%d", (i * 7919) % 500);
+                assert_ptr_equal(config_find_env(t.config, name), &t.config->envs[i]);
+        }
+        assert_null(config_find_env(t.config, "e500"));
+        assert_null(config_find_env(t.config, ""));
+        assert_null(config_find_env(t.config, "zz"));
+        free(text);
+}
+
 static void test_builtin_defaults(void **state) {
         _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK ENVS_OK);
         const EnvConfig *e;
@@ -1456,6 +1481,7 @@ static int group_setup(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_valid_config),
+                cmocka_unit_test(test_find_env_many),
                 cmocka_unit_test(test_builtin_defaults),
                 cmocka_unit_test(test_defaults_inheritance),
                 cmocka_unit_test(test_unknown_keys),

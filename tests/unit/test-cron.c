@@ -490,6 +490,78 @@ static uint64_t test_seed(void) {
         return s ? strtoull(s, NULL, 0) : (uint64_t) time(NULL);
 }
 
+/* cron_find_close_fires() across days against a walk over every fire with
+ * cron_next_wall(): random day and month fields, one or two fires a day, and
+ * a min_interval that only pairs of fires on different days can break. */
+static void test_oracle_close_fires(void **state) {
+        uint64_t seed = test_seed() + 4;
+        Rng r = { seed };
+        Tz *berlin = zone("Europe/Berlin");
+        unsigned compared = 0, found = 0;
+
+        for (unsigned i = 0; i < 3000; i++) {
+                char rand_expr[256], expr[320], hours[8], *f[6];
+                Sets sets;
+                CronSpec *s = NULL;
+                const Tz *tz = rng_range(&r, 0, 1) ? berlin : NULL;
+                int n = 0, h1 = rng_range(&r, 0, 23), h2 = rng_range(&r, 0, 1) ? rng_range(&r, h1, 23) : h1;
+                int64_t a = 0, b = 0, from, from_wall, until, horizon = 1461 * SEC_PER_DAY, min_gap, w, next;
+                int got, want = 0;
+
+                random_expression(&r, rand_expr, &sets);
+                for (char *t = strtok(rand_expr, " "); t && n < 6; t = strtok(NULL, " "))
+                        f[n++] = t;
+                if (h2 != h1)
+                        snprintf(hours, sizeof(hours), "%d,%d", h1, h2);
+                else
+                        snprintf(hours, sizeof(hours), "%d", h1);
+                snprintf(expr, sizeof(expr), "%d %d %s %s %s %s", rng_range(&r, 0, 59), rng_range(&r, 0, 59),
+                         hours, f[n - 3], f[n - 2], f[n - 1]);
+                if (cron_parse(expr, &s, NULL) < 0)
+                        continue;
+                /* Within a day the fires are (h2 - h1) hours apart; across days at least 24 - (h2 - h1). */
+                int64_t lo = SEC_PER_DAY - (h2 - h1) * 3600 + 1;
+                int64_t hi = h2 != h1 ? (h2 - h1) * 3600 : 366 * SEC_PER_DAY;
+                if (lo > hi) {
+                        cron_spec_free(s);
+                        continue;
+                }
+                min_gap = lo + (int64_t) (rng_next(&r) % (uint32_t) (hi - lo + 1));
+                /* Half of them whole days, as people write them. */
+                if (rng_range(&r, 0, 1) && (min_gap / SEC_PER_DAY + 1) * SEC_PER_DAY < hi)
+                        min_gap = (min_gap / SEC_PER_DAY + 1) * SEC_PER_DAY;
+                from = iso("2000-01-01T00:00:00Z") + (int64_t) (rng_next(&r) % (30u * 365)) * SEC_PER_DAY +
+                        rng_range(&r, 0, 86399);
+
+                from_wall = from + tz_offset(tz, from, NULL);
+                until = from_wall + horizon;
+                if (cron_next_wall(s, from_wall, &w) == 0 && w <= until)
+                        for (;;) {
+                                if (cron_next_wall(s, w, &next) < 0 || next > until)
+                                        break;
+                                if (next - w < min_gap) {
+                                        want = 1;
+                                        break;
+                                }
+                                w = next;
+                        }
+                got = cron_find_close_fires(s, tz, from, horizon, min_gap, &a, &b);
+                int64_t want_a = want ? tz_wall_to_instant(tz, w) : 0;
+                int64_t want_b = want ? tz_wall_to_instant(tz, next) : 0;
+                if (got != want || (want && (a != want_a || b != want_b)))
+                        fail_msg("seed %llu, '%s' from %lld, min_gap %lld: got %d (%lld, %lld), "
+                                 "want %d (%lld, %lld)",
+                                 (unsigned long long) seed, expr, (long long) from, (long long) min_gap, got,
+                                 (long long) a, (long long) b, want, (long long) want_a, (long long) want_b);
+                compared++;
+                found += want;
+                cron_spec_free(s);
+        }
+        print_message("close fires: %u answers compared (%u found), seed %llu\n", compared, found,
+                      (unsigned long long) seed);
+        tz_unref(berlin);
+}
+
 static void test_oracle_utc(void **state) {
         oracle_run("UTC", 400, test_seed());
 }
@@ -520,6 +592,7 @@ int main(void) {
                 cmocka_unit_test(test_southern_and_odd_zones),
                 cmocka_unit_test(test_errors),
                 cmocka_unit_test(test_min_interval),
+                cmocka_unit_test(test_oracle_close_fires),
                 cmocka_unit_test(test_oracle_utc),
                 cmocka_unit_test(test_oracle_new_york),
                 cmocka_unit_test(test_oracle_berlin),

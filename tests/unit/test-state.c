@@ -812,6 +812,51 @@ static void test_prune(void **state) {
         state_free(s);
 }
 
+/* The index by name follows appends, prunes and parsed files. */
+static void test_find_many(void **state) {
+        State *s = state_new(), *back = NULL;
+        char *text = NULL, *m = NULL;
+        const char *keep[1000];
+        char names[3000][8];
+
+        for (size_t i = 0; i < 3000; i++) {
+                snprintf(names[i], sizeof(names[i]), "e%zu", i);
+                env_get(s, names[i], "I")->last_slot = (int64_t) i;
+                if (i % 3 == 0)
+                        keep[i / 3] = names[i];
+        }
+        for (size_t i = 0; i < 3000; i++)
+                assert_int_equal(state_find(s, names[i])->last_slot, (int64_t) i);
+        assert_null(state_find(s, "e3000"));
+
+        state_prune(s, keep, 1000);
+        assert_int_equal(s->n_envs, 1000);
+        for (size_t i = 0; i < 3000; i++)
+                if (i % 3 == 0)
+                        assert_int_equal(state_find(s, names[i])->last_slot, (int64_t) i);
+                else
+                        assert_null(state_find(s, names[i]));
+        env_get(s, "new", "N");
+        assert_ptr_equal(state_find(s, "new"), &s->envs[1000]);
+
+        assert_int_equal(state_format(s, &text, NULL), 0);
+        assert_true(strlen(text) > 200 * 1024); /* more than a few buffers of state_save() */
+        char *d = dir_new(), *saved;
+        assert_int_equal(state_save(d, s), 0);
+        saved = read_file(d, STATE_FILE_NAME);
+        assert_string_equal(saved, text);
+        free(saved);
+        dir_free(d);
+        assert_int_equal(state_parse(text, strlen(text), &back, &m), 0);
+        assert_int_equal(state_find(back, "e2997")->last_slot, 2997);
+        assert_null(state_find(back, "e2998"));
+        env_get(back, "newer", "N");
+        assert_ptr_equal(state_find(back, "newer"), &back->envs[1001]);
+        free(text);
+        state_free(back);
+        state_free(s);
+}
+
 static void test_free_null(void **state) {
         assert_null(state_free(NULL));
         assert_null(state_job_free(NULL));
@@ -1064,6 +1109,7 @@ int main(void) {
                 cmocka_unit_test(test_too_big),
                 cmocka_unit_test(test_get),
                 cmocka_unit_test(test_prune),
+                cmocka_unit_test(test_find_many),
                 cmocka_unit_test(test_free_null),
                 cmocka_unit_test(test_load_missing),
                 cmocka_unit_test(test_save_load),
