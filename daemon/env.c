@@ -129,6 +129,7 @@ int env_new(Manager *m, Config *c, const EnvConfig *ec, Env **ret) {
         if (!e)
                 return -ENOMEM;
         e->manager = m;
+        e->slot_entry = SLOTQ_NONE;
         e->config = config_ref(c);
         e->ec = ec;
         e->next_slot = STATE_TIME_UNSET;
@@ -144,6 +145,7 @@ int env_new(Manager *m, Config *c, const EnvConfig *ec, Env **ret) {
                 env_free(e);
                 return r;
         }
+        e->state_index = (size_t) (st - m->state->envs);
         *ret = e;
         return 0;
 }
@@ -152,7 +154,7 @@ Env *env_free(Env *e) {
         if (!e)
                 return NULL;
         env_cancel_call(e);
-        sd_event_source_disable_unref(e->slot_timer);
+        slotq_disarm(e->manager->slots, &e->slot_entry);
         sd_event_source_disable_unref(e->wait_timer);
         config_free(e->config);
         free(e->last_error);
@@ -163,7 +165,6 @@ Env *env_free(Env *e) {
 
 /* ---- timers ---- */
 
-static int env_on_slot_timer(sd_event_source *s, uint64_t usec, void *userdata);
 static int env_on_wait_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 /* Re-arms timer *SOURCE for USEC on CLOCK: "set time + ONESHOT, else add".
@@ -193,7 +194,7 @@ static void disarm(sd_event_source *s) {
 }
 
 static void env_arm_slot(Env *e, int64_t at) {
-        int r = arm(e, &e->slot_timer, CLOCK_REALTIME, (uint64_t) at * USEC_PER_SEC, env_on_slot_timer, "slot");
+        int r = slotq_arm(e->manager->slots, &e->slot_entry, (uint64_t) at * USEC_PER_SEC, e);
         if (r < 0)
                 report_log(LOG_ERR, "environment '%s': cannot arm the slot timer: %s", e->name, strerror(-r));
 }
@@ -234,13 +235,17 @@ static void env_report_skip(Env *e, int64_t slot, const char *why) {
                      fmt_local(e, slot, buf), why);
 }
 
-/* Plans the next thing to do when idle: fire a missed slot (catch-up) or
- * arm the timer for the next one. */
-static void env_schedule(Env *e) {
+/* Plans the next thing to do when idle: fire a missed slot or arm the
+ * timer for the next one. Slots missed while refreshd was not running fire
+ * (once, for the latest) only with catch_up; slots the wall clock jumped
+ * over while it ran (CLOCK_JUMPED: a step forwards, a suspend) fire once,
+ * for the latest, whatever catch_up says, as the slot timer itself would
+ * when it wakes up late. */
+static void env_plan(Env *e, bool clock_jumped) {
         StateEnv *st = env_st(e);
         int64_t now = manager_now(e->manager), next, after;
 
-        disarm(e->slot_timer);
+        slotq_disarm(e->manager->slots, &e->slot_entry);
         e->next_slot = STATE_TIME_UNSET;
         if (e->removed || !e->ec->enabled || !st)
                 return;
@@ -280,20 +285,24 @@ static void env_schedule(Env *e) {
         int64_t latest = latest_slot(e, after, now);
         if (latest == STATE_TIME_UNSET)
                 latest = next;
-        if (e->ec->catch_up) {
+        if (clock_jumped || e->ec->catch_up) {
                 char buf[TZ_ISO_MAX];
                 ReportFields f = env_fields(e);
                 f.slot = latest;
-                report_event(REFRESHD_MESSAGE_SLOT_FIRED, LOG_INFO, &f,
-                             "Environment '%s': catching up the slot %s missed while refreshd was not running",
-                             e->name, fmt_local(e, latest, buf));
+                report_event(REFRESHD_MESSAGE_SLOT_FIRED, LOG_INFO, &f, "Environment '%s': %s %s%s", e->name,
+                             clock_jumped ? "the clock jumped past the slot" : "catching up the slot",
+                             fmt_local(e, latest, buf), clock_jumped ? "" : " missed while refreshd was not running");
                 env_fire(e, latest);
                 return;
         }
-        env_report_skip(e, latest, "missed while refreshd was not running (or the clock jumped), and catch_up is off");
+        env_report_skip(e, latest, "missed while refreshd was not running, and catch_up is off");
         st->last_slot = latest;
         manager_save_later(e->manager);
-        env_schedule(e);
+        env_plan(e, false);
+}
+
+static void env_schedule(Env *e) {
+        env_plan(e, false);
 }
 
 static void env_enter_state(Env *e, EnvState s) {
@@ -400,14 +409,14 @@ static void env_fire(Env *e, int64_t slot) {
         env_prepare(e);
 }
 
-static int env_on_slot_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Env *e = userdata;
+void env_on_slot(void *owner) {
+        Env *e = owner;
         StateEnv *st = env_st(e);
         int64_t slot = e->next_slot;
         char buf[TZ_ISO_MAX], why[200];
 
         if (slot == STATE_TIME_UNSET)
-                return 0;
+                return;
         e->next_slot = STATE_TIME_UNSET;
         if (!e->deferred) {
                 /* After a suspend or a clock step forwards, several slots may be
@@ -418,7 +427,7 @@ static int env_on_slot_timer(sd_event_source *s, uint64_t usec, void *userdata) 
         }
         if (e->state == ENV_IDLE || e->state == ENV_TRACKING) {
                 env_fire(e, slot); /* skips it if a job is in flight */
-                return 0;
+                return;
         }
         /* Still submitting an earlier slot (retrying): this one is covered by it. */
         snprintf(why, sizeof(why), "the refresh for slot %s is still being submitted", fmt_local(e, e->slot, buf));
@@ -426,7 +435,6 @@ static int env_on_slot_timer(sd_event_source *s, uint64_t usec, void *userdata) 
         st->last_slot = slot;
         manager_save_later(e->manager);
         env_schedule(e);
-        return 0;
 }
 
 /* ---- backoff ---- */
@@ -1032,14 +1040,14 @@ int env_reconfigure(Env *e, Config *c, const EnvConfig *ec) {
 
 void env_replan(Env *e) {
         if (e->state == ENV_IDLE || e->state == ENV_TRACKING)
-                env_schedule(e);
+                env_plan(e, /* clock_jumped= */ true);
 }
 
 bool env_remove(Env *e) {
         StateEnv *st = env_st(e);
 
         e->removed = true;
-        disarm(e->slot_timer);
+        slotq_disarm(e->manager->slots, &e->slot_entry);
         if (st && st->job)
                 return false;
         env_cancel_call(e);

@@ -43,7 +43,7 @@ struct Env {
         int64_t slot;           /* the slot being worked on */
         int64_t prev_slot;      /* the slot handled before it, or STATE_TIME_UNSET */
         bool deferred;          /* firing at Zuora's nextRefreshTime */
-        sd_event_source *slot_timer;   /* CLOCK_REALTIME, absolute */
+        SlotQueueIndex slot_entry;     /* in the manager's slot queue (CLOCK_REALTIME) */
         sd_event_source *wait_timer;   /* CLOCK_BOOTTIME: polls and backoff */
         ClientCall *call;
         ClientCall *list_call;         /* CHECKING: the list check beside the eligibility check */
@@ -65,6 +65,9 @@ Env *env_free(Env *e);
 /* Starts the environment: resumes a job in flight or an unfinished slot,
  * catches up a missed slot, or arms the timer for the next one. */
 int env_start(Env *e);
+
+/* The slot queue's callback: the time the environment asked for came. */
+void env_on_slot(void *owner);
 
 /* Moves to EC of the new config C (same name): re-plans the timer. */
 int env_reconfigure(Env *e, Config *c, const EnvConfig *ec);

@@ -415,6 +415,11 @@ int manager_new(sd_event *event, const char *config_path, const char *state_dir,
         if (!m)
                 return -ENOMEM;
         m->event = sd_event_ref(event);
+        r = slotq_new(event, env_on_slot, &m->slots);
+        if (r < 0) {
+                manager_free(m);
+                return r;
+        }
         m->config_path = strdup(config_path);
         m->state_dir = strdup(state_dir);
         if (!m->config_path || !m->state_dir) {
@@ -455,6 +460,7 @@ Manager *manager_free(Manager *m) {
         for (size_t i = 0; i < m->n_envs; i++)
                 env_free(m->envs[i]);
         free(m->envs);
+        slotq_free(m->slots);
         client_free(m->client);
         sd_event_source_disable_unref(m->save_source);
         sd_event_source_disable_unref(m->reload_source);

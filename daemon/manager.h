@@ -12,6 +12,7 @@
 
 #include "client.h"
 #include "config.h"
+#include "slotq.h"
 #include "state.h"
 
 typedef struct Env Env;
@@ -25,6 +26,7 @@ typedef struct Manager {
         State *state;
         Env **envs;
         size_t n_envs;
+        SlotQueue *slots;               /* every environment's slot timer */
 
         sd_event_source *save_source;   /* defer: one state write per loop iteration */
         bool save_failing;              /* an error was logged for this failure streak */

@@ -227,16 +227,9 @@ static void step(int64_t real_ns, int64_t boot_ns) {
 }
 
 static void *control(void *arg) {
-        const char *path = arg;
+        FILE *f = arg;
         char line[256];
-        FILE *f;
 
-        /* O_RDWR: the FIFO never reports end of file when a writer closes. */
-        int fd = open(path, O_RDWR | O_CLOEXEC);
-        if (fd < 0 || !(f = fdopen(fd, "r"))) {
-                fprintf(stderr, "fakeclock: cannot open %s: %m\n", path);
-                return NULL;
-        }
         while (fgets(line, sizeof(line), f)) {
                 double real_s, boot_s;
                 if (sscanf(line, "step %lf %lf", &real_s, &boot_s) == 2)
@@ -250,6 +243,8 @@ static void *control(void *arg) {
 __attribute__((constructor)) static void fakeclock_init(void) {
         const char *start = getenv("FAKECLOCK_REALTIME"), *ctl = getenv("FAKECLOCK_CTL");
         pthread_t thread;
+        FILE *f;
+        int fd;
 
         resolve();
         if (start) {
@@ -257,6 +252,17 @@ __attribute__((constructor)) static void fakeclock_init(void) {
                 real_clock_gettime(CLOCK_REALTIME, &now);
                 atomic_store(&realtime_offset, (int64_t) (strtod(start, NULL) * 1e9) - ts_to_ns(&now));
         }
-        if (ctl && pthread_create(&thread, NULL, control, (void *) ctl) == 0)
-                pthread_detach(thread);
+        if (!ctl)
+                return;
+        /* Opened here, before main(): a test may write a step as soon as the
+         * process runs, even if it stops it at once. O_RDWR: the FIFO never
+         * reports end of file when a writer closes. */
+        fd = open(ctl, O_RDWR | O_CLOEXEC);
+        if (fd < 0 || !(f = fdopen(fd, "r"))) {
+                fprintf(stderr, "fakeclock: cannot open %s: %m\n", ctl);
+                abort();
+        }
+        if (pthread_create(&thread, NULL, control, f) != 0)
+                abort();
+        pthread_detach(thread);
 }

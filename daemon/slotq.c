@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+#include "slotq.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+typedef struct Entry {
+        uint64_t usec;
+        void *owner;
+        SlotQueueIndex *index; /* the owner's, kept equal to the entry's place */
+} Entry;
+
+struct SlotQueue {
+        sd_event_source *timer;
+        SlotQueueFunc func;
+        Entry *heap;
+        size_t n, allocated;
+};
+
+static void place(SlotQueue *q, size_t i, Entry e) {
+        q->heap[i] = e;
+        *e.index = i;
+}
+
+static void sift_up(SlotQueue *q, size_t i) {
+        Entry e = q->heap[i];
+
+        while (i > 0) {
+                size_t parent = (i - 1) / 2;
+                if (q->heap[parent].usec <= e.usec)
+                        break;
+                place(q, i, q->heap[parent]);
+                i = parent;
+        }
+        place(q, i, e);
+}
+
+static void sift_down(SlotQueue *q, size_t i) {
+        Entry e = q->heap[i];
+
+        for (;;) {
+                size_t child = 2 * i + 1;
+                if (child >= q->n)
+                        break;
+                if (child + 1 < q->n && q->heap[child + 1].usec < q->heap[child].usec)
+                        child++;
+                if (e.usec <= q->heap[child].usec)
+                        break;
+                place(q, i, q->heap[child]);
+                i = child;
+        }
+        place(q, i, e);
+}
+
+/* Removes the entry at I; the last one takes its place, and moves up or
+ * down from there (never both). */
+static void remove_at(SlotQueue *q, size_t i) {
+        SlotQueueIndex *moved;
+
+        *q->heap[i].index = SLOTQ_NONE;
+        if (i == --q->n)
+                return;
+        moved = q->heap[q->n].index;
+        place(q, i, q->heap[q->n]);
+        sift_down(q, i);
+        if (*moved == i)
+                sift_up(q, i);
+}
+
+/* Arms the one timer for the top of the heap, or turns it off. */
+static int rearm(SlotQueue *q) {
+        int r;
+
+        if (q->n == 0)
+                return sd_event_source_set_enabled(q->timer, SD_EVENT_OFF);
+        r = sd_event_source_set_time(q->timer, q->heap[0].usec);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(q->timer, SD_EVENT_ONESHOT);
+}
+
+static int slotq_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        SlotQueue *q = userdata;
+        uint64_t now;
+
+        if (sd_event_now(sd_event_source_get_event(s), CLOCK_REALTIME, &now) < 0)
+                now = usec;
+        /* Each callback may queue its owner again, even for a time already
+         * past: it then fires in this same loop, as a due time should. */
+        while (q->n > 0 && q->heap[0].usec <= now) {
+                void *owner = q->heap[0].owner;
+                remove_at(q, 0);
+                q->func(owner);
+        }
+        (void) rearm(q);
+        return 0;
+}
+
+int slotq_new(sd_event *event, SlotQueueFunc func, SlotQueue **ret) {
+        SlotQueue *q;
+        int r;
+
+        q = calloc(1, sizeof(SlotQueue));
+        if (!q)
+                return -ENOMEM;
+        q->func = func;
+        /* Accuracy 1 µs: sd-event's default of 0 means a 250 ms window. */
+        r = sd_event_add_time(event, &q->timer, CLOCK_REALTIME, 0, 1, slotq_on_timer, q);
+        if (r < 0) {
+                free(q);
+                return r;
+        }
+        (void) sd_event_source_set_description(q->timer, "slots");
+        r = sd_event_source_set_enabled(q->timer, SD_EVENT_OFF);
+        if (r < 0) {
+                slotq_free(q);
+                return r;
+        }
+        *ret = q;
+        return 0;
+}
+
+SlotQueue *slotq_free(SlotQueue *q) {
+        if (!q)
+                return NULL;
+        for (size_t i = 0; i < q->n; i++)
+                *q->heap[i].index = SLOTQ_NONE;
+        sd_event_source_disable_unref(q->timer);
+        free(q->heap);
+        free(q);
+        return NULL;
+}
+
+int slotq_arm(SlotQueue *q, SlotQueueIndex *index, uint64_t usec, void *owner) {
+        if (*index != SLOTQ_NONE) {
+                size_t i = *index;
+                q->heap[i].usec = usec;
+                q->heap[i].owner = owner;
+                sift_up(q, i);
+                sift_down(q, *index);
+        } else {
+                if (q->n == q->allocated) {
+                        size_t a = q->allocated ? q->allocated * 2 : 64;
+                        Entry *h = reallocarray(q->heap, a, sizeof(Entry));
+                        if (!h)
+                                return -ENOMEM;
+                        q->heap = h;
+                        q->allocated = a;
+                }
+                q->heap[q->n] = (Entry) { .usec = usec, .owner = owner, .index = index };
+                *index = q->n;
+                sift_up(q, q->n++);
+        }
+        return *index == 0 ? rearm(q) : 0;
+}
+
+void slotq_disarm(SlotQueue *q, SlotQueueIndex *index) {
+        bool top;
+
+        if (*index == SLOTQ_NONE)
+                return;
+        top = *index == 0;
+        remove_at(q, *index);
+        if (top)
+                (void) rearm(q);
+}
+
+size_t slotq_size(const SlotQueue *q) {
+        return q->n;
+}
