@@ -110,6 +110,25 @@ struct Node {
  * fragmented after the load. */
 #define ARENA_BLOCK_SIZE ((size_t) 1024 * 1024)
 
+/* Under AddressSanitizer the free part of a block is poisoned and each
+ * allocation is followed by a poisoned gap, so that reading past a node or
+ * a scalar's text is caught as it is with malloc(). */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_ASAN 1
+#endif
+#endif
+#ifdef ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define ARENA_REDZONE 16
+#else
+#define ASAN_POISON_MEMORY_REGION(addr, size) ((void) (addr), (void) (size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void) (addr), (void) (size))
+#define ARENA_REDZONE 0
+#endif
+
 typedef struct ArenaBlock ArenaBlock;
 struct ArenaBlock {
         ArenaBlock *next;
@@ -124,6 +143,7 @@ static void arena_done(Arena *a) {
         while (a->blocks) {
                 ArenaBlock *b = a->blocks;
                 a->blocks = b->next;
+                ASAN_UNPOISON_MEMORY_REGION(b, b->size); /* a later mapping may reuse the addresses */
                 munmap(b, b->size);
         }
 }
@@ -133,19 +153,23 @@ static void *arena_alloc(Arena *a, size_t size, size_t align) {
         size_t at;
 
         if (b) {
-                at = (b->used + align - 1) & ~(align - 1);
+                at = (b->used + ARENA_REDZONE + align - 1) & ~(align - 1);
                 if (at + size <= b->size) {
                         b->used = at + size;
+                        ASAN_UNPOISON_MEMORY_REGION((uint8_t *) b + at, size);
                         return (uint8_t *) b + at;
                 }
         }
         size_t header = (sizeof(ArenaBlock) + 15) & ~(size_t) 15;
-        size_t want = header + size > ARENA_BLOCK_SIZE ? header + size : ARENA_BLOCK_SIZE;
+        size_t want = header + size + ARENA_REDZONE > ARENA_BLOCK_SIZE ? header + size + ARENA_REDZONE
+                                                                          : ARENA_BLOCK_SIZE;
         b = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (b == MAP_FAILED)
                 return NULL;
         *b = (ArenaBlock) { .next = a->blocks, .size = want, .used = header + size };
         a->blocks = b;
+        ASAN_POISON_MEMORY_REGION((uint8_t *) b + header, want - header);
+        ASAN_UNPOISON_MEMORY_REGION((uint8_t *) b + header, size);
         return (uint8_t *) b + header;
 }
 
