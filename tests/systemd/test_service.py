@@ -451,6 +451,9 @@ class Service(unittest.TestCase):
         self.assertEqual(int(fields["CapBnd"], 16), 0)
         self.assertEqual(fields["Seccomp"], "2")
         self.assertIn(int(fields["Uid"].split()[0]), DYNAMIC_UIDS)
+        # Not dumpable while it holds the secret: the kernel then gives its /proc files to root.
+        owner = self.box.out("stat", "-c", "%u", "/proc/%s/environ" % p["MainPID"]).strip()
+        self.assertEqual(owner, "0", "refreshd is dumpable: /proc/PID/environ belongs to uid %s" % owner)
         # and it works under all of it: a job was followed to COMPLETED by this very process
         done = [e for e in self.events(MSG_FINISHED, JOB_STATUS="COMPLETED") if e["_PID"] == p["MainPID"]]
         self.assertTrue(done, "no job COMPLETED by the current MainPID %s" % p["MainPID"])
