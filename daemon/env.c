@@ -129,7 +129,8 @@ int env_new(Manager *m, Config *c, const EnvConfig *ec, Env **ret) {
         if (!e)
                 return -ENOMEM;
         e->manager = m;
-        e->slot_entry = SLOTQ_NONE;
+        e->slot_entry = TIMERQ_NONE;
+        e->wait_entry = TIMERQ_NONE;
         e->config = config_ref(c);
         e->ec = ec;
         e->next_slot = STATE_TIME_UNSET;
@@ -154,8 +155,8 @@ Env *env_free(Env *e) {
         if (!e)
                 return NULL;
         env_cancel_call(e);
-        slotq_disarm(e->manager->slots, &e->slot_entry);
-        sd_event_source_disable_unref(e->wait_timer);
+        timerq_disarm(e->manager->slots, &e->slot_entry);
+        timerq_disarm(e->manager->waits, &e->wait_entry);
         config_free(e->config);
         free(e->last_error);
         free(e->name);
@@ -165,42 +166,14 @@ Env *env_free(Env *e) {
 
 /* ---- timers ---- */
 
-static int env_on_wait_timer(sd_event_source *s, uint64_t usec, void *userdata);
-
-/* Re-arms timer *SOURCE for USEC on CLOCK: "set time + ONESHOT, else add".
- * Accuracy 1 µs: sd-event's default of 0 means a 250 ms window. */
-static int arm(Env *e, sd_event_source **source, clockid_t clock, uint64_t usec, sd_event_time_handler_t cb,
-               const char *what) {
-        char desc[128];
-        int r;
-
-        if (*source) {
-                r = sd_event_source_set_time(*source, usec);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(*source, SD_EVENT_ONESHOT);
-                return r;
-        }
-        r = sd_event_add_time(e->manager->event, source, clock, usec, 1, cb, e);
-        if (r < 0)
-                return r;
-        snprintf(desc, sizeof(desc), "%s:%s", what, e->name);
-        (void) sd_event_source_set_description(*source, desc);
-        return 0;
-}
-
-static void disarm(sd_event_source *s) {
-        if (s)
-                (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
-}
-
 static void env_arm_slot(Env *e, int64_t at) {
-        int r = slotq_arm(e->manager->slots, &e->slot_entry, (uint64_t) at * USEC_PER_SEC, e);
+        int r = timerq_arm(e->manager->slots, &e->slot_entry, (uint64_t) at * USEC_PER_SEC, e);
         if (r < 0)
                 report_log(LOG_ERR, "environment '%s': cannot arm the slot timer: %s", e->name, strerror(-r));
 }
 
 static void env_arm_wait(Env *e, uint64_t delay) {
-        int r = arm(e, &e->wait_timer, CLOCK_BOOTTIME, now_boottime(e) + delay, env_on_wait_timer, "wait");
+        int r = timerq_arm(e->manager->waits, &e->wait_entry, now_boottime(e) + delay, e);
         if (r < 0)
                 report_log(LOG_ERR, "environment '%s': cannot arm a timer: %s", e->name, strerror(-r));
 }
@@ -245,7 +218,7 @@ static void env_plan(Env *e, bool clock_jumped) {
         StateEnv *st = env_st(e);
         int64_t now = manager_now(e->manager), next, after;
 
-        slotq_disarm(e->manager->slots, &e->slot_entry);
+        timerq_disarm(e->manager->slots, &e->slot_entry);
         e->next_slot = STATE_TIME_UNSET;
         if (e->removed || !e->ec->enabled || !st)
                 return;
@@ -324,7 +297,7 @@ static void env_slot_done(Env *e) {
         e->attempt = 0;
         e->reauthenticated = false;
         e->conflict = false;
-        disarm(e->wait_timer);
+        timerq_disarm(e->manager->waits, &e->wait_entry);
         manager_save_later(e->manager);
         if (st && st->job) {
                 /* Tracking goes on; the next slot is still watched, so that
@@ -611,7 +584,7 @@ static void env_job_ended(Env *e, const char *status, const char *message, int p
                 st->last_job = lj;
         }
         st->job = state_job_free(st->job);
-        disarm(e->wait_timer);
+        timerq_disarm(e->manager->waits, &e->wait_entry);
         manager_save_later(e->manager);
         if (e->removed) {
                 env_enter_state(e, ENV_IDLE);
@@ -979,8 +952,8 @@ static void env_post(Env *e) {
                 env_retry(e, UINT64_MAX, REPORT_UNSET, NULL, strerror(-r));
 }
 
-static int env_on_wait_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Env *e = userdata;
+void env_on_wait(void *owner) {
+        Env *e = owner;
 
         switch (e->state) {
         case ENV_BACKOFF:
@@ -999,7 +972,6 @@ static int env_on_wait_timer(sd_event_source *s, uint64_t usec, void *userdata) 
         case _ENV_STATE_INVALID:
                 break;
         }
-        return 0;
 }
 
 /* ---- life ---- */
@@ -1047,7 +1019,7 @@ bool env_remove(Env *e) {
         StateEnv *st = env_st(e);
 
         e->removed = true;
-        slotq_disarm(e->manager->slots, &e->slot_entry);
+        timerq_disarm(e->manager->slots, &e->slot_entry);
         if (st && st->job)
                 return false;
         env_cancel_call(e);

@@ -43,8 +43,8 @@ struct Env {
         int64_t slot;           /* the slot being worked on */
         int64_t prev_slot;      /* the slot handled before it, or STATE_TIME_UNSET */
         bool deferred;          /* firing at Zuora's nextRefreshTime */
-        SlotQueueIndex slot_entry;     /* in the manager's slot queue (CLOCK_REALTIME) */
-        sd_event_source *wait_timer;   /* CLOCK_BOOTTIME: polls and backoff */
+        TimerQueueIndex slot_entry;     /* in the manager's slot queue (CLOCK_REALTIME) */
+        TimerQueueIndex wait_entry;    /* in the manager's wait queue (CLOCK_BOOTTIME): polls, backoff */
         ClientCall *call;
         ClientCall *list_call;         /* CHECKING: the list check beside the eligibility check */
         unsigned waiting;              /* CHECKING: WAIT_* still to come before the POST */
@@ -66,8 +66,9 @@ Env *env_free(Env *e);
  * catches up a missed slot, or arms the timer for the next one. */
 int env_start(Env *e);
 
-/* The slot queue's callback: the time the environment asked for came. */
+/* The timer queues' callbacks: a slot came; a poll or a retry is due. */
 void env_on_slot(void *owner);
+void env_on_wait(void *owner);
 
 /* Moves to EC of the new config C (same name): re-plans the timer. */
 int env_reconfigure(Env *e, Config *c, const EnvConfig *ec);

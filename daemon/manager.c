@@ -415,7 +415,9 @@ int manager_new(sd_event *event, const char *config_path, const char *state_dir,
         if (!m)
                 return -ENOMEM;
         m->event = sd_event_ref(event);
-        r = slotq_new(event, env_on_slot, &m->slots);
+        r = timerq_new(event, CLOCK_REALTIME, "slots", env_on_slot, &m->slots);
+        if (r >= 0)
+                r = timerq_new(event, CLOCK_BOOTTIME, "waits", env_on_wait, &m->waits);
         if (r < 0) {
                 manager_free(m);
                 return r;
@@ -460,7 +462,8 @@ Manager *manager_free(Manager *m) {
         for (size_t i = 0; i < m->n_envs; i++)
                 env_free(m->envs[i]);
         free(m->envs);
-        slotq_free(m->slots);
+        timerq_free(m->slots);
+        timerq_free(m->waits);
         client_free(m->client);
         sd_event_source_disable_unref(m->save_source);
         sd_event_source_disable_unref(m->reload_source);

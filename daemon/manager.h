@@ -12,7 +12,7 @@
 
 #include "client.h"
 #include "config.h"
-#include "slotq.h"
+#include "timerq.h"
 #include "state.h"
 
 typedef struct Env Env;
@@ -26,7 +26,8 @@ typedef struct Manager {
         State *state;
         Env **envs;
         size_t n_envs;
-        SlotQueue *slots;               /* every environment's slot timer */
+        TimerQueue *slots;              /* every environment's slot timer (CLOCK_REALTIME) */
+        TimerQueue *waits;              /* their polls and backoffs (CLOCK_BOOTTIME) */
 
         sd_event_source *save_source;   /* defer: one state write per loop iteration */
         bool save_failing;              /* an error was logged for this failure streak */

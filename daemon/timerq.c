@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "slotq.h"
+#include "timerq.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -9,22 +9,23 @@
 typedef struct Entry {
         uint64_t usec;
         void *owner;
-        SlotQueueIndex *index; /* the owner's, kept equal to the entry's place */
+        TimerQueueIndex *index; /* the owner's, kept equal to the entry's place */
 } Entry;
 
-struct SlotQueue {
+struct TimerQueue {
         sd_event_source *timer;
-        SlotQueueFunc func;
+        clockid_t clock;
+        TimerQueueFunc func;
         Entry *heap;
         size_t n, allocated;
 };
 
-static void place(SlotQueue *q, size_t i, Entry e) {
+static void place(TimerQueue *q, size_t i, Entry e) {
         q->heap[i] = e;
         *e.index = i;
 }
 
-static void sift_up(SlotQueue *q, size_t i) {
+static void sift_up(TimerQueue *q, size_t i) {
         Entry e = q->heap[i];
 
         while (i > 0) {
@@ -37,7 +38,7 @@ static void sift_up(SlotQueue *q, size_t i) {
         place(q, i, e);
 }
 
-static void sift_down(SlotQueue *q, size_t i) {
+static void sift_down(TimerQueue *q, size_t i) {
         Entry e = q->heap[i];
 
         for (;;) {
@@ -56,10 +57,10 @@ static void sift_down(SlotQueue *q, size_t i) {
 
 /* Removes the entry at I; the last one takes its place, and moves up or
  * down from there (never both). */
-static void remove_at(SlotQueue *q, size_t i) {
-        SlotQueueIndex *moved;
+static void remove_at(TimerQueue *q, size_t i) {
+        TimerQueueIndex *moved;
 
-        *q->heap[i].index = SLOTQ_NONE;
+        *q->heap[i].index = TIMERQ_NONE;
         if (i == --q->n)
                 return;
         moved = q->heap[q->n].index;
@@ -70,7 +71,7 @@ static void remove_at(SlotQueue *q, size_t i) {
 }
 
 /* Arms the one timer for the top of the heap, or turns it off. */
-static int rearm(SlotQueue *q) {
+static int rearm(TimerQueue *q) {
         int r;
 
         if (q->n == 0)
@@ -81,11 +82,11 @@ static int rearm(SlotQueue *q) {
         return sd_event_source_set_enabled(q->timer, SD_EVENT_ONESHOT);
 }
 
-static int slotq_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        SlotQueue *q = userdata;
+static int timerq_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        TimerQueue *q = userdata;
         uint64_t now;
 
-        if (sd_event_now(sd_event_source_get_event(s), CLOCK_REALTIME, &now) < 0)
+        if (sd_event_now(sd_event_source_get_event(s), q->clock, &now) < 0)
                 now = usec;
         /* Each callback may queue its owner again, even for a time already
          * past: it then fires in this same loop, as a due time should. */
@@ -98,43 +99,44 @@ static int slotq_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-int slotq_new(sd_event *event, SlotQueueFunc func, SlotQueue **ret) {
-        SlotQueue *q;
+int timerq_new(sd_event *event, clockid_t clock, const char *description, TimerQueueFunc func, TimerQueue **ret) {
+        TimerQueue *q;
         int r;
 
-        q = calloc(1, sizeof(SlotQueue));
+        q = calloc(1, sizeof(TimerQueue));
         if (!q)
                 return -ENOMEM;
         q->func = func;
+        q->clock = clock;
         /* Accuracy 1 µs: sd-event's default of 0 means a 250 ms window. */
-        r = sd_event_add_time(event, &q->timer, CLOCK_REALTIME, 0, 1, slotq_on_timer, q);
+        r = sd_event_add_time(event, &q->timer, clock, 0, 1, timerq_on_timer, q);
         if (r < 0) {
                 free(q);
                 return r;
         }
-        (void) sd_event_source_set_description(q->timer, "slots");
+        (void) sd_event_source_set_description(q->timer, description);
         r = sd_event_source_set_enabled(q->timer, SD_EVENT_OFF);
         if (r < 0) {
-                slotq_free(q);
+                timerq_free(q);
                 return r;
         }
         *ret = q;
         return 0;
 }
 
-SlotQueue *slotq_free(SlotQueue *q) {
+TimerQueue *timerq_free(TimerQueue *q) {
         if (!q)
                 return NULL;
         for (size_t i = 0; i < q->n; i++)
-                *q->heap[i].index = SLOTQ_NONE;
+                *q->heap[i].index = TIMERQ_NONE;
         sd_event_source_disable_unref(q->timer);
         free(q->heap);
         free(q);
         return NULL;
 }
 
-int slotq_arm(SlotQueue *q, SlotQueueIndex *index, uint64_t usec, void *owner) {
-        if (*index != SLOTQ_NONE) {
+int timerq_arm(TimerQueue *q, TimerQueueIndex *index, uint64_t usec, void *owner) {
+        if (*index != TIMERQ_NONE) {
                 size_t i = *index;
                 q->heap[i].usec = usec;
                 q->heap[i].owner = owner;
@@ -156,10 +158,10 @@ int slotq_arm(SlotQueue *q, SlotQueueIndex *index, uint64_t usec, void *owner) {
         return *index == 0 ? rearm(q) : 0;
 }
 
-void slotq_disarm(SlotQueue *q, SlotQueueIndex *index) {
+void timerq_disarm(TimerQueue *q, TimerQueueIndex *index) {
         bool top;
 
-        if (*index == SLOTQ_NONE)
+        if (*index == TIMERQ_NONE)
                 return;
         top = *index == 0;
         remove_at(q, *index);
@@ -167,6 +169,6 @@ void slotq_disarm(SlotQueue *q, SlotQueueIndex *index) {
                 (void) rearm(q);
 }
 
-size_t slotq_size(const SlotQueue *q) {
+size_t timerq_size(const TimerQueue *q) {
         return q->n;
 }
