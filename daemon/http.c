@@ -51,6 +51,7 @@
 /* curl's receive buffer, per running transfer (curl's default is 16 KiB).
  * A whole answer fits; a larger body only takes more reads. */
 #define HTTP_RECEIVE_BUFFER_SIZE 8192L
+#define HTTP_NEVER UINT64_MAX
 
 typedef enum HttpRequestState {
         HTTP_REQUEST_QUEUED,   /* waits for a slot; it has no easy handle yet */
@@ -131,7 +132,9 @@ struct Http {
         sd_event *event;
         CURLM *multi;
         sd_event_source *timer; /* curl's single timeout */
-        sd_event_source *defer; /* starts queued requests */
+        sd_event_source *defer; /* starts queued requests, and kicks curl */
+        uint64_t timer_armed;   /* CLOCK_MONOTONIC µs h->timer fires at, or HTTP_NEVER: off */
+        bool kick;              /* curl asked for a timeout of 0: the defer source calls it */
 
         char *user_agent;
         char *ca_file;
@@ -716,8 +719,9 @@ static bool http_request_fail_to_start(HttpRequest *req, const char *why) {
 /* Drains curl's finished transfers. Each message is copied out and its
  * handle removed before the callback runs: the callback may cancel other
  * requests, which makes curl drop their pending messages, or submit new
- * ones, so we ask curl again for every message instead of walking a list. */
-static void http_on_finished(Http *h) {
+ * ones, so we ask curl again for every message instead of walking a list.
+ * Returns true if a callback freed the Http object. */
+static bool http_on_finished(Http *h) {
         CURLMsg *msg;
         int left;
 
@@ -736,8 +740,9 @@ static void http_on_finished(Http *h) {
                 HttpRequest *req = (HttpRequest *) p;
                 http_request_detach(req); /* invalidates msg */
                 if (http_request_complete(req, code))
-                        return;
+                        return true;
         }
+        return false;
 }
 
 /* ---- the event loop side ---- */
@@ -757,16 +762,62 @@ static int http_on_io(sd_event_source *s, int fd, uint32_t revents, void *userda
          * affected transfers still end through their own timeouts. Returning
          * an error would make sd-event disable this source for good. */
         (void) curl_multi_socket_action(h->multi, fd, action, &running);
-        http_on_finished(h);
+        (void) http_on_finished(h);
         return 0;
+}
+
+static void http_timer_arm(Http *h, uint64_t when) {
+        /* Fails only on a loop that is gone, which no longer dispatches. */
+        if (sd_event_source_set_time(h->timer, when) < 0 ||
+            sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT) < 0)
+                return;
+        h->timer_armed = when;
+}
+
+static uint64_t now_monotonic(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Sets our timer for curl's next deadline, TIMEOUT_MS from now (-1: none):
+ * 0 goes to the defer source; a later deadline than the one armed leaves
+ * the timer as it is. */
+static int http_timer_follow(Http *h, long timeout_ms) {
+        h->kick = false;
+        if (timeout_ms < 0)
+                return 0;
+        if (timeout_ms == 0) {
+                h->kick = true;
+                return sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
+        }
+        /* The real clock rather than sd_event_now(): the latter is the start
+         * of this loop iteration. */
+        uint64_t when = now_monotonic() + (uint64_t) timeout_ms * USEC_PER_MSEC;
+        if (when < h->timer_armed)
+                http_timer_arm(h, when);
+        return 0;
+}
+
+/* Tells curl that its timeout (or an earlier one of ours) has come. curl
+ * calls CURLMOPT_TIMERFUNCTION only when its next deadline changes, so
+ * after an early expiry it stays silent: then we ask it. */
+static bool http_curl_timeout(Http *h) {
+        long timeout_ms;
+        int running;
+
+        (void) curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        if (!h->kick && h->timer_armed == HTTP_NEVER && curl_multi_timeout(h->multi, &timeout_ms) == CURLM_OK)
+                (void) http_timer_follow(h, timeout_ms);
+        return http_on_finished(h);
 }
 
 static int http_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Http *h = userdata;
-        int running;
 
-        (void) curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        http_on_finished(h);
+        h->timer_armed = HTTP_NEVER; /* a ONESHOT source is off once it fired */
+        (void) http_curl_timeout(h);
         return 0;
 }
 
@@ -830,26 +881,22 @@ static int http_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *use
         return 0;
 }
 
-/* CURLMOPT_TIMERFUNCTION. curl's documentation is explicit that this must
+/* CURLMOPT_TIMERFUNCTION: curl's next deadline, which replaces the one
+ * before; -1 means none. curl's documentation is explicit that this must
  * not call curl_multi_socket_action() (nor anything else of curl): it only
- * (re)arms or stops our one timer, and the timer calls curl later. */
+ * records the deadline, and our timer or defer source calls curl later.
+ *
+ * curl moves its deadline at nearly every step of every transfer (0 when
+ * a handle is added, then the earliest timeout of those running). Each
+ * move of the timer costs a timerfd_settime() in the next sd_event_prepare(),
+ * and each expiry a read() of the timerfd, so: 0 goes to the defer source,
+ * which needs neither; a later deadline than the one armed leaves the timer
+ * as it is (it fires early, curl finds nothing due, and http_curl_timeout()
+ * asks curl and arms it again); only an earlier one moves it. */
 static int http_on_curl_timer(CURLM *multi, long timeout_ms, void *userdata) {
         Http *h = userdata;
-        struct timespec ts;
 
-        if (timeout_ms < 0)
-                return sd_event_source_set_enabled(h->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
-
-        /* The real clock rather than sd_event_now(): the latter is the start
-         * of this loop iteration, and an early expiry only makes curl ask
-         * again. 0 means "as soon as possible": a time now fires on the next
-         * iteration. */
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-        if (sd_event_source_set_time(h->timer, now + (uint64_t) timeout_ms * USEC_PER_MSEC) < 0 ||
-            sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT) < 0)
-                return -1;
-        return 0;
+        return http_timer_follow(h, timeout_ms) < 0 ? -1 : 0;
 }
 
 /* Gives REQ an easy handle from the pool and hands it to curl. On failure
@@ -879,7 +926,9 @@ static int http_request_start(HttpRequest *req, const char **reterr_why) {
         return 0;
 }
 
-/* The defer source: moves queued requests into curl while slots are free. */
+/* The defer source: moves queued requests into curl while slots are free,
+ * then calls curl if it asked for a timeout of 0 (as adding a handle does),
+ * so a request leaves in the loop turn it was started in. */
 static int http_on_defer(sd_event_source *s, void *userdata) {
         Http *h = userdata;
 
@@ -891,6 +940,10 @@ static int http_on_defer(sd_event_source *s, void *userdata) {
                 req->state = HTTP_REQUEST_FINISHED;
                 if (http_request_start(req, &why) < 0 && http_request_fail_to_start(req, why))
                         return 0;
+        }
+        if (h->kick) {
+                h->kick = false;
+                (void) http_curl_timeout(h);
         }
         return 0;
 }
@@ -971,6 +1024,7 @@ int http_new(sd_event *event, const HttpOptions *options, Http **ret) {
         h->timeout_usec = options->timeout_usec;
         h->max_body = options->max_body;
         h->max_concurrent = options->max_concurrent;
+        h->timer_armed = HTTP_NEVER;
         if (options->user_agent && !(h->user_agent = strdup(options->user_agent)))
                 return -ENOMEM;
         if (options->ca_file && !(h->ca_file = strdup(options->ca_file)))

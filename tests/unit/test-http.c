@@ -647,6 +647,54 @@ static void test_timeout(void **state) {
         assert_true(took >= 900 * USEC_PER_MSEC && took < 5 * USEC_PER_SEC);
 }
 
+typedef struct Late {
+        Fixture *f;
+        Call *call;
+        char *url;
+} Late;
+
+static int on_late_submit(sd_event_source *s, uint64_t usec, void *userdata) {
+        Late *l = userdata;
+
+        call_submit(l->f, l->call, GET(l->url));
+        return 0;
+}
+
+/* A request still times out on time when another one, started before it,
+ * ended first: the curl timer is not moved to later deadlines, so it may
+ * fire early, and must then be armed again for the deadline curl still
+ * wants (curl does not repeat a deadline it already gave). */
+static void test_timeout_after_earlier(void **state) {
+        _cleanup_(fixture_done) Fixture f = {};
+        _cleanup_(call_clear) Call slow = {}, hang = {};
+        _cleanup_(sd_event_source_unrefp) sd_event_source *later = NULL;
+        _cleanup_free_ char *slow_url = sim_url("/test-environments/t-early-slow");
+        Late late = { .f = &f, .call = &hang, .url = sim_url("/test-environments/t-early-hang") };
+        HttpOptions o = {
+                .user_agent = "refreshd-test/1.0",
+                .timeout_usec = USEC_PER_SEC,
+                .max_body = MiB,
+                .max_concurrent = 2,
+        };
+
+        fixture_init(&f, &o);
+        sim_reset(&f);
+        sim_post(&f, "/_sim/faults",
+                 "[{\"match\":{\"path\":\"t-early-slow\"},\"action\":\"slow\",\"delay\":0.3},"
+                 "{\"match\":{\"path\":\"t-early-hang\"},\"action\":\"hang\"}]");
+        uint64_t start = now_usec();
+        call_submit(&f, &slow, GET(slow_url));
+        add_timer(f.event, &later, 200 * USEC_PER_MSEC, on_late_submit, &late);
+        loop_until(&f, &slow.done, 1);
+        loop_until(&f, &hang.done, 1);
+        uint64_t took = now_usec() - start;
+
+        assert_int_equal(slow.error, 0);
+        assert_int_equal(hang.error, -ETIMEDOUT);
+        assert_true(took >= 1100 * USEC_PER_MSEC && took < 3 * USEC_PER_SEC);
+        free(late.url);
+}
+
 /* A port on which nothing listens: bound once by us, then released. */
 static unsigned closed_port(void) {
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -1256,6 +1304,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_gzip),
                 cmocka_unit_test(test_body_cap),
                 cmocka_unit_test(test_timeout),
+                cmocka_unit_test(test_timeout_after_earlier),
                 cmocka_unit_test(test_refused),
                 cmocka_unit_test(test_reset_mid_body),
                 cmocka_unit_test(test_truncated),
