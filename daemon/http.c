@@ -802,13 +802,14 @@ static int http_timer_follow(Http *h, long timeout_ms) {
 
 /* Tells curl that its timeout (or an earlier one of ours) has come. curl
  * calls CURLMOPT_TIMERFUNCTION only when its next deadline changes, so
- * after an early expiry it stays silent: then we ask it. */
+ * after an early expiry, or a deadline not quite due by curl's clock, it
+ * stays silent: we ask it instead (a lookup, no system call). */
 static bool http_curl_timeout(Http *h) {
         long timeout_ms;
         int running;
 
         (void) curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        if (!h->kick && h->timer_armed == HTTP_NEVER && curl_multi_timeout(h->multi, &timeout_ms) == CURLM_OK)
+        if (!h->kick && curl_multi_timeout(h->multi, &timeout_ms) == CURLM_OK)
                 (void) http_timer_follow(h, timeout_ms);
         return http_on_finished(h);
 }
