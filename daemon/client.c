@@ -40,6 +40,7 @@ struct Client {
         sd_event *event;
         Http *http;
         const Config *config;
+        char *origin; /* of base_url, as url_origin() gives it; NULL: none is ours */
         Secret *secret;
         char *token;
         uint64_t token_expires; /* CLOCK_BOOTTIME µs */
@@ -81,6 +82,15 @@ static ClientCall *call_free(ClientCall *call) {
         return NULL;
 }
 
+static int url_origin(const char *url, char **ret);
+
+/* base_url is parsed once per config, not for every call. */
+static void client_set_config(Client *cl, const Config *c) {
+        cl->config = c;
+        cl->origin = mfree(cl->origin);
+        (void) url_origin(c->base_url, &cl->origin);
+}
+
 static HttpOptions http_options(const Config *c) {
         return (HttpOptions) {
                 .user_agent = "refreshd/" PROJECT_VERSION,
@@ -102,7 +112,7 @@ int client_new(sd_event *event, const Config *c, Secret *secret, Client **ret) {
                 return -ENOMEM;
         }
         cl->event = sd_event_ref(event);
-        cl->config = c;
+        client_set_config(cl, c);
         cl->secret = secret;
         r = http_new(event, &o, &cl->http);
         if (r < 0) {
@@ -124,6 +134,7 @@ Client *client_free(Client *cl) {
         token_drop(cl);
         secret_free(cl->secret);
         sd_event_unref(cl->event);
+        free(cl->origin);
         free(cl);
         return NULL;
 }
@@ -131,7 +142,7 @@ Client *client_free(Client *cl) {
 int client_reconfigure(Client *cl, const Config *c, Secret *secret) {
         /* A request already in flight finishes with the old settings; the
          * connection pool is kept, since base_url may well be unchanged. */
-        cl->config = c;
+        client_set_config(cl, c);
         secret_free(cl->secret);
         cl->secret = secret;
         token_drop(cl);
@@ -183,9 +194,19 @@ static int url_origin(const char *url, char **ret) {
 }
 
 bool client_url_is_ours(const Client *cl, const char *url) {
-        _cleanup_free_ char *a = NULL, *b = NULL;
+        _cleanup_free_ char *origin = NULL;
+        const char *base = cl->config->base_url;
+        size_t n = strlen(base);
 
-        return url_origin(cl->config->base_url, &a) >= 0 && url_origin(url, &b) >= 0 && strcmp(a, b) == 0;
+        if (!cl->origin)
+                return false;
+        /* The common case, a URL built from base_url: base_url (which has no
+         * trailing '/') then '/' or nothing ends the authority part with the
+         * very bytes of base_url's, so the origin is the same. Anything else
+         * is parsed. */
+        if (strncmp(url, base, n) == 0 && (url[n] == '/' || url[n] == 0))
+                return true;
+        return url_origin(url, &origin) >= 0 && strcmp(origin, cl->origin) == 0;
 }
 
 int client_resolve(const Client *cl, const char *location, char **ret_url) {

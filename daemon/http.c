@@ -13,6 +13,13 @@
  * reported from the loop, and the callers never see a callback while they
  * are still in one of our functions.
  *
+ * A queued request is one small allocation: the URL, the header lines and
+ * the body, nothing of curl's. A curl easy handle (several KB, plus curl's
+ * buffers) is only attached when the request starts. The handles are kept
+ * in a pool and reused with curl_easy_reset() and a fresh set of options,
+ * so there are never more than max_concurrent of them, however many
+ * requests wait.
+ *
  * Done callbacks run from our info-read loop after the easy handle has left
  * the multi handle, so they are outside every curl callback: they may call
  * http_submit() and http_cancel() (of any request, even a running one) and
@@ -20,6 +27,7 @@
  * cancelled at once and the Http object goes when the callback has
  * returned, since the loop that called it still holds it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,11 +43,19 @@
  * its default bundle with CURLOPT_CAINFO, but also reads this hashed
  * directory. */
 #define HTTP_SYSTEM_CA_PATH "/etc/ssl/certs"
-#define HTTP_BODY_INITIAL_SIZE ((size_t) 16384)
+/* Zuora's answers are a few hundred bytes: the first body buffer is small,
+ * and a pooled handle keeps its buffer for the next answer unless one grew
+ * it past HTTP_BODY_KEEP_SIZE. */
+#define HTTP_BODY_INITIAL_SIZE ((size_t) 4096)
+#define HTTP_BODY_KEEP_SIZE ((size_t) 16384)
+/* curl's receive buffer, per running transfer (curl's default is 16 KiB).
+ * A whole answer fits; a larger body only takes more reads. */
+#define HTTP_RECEIVE_BUFFER_SIZE 8192L
+#define HTTP_NEVER UINT64_MAX
 
 typedef enum HttpRequestState {
-        HTTP_REQUEST_QUEUED,   /* waits for a slot; its easy handle is not in the multi */
-        HTTP_REQUEST_RUNNING,  /* in the multi handle */
+        HTTP_REQUEST_QUEUED,   /* waits for a slot; it has no easy handle yet */
+        HTTP_REQUEST_RUNNING,  /* on an easy handle, in the multi handle */
         HTTP_REQUEST_FINISHED, /* out of curl; its done callback is running */
         _HTTP_REQUEST_STATE_MAX,
         _HTTP_REQUEST_STATE_INVALID = -EINVAL,
@@ -74,6 +90,26 @@ struct HttpSocket {
         HttpSocket *prev, *next;
 };
 
+/* A curl easy handle and what the transfer on it collects. */
+typedef struct HttpEasy HttpEasy;
+struct HttpEasy {
+        Http *http;
+        CURL *curl;
+        HttpEasy *next_idle; /* in http->idle */
+
+        char error_buffer[CURL_ERROR_SIZE];
+        char *body; /* allocated size never exceeds max_body + 1 */
+        size_t body_size, body_allocated;
+        bool body_too_large;
+        bool out_of_memory;
+        char *headers[_HTTP_HEADER_MAX];
+};
+
+/* One allocation: this struct, the header list nodes, then the strings the
+ * nodes, url and body point to. curl reads CURLOPT_HTTPHEADER as a plain
+ * linked list and never frees it, so the list need not come from
+ * curl_slist_append(). The block is zeroed on free: the Authorization
+ * header and the token request's form body are secrets. */
 struct HttpRequest {
         Http *http;
         HttpRequestState state;
@@ -82,23 +118,23 @@ struct HttpRequest {
         HttpDoneFunc done;
         void *userdata;
 
-        CURL *easy;
-        struct curl_slist *request_headers;
-        char error_buffer[CURL_ERROR_SIZE];
-
-        char *body; /* allocated size never exceeds max_body + 1 */
-        size_t body_size, body_allocated;
-        bool body_too_large;
-        bool out_of_memory;
-
-        char *headers[_HTTP_HEADER_MAX];
+        HttpMethod method;
+        HttpEasy *easy; /* from the pool while it runs and completes */
+        const char *url;
+        const char *body; /* POST only, NUL-terminated after body_size bytes */
+        size_t body_size;
+        size_t n_headers;
+        size_t size; /* of the whole block */
+        struct curl_slist header_nodes[];
 };
 
 struct Http {
         sd_event *event;
         CURLM *multi;
         sd_event_source *timer; /* curl's single timeout */
-        sd_event_source *defer; /* starts queued requests */
+        sd_event_source *defer; /* starts queued requests, and kicks curl */
+        uint64_t timer_armed;   /* CLOCK_MONOTONIC µs h->timer fires at, or HTTP_NEVER: off */
+        bool kick;              /* curl asked for a timeout of 0: the defer source calls it */
 
         char *user_agent;
         char *ca_file;
@@ -108,6 +144,8 @@ struct Http {
 
         HttpRequestList queue;
         HttpRequestList running;
+        HttpEasy *idle; /* pooled easy handles, most recently used first */
+        unsigned n_easy; /* easy handles in existence, idle or not */
         HttpSocket *sockets;
         bool in_callback;
         bool freed; /* http_free() ran inside a done callback */
@@ -166,9 +204,80 @@ static HttpSocket *http_socket_free(HttpSocket *s) {
         return NULL;
 }
 
+/* ---- easy handles ---- */
+
+static void http_easy_reset_headers(HttpEasy *x) {
+        for (size_t i = 0; i < _HTTP_HEADER_MAX; i++)
+                x->headers[i] = mfree(x->headers[i]);
+}
+
+static HttpEasy *http_easy_free(HttpEasy *x) {
+        if (!x)
+                return NULL;
+        if (x->curl)
+                curl_easy_cleanup(x->curl);
+        http_easy_reset_headers(x);
+        free(x->body);
+        x->http->n_easy--;
+        free(x);
+        return NULL;
+}
+
+/* An idle handle from the pool, or a new one. Each running request holds
+ * one, and a request gives its handle back before the defer source starts
+ * the next, so no more than max_concurrent are ever made. */
+static int http_easy_get(Http *h, HttpEasy **ret) {
+        HttpEasy *x = h->idle;
+
+        if (x) {
+                h->idle = x->next_idle;
+                x->next_idle = NULL;
+                /* Back to curl's defaults: nothing of the last request (its
+                 * method, body, headers, FORBID_REUSE) may carry over.
+                 * Connections stay in the multi handle's pool. */
+                curl_easy_reset(x->curl);
+                *ret = x;
+                return 0;
+        }
+
+        assert(h->n_easy < h->max_concurrent);
+        x = calloc(1, sizeof(HttpEasy));
+        if (!x)
+                return -ENOMEM;
+        x->http = h;
+        h->n_easy++;
+        x->curl = curl_easy_init();
+        if (!x->curl) {
+                http_easy_free(x);
+                return -ENOMEM;
+        }
+        *ret = x;
+        return 0;
+}
+
+/* Back into the pool, with what the last transfer collected dropped. */
+static void http_easy_put(Http *h, HttpEasy *x) {
+        x->error_buffer[0] = 0;
+        http_easy_reset_headers(x);
+        /* The token answer carries a bearer token: a kept buffer must not
+         * hold it until the next answer happens to overwrite it. */
+        if (x->body)
+                explicit_bzero(x->body, x->body_size + 1);
+        if (x->body_allocated > HTTP_BODY_KEEP_SIZE) {
+                x->body = mfree(x->body);
+                x->body_allocated = 0;
+        }
+        x->body_size = 0;
+        x->body_too_large = false;
+        x->out_of_memory = false;
+        x->next_idle = h->idle;
+        h->idle = x;
+}
+
 /* ---- requests ---- */
 
-/* Takes the request out of curl and out of its list; no callback. */
+/* Takes the request out of curl and out of its list; no callback. Its
+ * easy handle stays attached until the request is freed. */
 static void http_request_detach(HttpRequest *req) {
         Http *h = req->http;
 
@@ -180,7 +289,7 @@ static void http_request_detach(HttpRequest *req) {
                 /* May call our socket callback with CURL_POLL_REMOVE, and drops
                  * a DONE message of this handle that curl_multi_info_read()
                  * has not returned yet. */
-                (void) curl_multi_remove_handle(h->multi, req->easy);
+                (void) curl_multi_remove_handle(h->multi, req->easy->curl);
                 request_list_remove(&h->running, req);
                 break;
         case HTTP_REQUEST_FINISHED:
@@ -194,25 +303,12 @@ static void http_request_detach(HttpRequest *req) {
 static HttpRequest *http_request_free(HttpRequest *req) {
         if (!req)
                 return NULL;
-        if (req->http)
-                http_request_detach(req);
+        http_request_detach(req);
         if (req->easy)
-                curl_easy_cleanup(req->easy);
-        curl_slist_free_all(req->request_headers);
-        free(req->body);
-        for (size_t i = 0; i < _HTTP_HEADER_MAX; i++)
-                free(req->headers[i]);
+                http_easy_put(req->http, req->easy);
+        explicit_bzero(req, req->size);
         free(req);
         return NULL;
-}
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(HttpRequest *, http_request_free);
-
-static void http_request_reset_headers(HttpRequest *req) {
-        for (size_t i = 0; i < _HTTP_HEADER_MAX; i++) {
-                free(req->headers[i]);
-                req->headers[i] = NULL;
-        }
 }
 
 static HttpHeader http_header_from_name(const char *name, size_t len) {
@@ -228,14 +324,14 @@ static bool is_blank(char c) {
 
 /* CURLOPT_HEADERFUNCTION: one complete header line per call, CRLF included. */
 static size_t http_on_header(char *line, size_t size, size_t n, void *userdata) {
-        HttpRequest *req = userdata;
+        HttpEasy *x = userdata;
         size_t len = size * n;
 
         /* Every response curl reads starts with a status line: an interim
          * 1xx, a proxy's CONNECT answer, then the real one. Only the last
          * block describes the answer we report. */
         if (len >= 5 && strncasecmp(line, "HTTP/", 5) == 0) {
-                http_request_reset_headers(req);
+                http_easy_reset_headers(x);
                 return len;
         }
 
@@ -243,7 +339,7 @@ static size_t http_on_header(char *line, size_t size, size_t n, void *userdata) 
         if (!colon)
                 return len;
         HttpHeader hdr = http_header_from_name(line, (size_t) (colon - line));
-        if (hdr < 0 || req->headers[hdr]) /* the first one of a block wins */
+        if (hdr < 0 || x->headers[hdr]) /* the first one of a block wins */
                 return len;
 
         const char *v = colon + 1, *end = line + len;
@@ -251,90 +347,57 @@ static size_t http_on_header(char *line, size_t size, size_t n, void *userdata) 
                 v++;
         while (end > v && is_blank(end[-1]))
                 end--;
-        req->headers[hdr] = strndup(v, (size_t) (end - v));
-        if (!req->headers[hdr]) {
-                req->out_of_memory = true;
+        x->headers[hdr] = strndup(v, (size_t) (end - v));
+        if (!x->headers[hdr]) {
+                x->out_of_memory = true;
                 return 0; /* fails the transfer with CURLE_WRITE_ERROR */
         }
         return len;
 }
 
-static int http_request_grow_body(HttpRequest *req, size_t need) {
-        size_t max = req->http->max_body;
+static int http_easy_grow_body(HttpEasy *x, size_t need) {
+        size_t max = x->http->max_body;
         size_t cap = max < SIZE_MAX ? max + 1 : SIZE_MAX; /* room for the NUL */
-        size_t n = req->body_allocated > 0 ? req->body_allocated : HTTP_BODY_INITIAL_SIZE;
+        size_t n = x->body_allocated > 0 ? x->body_allocated : HTTP_BODY_INITIAL_SIZE;
 
         while (n < need)
                 n = n > SIZE_MAX / 2 ? SIZE_MAX : n * 2;
         if (n > cap)
                 n = cap;
 
-        char *p = realloc(req->body, n);
+        char *p = realloc(x->body, n);
         if (!p)
                 return -ENOMEM;
-        req->body = p;
-        req->body_allocated = n;
+        x->body = p;
+        x->body_allocated = n;
         return 0;
 }
 
 /* CURLOPT_WRITEFUNCTION: the decoded body, piece by piece. Returning less
  * than given makes curl fail the transfer with CURLE_WRITE_ERROR. */
 static size_t http_on_write(char *data, size_t size, size_t n, void *userdata) {
-        HttpRequest *req = userdata;
+        HttpEasy *x = userdata;
         size_t len = size * n;
 
-        if (len > req->http->max_body - req->body_size) {
-                req->body_too_large = true;
+        if (len > x->http->max_body - x->body_size) {
+                x->body_too_large = true;
                 return 0;
         }
-        size_t need = req->body_size + len + 1;
-        if (need > req->body_allocated && http_request_grow_body(req, need) < 0) {
-                req->out_of_memory = true;
+        size_t need = x->body_size + len + 1;
+        if (need > x->body_allocated && http_easy_grow_body(x, need) < 0) {
+                x->out_of_memory = true;
                 return 0;
         }
-        memcpy(req->body + req->body_size, data, len);
-        req->body_size += len;
-        req->body[req->body_size] = 0;
+        memcpy(x->body + x->body_size, data, len);
+        x->body_size += len;
+        x->body[x->body_size] = 0;
         return len;
 }
 
-static int http_request_setup_headers(HttpRequest *req, const HttpRequestSpec *spec) {
-        struct curl_slist *l = NULL;
+static int http_request_setup_method(HttpRequest *req) {
+        CURL *e = req->easy->curl;
 
-        for (const char *const *hdr = spec->headers; hdr && *hdr; hdr++) {
-                l = curl_slist_append(req->request_headers, *hdr);
-                if (!l)
-                        return -ENOMEM;
-                req->request_headers = l;
-        }
-        if (spec->content_type) {
-                _cleanup_free_ char *ct = NULL;
-                if (asprintf(&ct, "Content-Type: %s", spec->content_type) < 0)
-                        return -ENOMEM;
-                l = curl_slist_append(req->request_headers, ct);
-                if (!l)
-                        return -ENOMEM;
-                req->request_headers = l;
-        }
-        if (spec->method == HTTP_METHOD_POST) {
-                /* curl sends "Expect: 100-continue" before large bodies and
-                 * waits for the server's go-ahead; an empty value removes the
-                 * header, so the body follows the request head directly. */
-                l = curl_slist_append(req->request_headers, "Expect:");
-                if (!l)
-                        return -ENOMEM;
-                req->request_headers = l;
-        }
-        if (req->request_headers &&
-            curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->request_headers) != CURLE_OK)
-                return -EIO;
-        return 0;
-}
-
-static int http_request_setup_method(HttpRequest *req, const HttpRequestSpec *spec) {
-        CURL *e = req->easy;
-
-        switch (spec->method) {
+        switch (req->method) {
         case HTTP_METHOD_GET:
                 if (curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK)
                         return -EIO;
@@ -347,13 +410,12 @@ static int http_request_setup_method(HttpRequest *req, const HttpRequestSpec *sp
                 if (curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK ||
                     curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK)
                         return -EIO;
-                /* The size must come first: COPYPOSTFIELDS copies that many
-                 * bytes (the body may hold NULs) instead of using strlen(). */
-                if (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) spec->body_size) !=
-                    CURLE_OK)
+                /* The size must come first, or curl uses strlen() (the body
+                 * may hold NULs). The body is ours and outlives the transfer,
+                 * so curl need not copy it. */
+                if (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_size) != CURLE_OK ||
+                    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body) != CURLE_OK)
                         return -EIO;
-                if (curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, spec->body ? spec->body : "") != CURLE_OK)
-                        return -ENOMEM;
                 return 0;
         case _HTTP_METHOD_MAX:
         case _HTTP_METHOD_INVALID:
@@ -364,36 +426,41 @@ static int http_request_setup_method(HttpRequest *req, const HttpRequestSpec *sp
 
 static int http_request_setup_tls(HttpRequest *req) {
         Http *h = req->http;
+        CURL *e = req->easy->curl;
 
-        if (curl_easy_setopt(req->easy, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
-            curl_easy_setopt(req->easy, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK)
+        if (curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK)
                 return -EIO;
         if (!h->ca_file)
                 return 0;
-        if (curl_easy_setopt(req->easy, CURLOPT_CAINFO, h->ca_file) != CURLE_OK ||
-            curl_easy_setopt(req->easy, CURLOPT_CAPATH, HTTP_SYSTEM_CA_PATH) != CURLE_OK)
+        if (curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_CAPATH, HTTP_SYSTEM_CA_PATH) != CURLE_OK)
                 return -EIO;
         return 0;
 }
 
-static int http_request_setup_transfer(HttpRequest *req, const HttpRequestSpec *spec) {
+static int http_request_setup_transfer(HttpRequest *req) {
         Http *h = req->http;
-        CURL *e = req->easy;
+        HttpEasy *x = req->easy;
+        CURL *e = x->curl;
 
-        if (curl_easy_setopt(e, CURLOPT_URL, spec->url) != CURLE_OK ||
+        if (curl_easy_setopt(e, CURLOPT_URL, req->url) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_PRIVATE, req) != CURLE_OK ||
-            curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->error_buffer) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->error_buffer) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip") != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_BUFFERSIZE, HTTP_RECEIVE_BUFFER_SIZE) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_on_write) != CURLE_OK ||
-            curl_easy_setopt(e, CURLOPT_WRITEDATA, req) != CURLE_OK ||
+            curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_on_header) != CURLE_OK ||
-            curl_easy_setopt(e, CURLOPT_HEADERDATA, req) != CURLE_OK)
+            curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK)
                 return -EIO;
         if (h->user_agent && curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent) != CURLE_OK)
+                return -EIO;
+        if (req->n_headers > 0 && curl_easy_setopt(e, CURLOPT_HTTPHEADER, &req->header_nodes[0]) != CURLE_OK)
                 return -EIO;
 
         /* curl's timeouts start when the handle joins the multi handle, so
@@ -405,39 +472,109 @@ static int http_request_setup_transfer(HttpRequest *req, const HttpRequestSpec *
         return 0;
 }
 
-static int http_request_new(Http *h, const HttpRequestSpec *spec, HttpRequest **ret) {
-        _cleanup_(http_request_freep) HttpRequest *req = NULL;
+/* Sets every option of REQ on its (fresh or reset) easy handle. */
+static int http_request_setup(HttpRequest *req) {
         int r;
 
-        req = calloc(1, sizeof(HttpRequest));
-        if (!req)
-                return -ENOMEM;
-        req->state = HTTP_REQUEST_FINISHED; /* in no list yet */
-        req->http = h;
-        req->easy = curl_easy_init();
-        if (!req->easy)
-                return -ENOMEM;
-
-        r = http_request_setup_transfer(req, spec);
+        r = http_request_setup_transfer(req);
         if (r < 0)
                 return r;
         r = http_request_setup_tls(req);
         if (r < 0)
                 return r;
-        r = http_request_setup_method(req, spec);
-        if (r < 0)
-                return r;
-        r = http_request_setup_headers(req, spec);
-        if (r < 0)
-                return r;
+        return http_request_setup_method(req);
+}
 
-        *ret = TAKE_PTR(req);
+/* Writes A (A_LEN bytes), B (a string, may be NULL) and a NUL at *P;
+ * returns where it starts and advances *P past the NUL. */
+static char *http_block_put(char **p, const char *a, size_t a_len, const char *b) {
+        char *start = *p, *q = mempcpy(start, a, a_len);
+
+        if (b)
+                q = stpcpy(q, b);
+        else
+                *q = 0;
+        *p = q + 1;
+        return start;
+}
+
+/* Adds A + B to *SIZE; false on overflow. */
+static bool size_add(size_t *size, size_t a, size_t b) {
+        if (a > SIZE_MAX - b || *size > SIZE_MAX - (a + b))
+                return false;
+        *size += a + b;
+        return true;
+}
+
+#define HTTP_CONTENT_TYPE_PREFIX "Content-Type: "
+/* curl sends "Expect: 100-continue" before large bodies and waits for the
+ * server's go-ahead; an empty value removes the header, so the body follows
+ * the request head directly. */
+#define HTTP_NO_EXPECT "Expect:"
+
+/* Copies what the request needs out of SPEC into one block. */
+static int http_request_new(Http *h, const HttpRequestSpec *spec, HttpRequest **ret) {
+        size_t n_headers = 0, size = 0;
+        bool post = spec->method == HTTP_METHOD_POST;
+
+        for (const char *const *hdr = spec->headers; hdr && *hdr; hdr++) {
+                n_headers++;
+                if (!size_add(&size, strlen(*hdr), 1))
+                        return -E2BIG;
+        }
+        if (spec->content_type) {
+                n_headers++;
+                if (!size_add(&size, strlen(HTTP_CONTENT_TYPE_PREFIX), strlen(spec->content_type) + 1))
+                        return -E2BIG;
+        }
+        if (post) {
+                n_headers++;
+                size += sizeof(HTTP_NO_EXPECT);
+        }
+        if (!size_add(&size, strlen(spec->url), 1) || (post && !size_add(&size, spec->body_size, 1)))
+                return -E2BIG;
+        if (n_headers > (SIZE_MAX - sizeof(HttpRequest)) / sizeof(struct curl_slist) ||
+            !size_add(&size, sizeof(HttpRequest), n_headers * sizeof(struct curl_slist)))
+                return -E2BIG;
+
+        HttpRequest *req = malloc(size);
+        if (!req)
+                return -ENOMEM;
+        *req = (HttpRequest) {
+                .http = h,
+                .state = HTTP_REQUEST_FINISHED, /* in no list yet */
+                .method = spec->method,
+                .n_headers = n_headers,
+                .size = size,
+        };
+
+        char *p = (char *) (req->header_nodes + n_headers);
+        size_t i = 0;
+        for (const char *const *hdr = spec->headers; hdr && *hdr; hdr++)
+                req->header_nodes[i++].data = http_block_put(&p, *hdr, strlen(*hdr), NULL);
+        if (spec->content_type)
+                req->header_nodes[i++].data = http_block_put(
+                                &p, HTTP_CONTENT_TYPE_PREFIX, strlen(HTTP_CONTENT_TYPE_PREFIX), spec->content_type);
+        if (post)
+                req->header_nodes[i++].data = http_block_put(&p, HTTP_NO_EXPECT, strlen(HTTP_NO_EXPECT), NULL);
+        for (i = 0; i < n_headers; i++)
+                req->header_nodes[i].next = i + 1 < n_headers ? &req->header_nodes[i + 1] : NULL;
+
+        req->url = http_block_put(&p, spec->url, strlen(spec->url), NULL);
+        if (post) {
+                /* The body may hold NULs; the NUL after it is only a guard. */
+                req->body = http_block_put(&p, spec->body_size > 0 ? spec->body : "", spec->body_size, NULL);
+                req->body_size = spec->body_size;
+        }
+        assert(p == (char *) req + size);
+
+        *ret = req;
         return 0;
 }
 
 /* ---- completion ---- */
 
-static int http_error_from_curl(const HttpRequest *req, CURLcode code) {
+static int http_error_from_curl(const HttpEasy *x, CURLcode code) {
         switch (code) {
         case CURLE_OK:
                 return 0;
@@ -454,7 +591,7 @@ static int http_error_from_curl(const HttpRequest *req, CURLcode code) {
         case CURLE_PARTIAL_FILE:
                 return -ECONNRESET;
         case CURLE_WRITE_ERROR:
-                return req->body_too_large ? -EMSGSIZE : -EIO;
+                return x->body_too_large ? -EMSGSIZE : -EIO;
         case CURLE_SSL_CONNECT_ERROR:
         case CURLE_SSL_ENGINE_NOTFOUND:
         case CURLE_SSL_ENGINE_SETFAILED:
@@ -486,59 +623,40 @@ static int http_error_from_curl(const HttpRequest *req, CURLcode code) {
  * handshake all end before it. REQUEST_SIZE counts request bytes written.
  * Either one set means the server may have acted on the request: a
  * timeout or reset while waiting for the answer. Erring towards "maybe"
- * is the safe side, because a caller will not blindly repeat a POST then. */
-static bool http_request_maybe_sent(HttpRequest *req) {
+ * is the safe side, because a caller will not blindly repeat a POST then.
+ * curl_easy_reset() clears both, so a pooled handle does not report its
+ * previous transfer. */
+static bool http_easy_maybe_sent(HttpEasy *x) {
         curl_off_t pretransfer = 0;
         long request_size = 0;
 
-        (void) curl_easy_getinfo(req->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
-        (void) curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &request_size);
+        (void) curl_easy_getinfo(x->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+        (void) curl_easy_getinfo(x->curl, CURLINFO_REQUEST_SIZE, &request_size);
         return pretransfer > 0 || request_size > 0;
 }
 
-static const char *http_request_error_text(HttpRequest *req, CURLcode code, int error) {
+static const char *http_easy_error_text(HttpEasy *x, CURLcode code, int error) {
         if (error == -EMSGSIZE) {
-                (void) snprintf(req->error_buffer, sizeof(req->error_buffer),
-                                "Response body larger than %zu bytes", req->http->max_body);
-                return req->error_buffer;
+                (void) snprintf(x->error_buffer, sizeof(x->error_buffer), "Response body larger than %zu bytes",
+                                x->http->max_body);
+                return x->error_buffer;
         }
-        if (req->out_of_memory)
+        if (x->out_of_memory)
                 return "Out of memory while receiving the response";
         /* The buffer says more than the code, e.g. "SSL certificate problem:
          * self-signed certificate" for CURLE_PEER_FAILED_VERIFICATION. */
-        if (code != CURLE_OK && req->error_buffer[0])
-                return req->error_buffer;
+        if (code != CURLE_OK && x->error_buffer[0])
+                return x->error_buffer;
         return curl_easy_strerror(code);
 }
 
 static void http_destroy(Http *h);
 
-/* Called with the request already out of curl: builds the response from
- * what we collected and what curl still knows, and calls back. Returns
- * true if the callback freed the Http object: the caller must return
- * without touching it. */
-static bool http_request_complete(HttpRequest *req, CURLcode code) {
+/* Calls back with RESP and frees the request (its easy handle goes back to
+ * the pool only now: RESP points into it). Returns true if the callback
+ * freed the Http object: the caller must return without touching it. */
+static bool http_request_finish(HttpRequest *req, const HttpResponse *resp) {
         Http *h = req->http;
-        curl_off_t total = 0;
-        long status = 0;
-        int error = http_error_from_curl(req, code);
-
-        (void) curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
-        (void) curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total);
-
-        HttpResponse resp = {
-                .error = error,
-                .maybe_sent = error == 0 || http_request_maybe_sent(req),
-                .error_text = http_request_error_text(req, code, error),
-                .status = status,
-                .body = req->body ? req->body : "",
-                .body_size = req->body_size,
-                .location = req->headers[HTTP_HEADER_LOCATION],
-                .retry_after = req->headers[HTTP_HEADER_RETRY_AFTER],
-                .ratelimit_reset = req->headers[HTTP_HEADER_RATELIMIT_RESET],
-                .content_type = req->headers[HTTP_HEADER_CONTENT_TYPE],
-                .elapsed_usec = total > 0 ? (uint64_t) total : 0,
-        };
 
         /* A slot may be free now; queued requests start from the loop, so a
          * request submitted by the callback below lines up behind them. */
@@ -547,7 +665,7 @@ static bool http_request_complete(HttpRequest *req, CURLcode code) {
 
         h->in_callback = true;
         if (req->done)
-                req->done(req, &resp, req->userdata);
+                req->done(req, resp, req->userdata);
         h->in_callback = false;
 
         http_request_free(req);
@@ -557,11 +675,53 @@ static bool http_request_complete(HttpRequest *req, CURLcode code) {
         return true;
 }
 
+/* Called with the request already out of curl: builds the response from
+ * what its easy handle collected and what curl still knows, and calls
+ * back. Returns true if the callback freed the Http object. */
+static bool http_request_complete(HttpRequest *req, CURLcode code) {
+        HttpEasy *x = req->easy;
+        curl_off_t total = 0;
+        long status = 0;
+        int error = http_error_from_curl(x, code);
+
+        (void) curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &status);
+        (void) curl_easy_getinfo(x->curl, CURLINFO_TOTAL_TIME_T, &total);
+
+        HttpResponse resp = {
+                .error = error,
+                .maybe_sent = error == 0 || http_easy_maybe_sent(x),
+                .error_text = http_easy_error_text(x, code, error),
+                .status = status,
+                .body = x->body ? x->body : "",
+                .body_size = x->body_size,
+                .location = x->headers[HTTP_HEADER_LOCATION],
+                .retry_after = x->headers[HTTP_HEADER_RETRY_AFTER],
+                .ratelimit_reset = x->headers[HTTP_HEADER_RATELIMIT_RESET],
+                .content_type = x->headers[HTTP_HEADER_CONTENT_TYPE],
+                .elapsed_usec = total > 0 ? (uint64_t) total : 0,
+        };
+        return http_request_finish(req, &resp);
+}
+
+/* A request that never reached curl: nothing was sent. */
+static bool http_request_fail_to_start(HttpRequest *req, const char *why) {
+        char text[CURL_ERROR_SIZE];
+
+        (void) snprintf(text, sizeof(text), "Cannot start the request: %s", why);
+        HttpResponse resp = {
+                .error = -EIO,
+                .error_text = text,
+                .body = "",
+        };
+        return http_request_finish(req, &resp);
+}
+
 /* Drains curl's finished transfers. Each message is copied out and its
  * handle removed before the callback runs: the callback may cancel other
  * requests, which makes curl drop their pending messages, or submit new
- * ones, so we ask curl again for every message instead of walking a list. */
-static void http_on_finished(Http *h) {
+ * ones, so we ask curl again for every message instead of walking a list.
+ * Returns true if a callback freed the Http object. */
+static bool http_on_finished(Http *h) {
         CURLMsg *msg;
         int left;
 
@@ -580,8 +740,9 @@ static void http_on_finished(Http *h) {
                 HttpRequest *req = (HttpRequest *) p;
                 http_request_detach(req); /* invalidates msg */
                 if (http_request_complete(req, code))
-                        return;
+                        return true;
         }
+        return false;
 }
 
 /* ---- the event loop side ---- */
@@ -601,16 +762,63 @@ static int http_on_io(sd_event_source *s, int fd, uint32_t revents, void *userda
          * affected transfers still end through their own timeouts. Returning
          * an error would make sd-event disable this source for good. */
         (void) curl_multi_socket_action(h->multi, fd, action, &running);
-        http_on_finished(h);
+        (void) http_on_finished(h);
         return 0;
+}
+
+static void http_timer_arm(Http *h, uint64_t when) {
+        /* Fails only on a loop that is gone, which no longer dispatches. */
+        if (sd_event_source_set_time(h->timer, when) < 0 ||
+            sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT) < 0)
+                return;
+        h->timer_armed = when;
+}
+
+static uint64_t now_monotonic(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Sets our timer for curl's next deadline, TIMEOUT_MS from now (-1: none):
+ * 0 goes to the defer source; a later deadline than the one armed leaves
+ * the timer as it is. */
+static int http_timer_follow(Http *h, long timeout_ms) {
+        h->kick = false;
+        if (timeout_ms < 0)
+                return 0;
+        if (timeout_ms == 0) {
+                h->kick = true;
+                return sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
+        }
+        /* The real clock rather than sd_event_now(): the latter is the start
+         * of this loop iteration. */
+        uint64_t when = now_monotonic() + (uint64_t) timeout_ms * USEC_PER_MSEC;
+        if (when < h->timer_armed)
+                http_timer_arm(h, when);
+        return 0;
+}
+
+/* Tells curl that its timeout (or an earlier one of ours) has come. curl
+ * calls CURLMOPT_TIMERFUNCTION only when its next deadline changes, so
+ * after an early expiry, or a deadline not quite due by curl's clock, it
+ * stays silent: we ask it instead (a lookup, no system call). */
+static bool http_curl_timeout(Http *h) {
+        long timeout_ms;
+        int running;
+
+        (void) curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        if (!h->kick && curl_multi_timeout(h->multi, &timeout_ms) == CURLM_OK)
+                (void) http_timer_follow(h, timeout_ms);
+        return http_on_finished(h);
 }
 
 static int http_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Http *h = userdata;
-        int running;
 
-        (void) curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        http_on_finished(h);
+        h->timer_armed = HTTP_NEVER; /* a ONESHOT source is off once it fired */
+        (void) http_curl_timeout(h);
         return 0;
 }
 
@@ -674,51 +882,69 @@ static int http_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *use
         return 0;
 }
 
-/* CURLMOPT_TIMERFUNCTION. curl's documentation is explicit that this must
+/* CURLMOPT_TIMERFUNCTION: curl's next deadline, which replaces the one
+ * before; -1 means none. curl's documentation is explicit that this must
  * not call curl_multi_socket_action() (nor anything else of curl): it only
- * (re)arms or stops our one timer, and the timer calls curl later. */
+ * records the deadline, and our timer or defer source calls curl later.
+ *
+ * curl moves its deadline at nearly every step of every transfer (0 when
+ * a handle is added, then the earliest timeout of those running). Each
+ * move of the timer costs a timerfd_settime() in the next sd_event_prepare(),
+ * and each expiry a read() of the timerfd, so: 0 goes to the defer source,
+ * which needs neither; a later deadline than the one armed leaves the timer
+ * as it is (it fires early, curl finds nothing due, and http_curl_timeout()
+ * asks curl and arms it again); only an earlier one moves it. */
 static int http_on_curl_timer(CURLM *multi, long timeout_ms, void *userdata) {
         Http *h = userdata;
-        struct timespec ts;
 
-        if (timeout_ms < 0)
-                return sd_event_source_set_enabled(h->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
+        return http_timer_follow(h, timeout_ms) < 0 ? -1 : 0;
+}
 
-        /* The real clock rather than sd_event_now(): the latter is the start
-         * of this loop iteration, and an early expiry only makes curl ask
-         * again. 0 means "as soon as possible": a time now fires on the next
-         * iteration. */
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-        if (sd_event_source_set_time(h->timer, now + (uint64_t) timeout_ms * USEC_PER_MSEC) < 0 ||
-            sd_event_source_set_enabled(h->timer, SD_EVENT_ONESHOT) < 0)
-                return -1;
+/* Gives REQ an easy handle from the pool and hands it to curl. On failure
+ * the request has no handle and is in no list. */
+static int http_request_start(HttpRequest *req, const char **reterr_why) {
+        Http *h = req->http;
+        CURLMcode mcode;
+        int r;
+
+        r = http_easy_get(h, &req->easy);
+        if (r < 0) {
+                *reterr_why = "out of memory";
+                return r;
+        }
+        r = http_request_setup(req);
+        if (r < 0) {
+                *reterr_why = "curl refused an option";
+                return r;
+        }
+        mcode = curl_multi_add_handle(h->multi, req->easy->curl);
+        if (mcode != CURLM_OK) {
+                *reterr_why = curl_multi_strerror(mcode);
+                return -EIO;
+        }
+        req->state = HTTP_REQUEST_RUNNING;
+        request_list_append(&h->running, req);
         return 0;
 }
 
-static bool http_fail_to_start(HttpRequest *req, CURLMcode mcode) {
-        (void) snprintf(req->error_buffer, sizeof(req->error_buffer), "Cannot start the request: %s",
-                        curl_multi_strerror(mcode));
-        return http_request_complete(req, CURLE_FAILED_INIT);
-}
-
-/* The defer source: moves queued requests into curl while slots are free. */
+/* The defer source: moves queued requests into curl while slots are free,
+ * then calls curl if it asked for a timeout of 0 (as adding a handle does),
+ * so a request leaves in the loop turn it was started in. */
 static int http_on_defer(sd_event_source *s, void *userdata) {
         Http *h = userdata;
 
         while (h->queue.head && h->running.n < h->max_concurrent) {
                 HttpRequest *req = h->queue.head;
+                const char *why = NULL;
 
                 request_list_remove(&h->queue, req);
                 req->state = HTTP_REQUEST_FINISHED;
-                CURLMcode mcode = curl_multi_add_handle(h->multi, req->easy);
-                if (mcode != CURLM_OK) {
-                        if (http_fail_to_start(req, mcode))
-                                return 0;
-                        continue;
-                }
-                req->state = HTTP_REQUEST_RUNNING;
-                request_list_append(&h->running, req);
+                if (http_request_start(req, &why) < 0 && http_request_fail_to_start(req, why))
+                        return 0;
+        }
+        if (h->kick) {
+                h->kick = false;
+                (void) http_curl_timeout(h);
         }
         return 0;
 }
@@ -738,6 +964,10 @@ static int http_setup_multi(Http *h) {
          * so idle keep-alive connections make way for new ones. */
         long max = (long) h->max_concurrent;
         if (curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max) != CURLM_OK)
+                return -EIO;
+        /* The cache of idle connections would otherwise grow to four times
+         * the handles ever added; each entry holds buffers and TLS state. */
+        if (curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, max) != CURLM_OK)
                 return -EIO;
         return 0;
 }
@@ -795,6 +1025,7 @@ int http_new(sd_event *event, const HttpOptions *options, Http **ret) {
         h->timeout_usec = options->timeout_usec;
         h->max_body = options->max_body;
         h->max_concurrent = options->max_concurrent;
+        h->timer_armed = HTTP_NEVER;
         if (options->user_agent && !(h->user_agent = strdup(options->user_agent)))
                 return -ENOMEM;
         if (options->ca_file && !(h->ca_file = strdup(options->ca_file)))
@@ -826,6 +1057,11 @@ static void http_destroy(Http *h) {
                 curl_multi_cleanup(h->multi);
         while (h->sockets)
                 http_socket_free(h->sockets);
+        while (h->idle) {
+                HttpEasy *x = h->idle;
+                h->idle = x->next_idle;
+                http_easy_free(x);
+        }
 
         sd_event_source_disable_unref(h->timer);
         sd_event_source_disable_unref(h->defer);

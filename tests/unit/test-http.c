@@ -647,6 +647,54 @@ static void test_timeout(void **state) {
         assert_true(took >= 900 * USEC_PER_MSEC && took < 5 * USEC_PER_SEC);
 }
 
+typedef struct Late {
+        Fixture *f;
+        Call *call;
+        char *url;
+} Late;
+
+static int on_late_submit(sd_event_source *s, uint64_t usec, void *userdata) {
+        Late *l = userdata;
+
+        call_submit(l->f, l->call, GET(l->url));
+        return 0;
+}
+
+/* A request still times out on time when another one, started before it,
+ * ended first: the curl timer is not moved to later deadlines, so it may
+ * fire early, and must then be armed again for the deadline curl still
+ * wants (curl does not repeat a deadline it already gave). */
+static void test_timeout_after_earlier(void **state) {
+        _cleanup_(fixture_done) Fixture f = {};
+        _cleanup_(call_clear) Call slow = {}, hang = {};
+        _cleanup_(sd_event_source_unrefp) sd_event_source *later = NULL;
+        _cleanup_free_ char *slow_url = sim_url("/test-environments/t-early-slow");
+        Late late = { .f = &f, .call = &hang, .url = sim_url("/test-environments/t-early-hang") };
+        HttpOptions o = {
+                .user_agent = "refreshd-test/1.0",
+                .timeout_usec = USEC_PER_SEC,
+                .max_body = MiB,
+                .max_concurrent = 2,
+        };
+
+        fixture_init(&f, &o);
+        sim_reset(&f);
+        sim_post(&f, "/_sim/faults",
+                 "[{\"match\":{\"path\":\"t-early-slow\"},\"action\":\"slow\",\"delay\":0.3},"
+                 "{\"match\":{\"path\":\"t-early-hang\"},\"action\":\"hang\"}]");
+        uint64_t start = now_usec();
+        call_submit(&f, &slow, GET(slow_url));
+        add_timer(f.event, &later, 200 * USEC_PER_MSEC, on_late_submit, &late);
+        loop_until(&f, &slow.done, 1);
+        loop_until(&f, &hang.done, 1);
+        uint64_t took = now_usec() - start;
+
+        assert_int_equal(slow.error, 0);
+        assert_int_equal(hang.error, -ETIMEDOUT);
+        assert_true(took >= 1100 * USEC_PER_MSEC && took < 3 * USEC_PER_SEC);
+        free(late.url);
+}
+
 /* A port on which nothing listens: bound once by us, then released. */
 static unsigned closed_port(void) {
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -810,6 +858,88 @@ static void test_concurrency(void **state) {
                         ports[n_ports++] = p;
         }
         assert_true(n_ports <= 4);
+
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
+                call_clear(&calls[i]);
+}
+
+/* Easy handles are pooled: a handle that ran a POST must carry nothing of
+ * it into the GET after it (method, body, headers, a fresh connection
+ * closed afterwards), and the other way round. */
+static void test_handle_reuse(void **state) {
+        _cleanup_(fixture_done) Fixture f = {};
+        _cleanup_free_ char *url_a = sim_url("/test-environments/t-reuse-a");
+        _cleanup_free_ char *url_b = sim_url("/test-environments/t-reuse-b");
+        _cleanup_free_ char *url_c = sim_url("/test-environments/t-reuse-c");
+        _cleanup_free_ char *url_d = sim_url("/test-environments/t-reuse-d");
+        const char *headers[] = { "X-Refreshd-Test: reuse", NULL };
+        Call calls[5] = {};
+        HttpOptions o = {
+                .user_agent = "refreshd-test/1.0",
+                .timeout_usec = 10 * USEC_PER_SEC,
+                .max_body = MiB,
+                .max_concurrent = 1,
+        };
+        HttpRequestSpec post = {
+                .method = HTTP_METHOD_POST,
+                .headers = headers,
+                .body = "{\"a\":1}",
+                .body_size = 7,
+                .content_type = "application/json",
+        };
+
+        fixture_init(&f, &o);
+        sim_reset(&f);
+        unsigned base = f.n_done;
+        post.url = url_a;
+        call_submit(&f, &calls[0], &post);
+        call_submit(&f, &calls[1], GET(url_b));
+        call_submit(&f, &calls[2], GET(url_c));
+        post.url = url_d;
+        call_submit(&f, &calls[3], &post);
+        call_submit(&f, &calls[4], GET(url_b));
+        loop_until(&f, &f.n_done, base + ELEMENTSOF(calls));
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++) {
+                assert_int_equal(calls[i].error, 0);
+                assert_int_equal(calls[i].status, 401);
+                assert_int_equal(calls[i].order, base + i + 1);
+        }
+
+        _cleanup_(yajl_tree_freep) yajl_val recs = sim_requests(&f, "t-reuse");
+        assert_int_equal(YAJL_GET_ARRAY(recs)->len, ELEMENTSOF(calls));
+        yajl_val r[ELEMENTSOF(calls)];
+        unsigned port[ELEMENTSOF(calls)];
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++) {
+                r[i] = YAJL_GET_ARRAY(recs)->values[i];
+                port[i] = (unsigned) rec_number(r[i], "client_port");
+        }
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++) {
+                bool is_post = i == 0 || i == 3;
+                const char *body = rec_string(r[i], "body");
+
+                assert_string_equal(rec_string(r[i], "method"), is_post ? "POST" : "GET");
+                assert_string_equal(rec_header(r[i], "User-Agent"), "refreshd-test/1.0");
+                assert_string_equal(rec_header(r[i], "Accept-Encoding"), "gzip");
+                assert_null(rec_header(r[i], "Expect"));
+                if (is_post) {
+                        assert_string_equal(body, "{\"a\":1}");
+                        assert_string_equal(rec_header(r[i], "X-Refreshd-Test"), "reuse");
+                        assert_string_equal(rec_header(r[i], "Content-Type"), "application/json");
+                } else {
+                        assert_true(!body || body[0] == 0);
+                        assert_null(rec_header(r[i], "X-Refreshd-Test"));
+                        assert_null(rec_header(r[i], "Content-Type"));
+                        assert_null(rec_header(r[i], "Content-Length"));
+                }
+        }
+        /* POSTs on connections of their own, GETs share one. */
+        assert_int_equal(port[1], port[2]);
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
+                if (i != 0)
+                        assert_int_not_equal(port[0], port[i]);
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
+                if (i != 3)
+                        assert_int_not_equal(port[3], port[i]);
 
         for (size_t i = 0; i < ELEMENTSOF(calls); i++)
                 call_clear(&calls[i]);
@@ -1174,11 +1304,13 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_gzip),
                 cmocka_unit_test(test_body_cap),
                 cmocka_unit_test(test_timeout),
+                cmocka_unit_test(test_timeout_after_earlier),
                 cmocka_unit_test(test_refused),
                 cmocka_unit_test(test_reset_mid_body),
                 cmocka_unit_test(test_truncated),
                 cmocka_unit_test(test_tls),
                 cmocka_unit_test(test_concurrency),
+                cmocka_unit_test(test_handle_reuse),
                 cmocka_unit_test(test_cancel),
                 cmocka_unit_test(test_submit_from_callback),
                 cmocka_unit_test(test_no_redirect),
