@@ -1026,6 +1026,11 @@ bool env_remove(Env *e) {
         return true;
 }
 
+bool env_is_busy(const Env *e) {
+        StateEnv *st = env_st(e);
+        return e->state != ENV_IDLE || (st && st->job);
+}
+
 char *env_status_text(const Env *e) {
         StateEnv *st = env_st(e);
         char *s = NULL;

@@ -88,4 +88,8 @@ void env_on_intent_saved(Env *e);
 /* A short description for STATUS=: "uat IN_PROGRESS 45%". NULL when idle. */
 char *env_status_text(const Env *e);
 
+/* Whether env_status_text() has something to say: a refresh under way or
+ * a job followed. */
+bool env_is_busy(const Env *e);
+
 const char *env_state_to_string(EnvState s);

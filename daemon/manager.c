@@ -158,28 +158,45 @@ void manager_save_later(Manager *m) {
 
 /* ---- STATUS= ---- */
 
-/* Rebuilds STATUS= now: from the idle source, once per burst of changes. */
+/* STATUS= is rebuilt at most this often: at 1,000 jobs polled every second
+ * a rebuild per change walked all 10,000 environments a thousand times a
+ * second, most of the daemon's CPU. The first change after a quiet second
+ * still goes out at once. */
+#define STATUS_MIN_INTERVAL_USEC (1 * USEC_PER_SEC)
+
+/* At most this many busy environments are named; the rest are counted. */
+#define STATUS_MAX_NAMED 5
+
+/* Rebuilds STATUS= now. */
 static void manager_send_status(Manager *m) {
         _cleanup_free_ char *text = NULL;
         char *running = NULL;
         const Env *next = NULL;
-        size_t n_enabled = 0;
+        size_t n_enabled = 0, n_running = 0;
         FILE *f;
         size_t size;
 
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &m->status_sent_usec);
         f = open_memstream(&running, &size);
         if (!f)
                 return;
         for (size_t i = 0; i < m->n_envs; i++) {
                 const Env *e = m->envs[i];
-                _cleanup_free_ char *s = env_status_text(e);
-                if (s)
-                        fprintf(f, "%s%s", ftell(f) > 0 ? ", " : "", s);
+                if (env_is_busy(e)) {
+                        if (n_running < STATUS_MAX_NAMED) {
+                                _cleanup_free_ char *s = env_status_text(e);
+                                if (s)
+                                        fprintf(f, "%s%s", ftell(f) > 0 ? ", " : "", s);
+                        }
+                        n_running++;
+                }
                 if (!e->removed && e->ec->enabled)
                         n_enabled++;
                 if (e->next_slot != STATE_TIME_UNSET && (!next || e->next_slot < next->next_slot))
                         next = e;
         }
+        if (n_running > STATUS_MAX_NAMED)
+                fprintf(f, " and %zu more", n_running - STATUS_MAX_NAMED);
         fclose(f);
 
         char when[64] = "";
@@ -205,16 +222,25 @@ static void manager_send_status(Manager *m) {
         m->status_text = TAKE_PTR(text);
 }
 
-static int manager_on_status(sd_event_source *s, void *userdata) {
+static int manager_on_status(sd_event_source *s, uint64_t usec, void *userdata) {
         manager_send_status(userdata);
         return 0;
 }
 
 void manager_update_status(Manager *m) {
-        if (m->status_source)
-                (void) sd_event_source_set_enabled(m->status_source, SD_EVENT_ONESHOT);
-        else
+        uint64_t now = 0, at;
+        int enabled = SD_EVENT_OFF;
+
+        if (!m->status_source) {
                 manager_send_status(m);
+                return;
+        }
+        if (sd_event_source_get_enabled(m->status_source, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+                return; /* already planned */
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        at = m->status_sent_usec + STATUS_MIN_INTERVAL_USEC;
+        (void) sd_event_source_set_time(m->status_source, at > now ? at : now);
+        (void) sd_event_source_set_enabled(m->status_source, SD_EVENT_ONESHOT);
 }
 
 /* ---- signals ---- */
@@ -499,12 +525,12 @@ int manager_start(Manager *m) {
         if (r >= 0)
                 r = sd_event_add_defer(m->event, &m->reload_source, manager_on_reload, m);
         if (r >= 0)
-                r = sd_event_add_defer(m->event, &m->status_source, manager_on_status, m);
+                r = sd_event_add_time(m->event, &m->status_source, CLOCK_MONOTONIC, 0, 1, manager_on_status, m);
         if (r < 0)
                 return r;
         /* Idle priority: they run once everything pending in this turn of
          * the loop is done, so a burst of changes costs one state write (one
-         * fsync) and one STATUS= rebuild. */
+         * fsync) and one STATUS= rebuild (and that at most once a second). */
         (void) sd_event_source_set_priority(m->save_source, SD_EVENT_PRIORITY_IDLE);
         (void) sd_event_source_set_priority(m->status_source, SD_EVENT_PRIORITY_IDLE);
         (void) sd_event_source_set_description(m->status_source, "status");

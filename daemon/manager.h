@@ -33,7 +33,8 @@ typedef struct Manager {
         bool save_failing;              /* an error was logged for this failure streak */
         sd_event_source *reload_source;
         sd_event_source *clock_source;  /* wakes when CLOCK_REALTIME is set */
-        sd_event_source *status_source; /* defer: one STATUS= rebuild per loop iteration */
+        sd_event_source *status_source; /* CLOCK_MONOTONIC: one STATUS= rebuild per second at most */
+        uint64_t status_sent_usec;      /* CLOCK_MONOTONIC: when it was last rebuilt */
         char *status_text;              /* the last STATUS= sent */
 } Manager;
 
