@@ -2,8 +2,9 @@
 /*
  * The HTTP client: one curl multi handle (one connection pool) driven by
  * sd-event. curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION)
- * and when to wake it up (CURLMOPT_TIMERFUNCTION); we turn those into io
- * sources and one monotonic timer, and feed events back through
+ * and when to wake it up (CURLMOPT_TIMERFUNCTION); we keep the sockets in
+ * an epoll set of our own, watched by one io source and drained in batches,
+ * arm one monotonic timer, and feed events back through
  * curl_multi_socket_action(). Finished transfers are collected with
  * curl_multi_info_read() after every socket_action call.
  *
@@ -34,6 +35,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 #include <curl/curl.h>
 
 #include "http.h"
@@ -83,13 +85,6 @@ typedef struct HttpRequestList {
 } HttpRequestList;
 
 /* One socket curl asked us to watch; curl_multi_assign() hands it back. */
-typedef struct HttpSocket HttpSocket;
-struct HttpSocket {
-        Http *http;
-        sd_event_source *source;
-        HttpSocket *prev, *next;
-};
-
 /* A curl easy handle and what the transfer on it collects. */
 typedef struct HttpEasy HttpEasy;
 struct HttpEasy {
@@ -146,7 +141,8 @@ struct Http {
         HttpRequestList running;
         HttpEasy *idle; /* pooled easy handles, most recently used first */
         unsigned n_easy; /* easy handles in existence, idle or not */
-        HttpSocket *sockets;
+        int epoll_fd;                  /* curl's sockets, watched as one source */
+        sd_event_source *epoll_source; /* readable when any of them is ready */
         bool in_callback;
         bool freed; /* http_free() ran inside a done callback */
 };
@@ -188,20 +184,6 @@ static void request_list_remove(HttpRequestList *l, HttpRequest *req) {
                 l->tail = req->prev;
         req->prev = req->next = NULL;
         l->n--;
-}
-
-static HttpSocket *http_socket_free(HttpSocket *s) {
-        if (!s)
-                return NULL;
-        if (s->prev)
-                s->prev->next = s->next;
-        else
-                s->http->sockets = s->next;
-        if (s->next)
-                s->next->prev = s->prev;
-        sd_event_source_disable_unref(s->source);
-        free(s);
-        return NULL;
 }
 
 /* ---- easy handles ---- */
@@ -747,21 +729,35 @@ static bool http_on_finished(Http *h) {
 
 /* ---- the event loop side ---- */
 
-static int http_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+/* Sockets handled per dispatch: sd-event dispatches one source per turn of
+ * the loop, so with a source per socket a thousand connections ready at
+ * once cost a thousand turns, each an epoll_wait() that walks every ready
+ * socket again (a same-second burst spent most of its time there). Our own
+ * epoll set is one source, and each dispatch takes a batch. */
+#define HTTP_EPOLL_BATCH 256
+
+static int http_on_epoll(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Http *h = userdata;
-        int action = 0, running;
+        struct epoll_event ev[HTTP_EPOLL_BATCH];
+        int n, running;
 
-        if (revents & EPOLLIN)
-                action |= CURL_CSELECT_IN;
-        if (revents & EPOLLOUT)
-                action |= CURL_CSELECT_OUT;
-        if (revents & (EPOLLERR | EPOLLHUP))
-                action |= CURL_CSELECT_ERR;
-
-        /* Errors here are curl's internal ones (bad handle, no memory); the
-         * affected transfers still end through their own timeouts. Returning
-         * an error would make sd-event disable this source for good. */
-        (void) curl_multi_socket_action(h->multi, fd, action, &running);
+        n = epoll_wait(h->epoll_fd, ev, HTTP_EPOLL_BATCH, 0);
+        for (int i = 0; i < n; i++) {
+                int action = 0;
+                if (ev[i].events & EPOLLIN)
+                        action |= CURL_CSELECT_IN;
+                if (ev[i].events & EPOLLOUT)
+                        action |= CURL_CSELECT_OUT;
+                if (ev[i].events & (EPOLLERR | EPOLLHUP))
+                        action |= CURL_CSELECT_ERR;
+                /* Errors here are curl's internal ones (bad handle, no
+                 * memory); the affected transfers still end through their own
+                 * timeouts. A socket curl closed earlier in this batch is
+                 * unknown to it and ignored. */
+                (void) curl_multi_socket_action(h->multi, ev[i].data.fd, action, &running);
+        }
+        /* More ready than a batch: the set stays readable, and the loop comes
+         * back after its other sources had their turn. */
         (void) http_on_finished(h);
         return 0;
 }
@@ -835,50 +831,28 @@ static uint32_t http_poll_to_epoll(int what) {
         }
 }
 
-static int http_socket_watch(Http *h, curl_socket_t fd, uint32_t events) {
-        _cleanup_free_ HttpSocket *s = calloc(1, sizeof(HttpSocket));
-        int r;
-
-        if (!s)
-                return -ENOMEM;
-        r = sd_event_add_io(h->event, &s->source, fd, events, http_on_io, h);
-        if (r < 0)
-                return r;
-        (void) sd_event_source_set_description(s->source, "curl-io");
-        /* Network I/O goes before slot timers and state writes: a burst of
-         * slots must not hold back the requests already under way. */
-        (void) sd_event_source_set_priority(s->source, SD_EVENT_PRIORITY_IMPORTANT);
-        if (curl_multi_assign(h->multi, fd, s) != CURLM_OK) {
-                sd_event_source_disable_unref(s->source);
-                return -EIO;
-        }
-
-        s->http = h;
-        s->next = h->sockets;
-        if (h->sockets)
-                h->sockets->prev = s;
-        h->sockets = TAKE_PTR(s);
-        return 0;
-}
-
-/* CURLMOPT_SOCKETFUNCTION: curl tells us what to wait for on a socket. */
+/* CURLMOPT_SOCKETFUNCTION: curl tells us what to wait for on a socket. A
+ * socket in our epoll set carries H as curl's per-socket pointer; a new
+ * one has none. */
 static int http_on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userdata, void *socketp) {
         Http *h = userdata;
-        HttpSocket *s = socketp;
+        struct epoll_event ev = { .data.fd = fd };
 
         if (what == CURL_POLL_REMOVE) {
                 /* curl forgets the assignment itself; it calls this before it
                  * closes the socket, so the fd is still ours to unregister. */
-                http_socket_free(s);
+                (void) epoll_ctl(h->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
                 return 0;
         }
-
-        uint32_t events = http_poll_to_epoll(what);
-        if (!s)
-                return http_socket_watch(h, fd, events) < 0 ? -1 : 0;
-        if (sd_event_source_set_io_events(s->source, events) < 0 ||
-            sd_event_source_set_enabled(s->source, SD_EVENT_ON) < 0)
+        ev.events = http_poll_to_epoll(what);
+        if (socketp)
+                return epoll_ctl(h->epoll_fd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -1 : 0;
+        if (epoll_ctl(h->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
                 return -1;
+        if (curl_multi_assign(h->multi, fd, h) != CURLM_OK) {
+                (void) epoll_ctl(h->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+                return -1;
+        }
         return 0;
 }
 
@@ -975,6 +949,17 @@ static int http_setup_multi(Http *h) {
 static int http_setup_sources(Http *h) {
         int r;
 
+        h->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        if (h->epoll_fd < 0)
+                return -errno;
+        r = sd_event_add_io(h->event, &h->epoll_source, h->epoll_fd, EPOLLIN, http_on_epoll, h);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(h->epoll_source, "curl-sockets");
+        /* Network I/O goes before slot timers and state writes: a burst of
+         * slots must not hold back the requests already under way. */
+        (void) sd_event_source_set_priority(h->epoll_source, SD_EVENT_PRIORITY_IMPORTANT);
+
         /* Accuracy 1 µs: 0 would let sd-event coalesce within 250 ms. */
         r = sd_event_add_time(h->event, &h->timer, CLOCK_MONOTONIC, 0, /* accuracy= */ 1, http_on_timer, h);
         if (r < 0)
@@ -1026,6 +1011,7 @@ int http_new(sd_event *event, const HttpOptions *options, Http **ret) {
         h->max_body = options->max_body;
         h->max_concurrent = options->max_concurrent;
         h->timer_armed = HTTP_NEVER;
+        h->epoll_fd = -1;
         if (options->user_agent && !(h->user_agent = strdup(options->user_agent)))
                 return -ENOMEM;
         if (options->ca_file && !(h->ca_file = strdup(options->ca_file)))
@@ -1055,8 +1041,9 @@ static void http_destroy(Http *h) {
          * timer callbacks from here, so the sources go after it. */
         if (h->multi)
                 curl_multi_cleanup(h->multi);
-        while (h->sockets)
-                http_socket_free(h->sockets);
+        sd_event_source_disable_unref(h->epoll_source);
+        if (h->epoll_fd >= 0)
+                close(h->epoll_fd);
         while (h->idle) {
                 HttpEasy *x = h->idle;
                 h->idle = x->next_idle;
