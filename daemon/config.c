@@ -263,14 +263,8 @@ static Node *node_new(Loader *l, NodeKind kind, const yaml_mark_t *m) {
 }
 
 static int stack_push(Loader *l, Node *n) {
-        if (l->n_stack == l->stack_allocated) {
-                size_t room = l->stack_allocated ? l->stack_allocated * 2 : 256;
-                Node **s = reallocarray(l->stack, room, sizeof(Node *));
-                if (!s)
-                        return -ENOMEM;
-                l->stack = s;
-                l->stack_allocated = room;
-        }
+        if (GROW(l->stack, l->stack_allocated, l->n_stack, 256) < 0)
+                return -ENOMEM;
         l->stack[l->n_stack++] = n;
         return 0;
 }

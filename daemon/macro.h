@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -49,6 +50,23 @@ static inline void closep(int *fd) {
         if (*fd >= 0)
                 (void) close(*fd);
 }
+
+/* Makes room for one more element in the array *P of *ALLOCATED elements
+ * of SIZE bytes, N of them in use: doubles it (from MIN) when full. 0, or
+ * -ENOMEM with the array as it was. Use GROW(). */
+static inline int grow_array(void **p, size_t *allocated, size_t n, size_t size, size_t min) {
+        if (n < *allocated)
+                return 0;
+        size_t room = *allocated ? *allocated * 2 : min;
+        void *a = reallocarray(*p, room, size);
+        if (!a)
+                return -ENOMEM;
+        *p = a;
+        *allocated = room;
+        return 0;
+}
+
+#define GROW(p, allocated, n, min) grow_array((void **) &(p), &(allocated), (n), sizeof(*(p)), (min))
 
 #define USEC_PER_SEC ((uint64_t) 1000000ULL)
 #define USEC_PER_MSEC ((uint64_t) 1000ULL)

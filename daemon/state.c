@@ -253,14 +253,8 @@ int state_get(State *s, const char *name, const char *id, StateEnv **ret) {
                 /* Same name, other Test Environment: nothing we knew applies to it. */
                 state_env_done(e);
         else {
-                if (s->n_envs >= s->n_allocated) {
-                        size_t room = s->n_allocated ? s->n_allocated * 2 : 16;
-                        StateEnv *a = reallocarray(s->envs, room, sizeof(StateEnv));
-                        if (!a)
-                                return -ENOMEM;
-                        s->envs = a;
-                        s->n_allocated = room;
-                }
+                if (GROW(s->envs, s->n_allocated, s->n_envs, 16) < 0)
+                        return -ENOMEM;
                 e = &s->envs[s->n_envs++];
         }
         state_env_init(e);

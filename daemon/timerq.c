@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-#include "timerq.h"
-
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "macro.h"
+#include "timerq.h"
 
 typedef struct Entry {
         uint64_t usec;
@@ -143,14 +144,8 @@ int timerq_arm(TimerQueue *q, TimerQueueIndex *index, uint64_t usec, void *owner
                 sift_up(q, i);
                 sift_down(q, *index);
         } else {
-                if (q->n == q->allocated) {
-                        size_t a = q->allocated ? q->allocated * 2 : 64;
-                        Entry *h = reallocarray(q->heap, a, sizeof(Entry));
-                        if (!h)
-                                return -ENOMEM;
-                        q->heap = h;
-                        q->allocated = a;
-                }
+                if (GROW(q->heap, q->allocated, q->n, 64) < 0)
+                        return -ENOMEM;
                 q->heap[q->n] = (Entry) { .usec = usec, .owner = owner, .index = index };
                 *index = q->n;
                 sift_up(q, q->n++);
