@@ -6,7 +6,8 @@
  *   IDLE -> CHECKING (is it eligible? already refreshed for this slot? the
  *   intent written: the three at once) -> SUBMITTING (POST) -> TRACKING
  *   (polling the job) -> IDLE, with BACKOFF between failed attempts, and
- *   LISTING -> INTENT -> SUBMITTING for every attempt after the first.
+ *   LISTING -> INTENT -> SUBMITTING for a retry, a deferred slot and a
+ *   slot whose submission a restart interrupted.
  *
  * Events (timers, answers) are kept apart from states: each handler looks at
  * the state it is in, and env_enter_state() changes it.
