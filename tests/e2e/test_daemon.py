@@ -18,6 +18,7 @@ import tempfile
 import time
 import unittest
 import urllib.parse
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -699,6 +700,42 @@ class Skips(E2E):
         self.assertIn("min_interval", skip.message)
         time.sleep(1)
         self.assertEqual([p for p in sim.posts("env-mi") if p["time"] > restart], [])
+
+
+class FirstAttempt(E2E):
+    """A slot's first attempt sends the eligibility check and the list check together and POSTs only
+    after both: each can end the slot on its own, and then the other's answer is dropped."""
+
+    def test_ineligible_slot_is_not_posted(self):
+        sim = self.sim()
+        # Refreshed a minute ago, allowed again in an hour: nextRefreshTime is after the slot.
+        sim.config(environments={"env-in": {"cooldown_seconds": 3600, "last_refresh_ago": 60}})
+        d, slot = self.single(sim, env_id="env-in", name="in", when_ineligible="skip")
+        line = d.wait_log(r"Zuora allows the next refresh from", timeout=10, ENVIRONMENT="in")
+        self.assertEqual(line.get("SLOT"), rfc3339(slot))
+        self.assertIn("skipped", line.message)
+        self.assertNoPostsFor(sim, "env-in", 2, expected=0)
+        self.assertIsNone((d.state() or {})["environments"]["in"].get("intent"), "the intent was not cleared")
+
+    def test_job_started_by_hand_before_slot_is_adopted(self):
+        sim = self.sim(job_seconds=3)
+        d, slot = self.single(sim, env_id="env-hand", name="hand", delay=4)
+        # Someone refreshes the sandbox by hand 2 s before the slot (within the 5 min of skew).
+        time.sleep(max(0, slot - 2 - time.time()))
+        body = urllib.parse.urlencode({"client_id": "demo-client", "client_secret": DEFAULT_SECRET,
+                                       "grant_type": "client_credentials"}).encode()
+        with urllib.request.urlopen(sim.base_url + "/oauth/token", data=body, timeout=10) as resp:
+            token = json.loads(resp.read())["access_token"]
+        req = urllib.request.Request(sim.base_url + "/test-environments/env-hand/jobs", method="POST",
+                                     data=b'{"jobType":"REFRESH"}',
+                                     headers={"Authorization": "Bearer " + token,
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            by_hand = json.loads(resp.read())["id"]
+        adopted = d.wait_log(r"already refreshes slot", timeout=10, ENVIRONMENT="hand")
+        self.assertEqual(adopted.get("JOB_ID"), by_hand)
+        d.wait_log(finished_re(), timeout=10, JOB_STATUS="COMPLETED", JOB_ID=by_hand)
+        self.assertEqual(len(sim.posts("env-hand")), 1, "refreshd POSTed although a job covered the slot")
 
 
 class SubmitAhead(E2E):
