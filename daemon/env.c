@@ -928,6 +928,12 @@ static void env_submit(Env *e) {
         env_enter_state(e, ENV_INTENT);
 }
 
+StateEnv *env_intent_waiting(Env *e) {
+        if (e->state == ENV_INTENT || (e->state == ENV_CHECKING && (e->waiting & WAIT_INTENT)))
+                return env_st(e);
+        return NULL;
+}
+
 void env_on_intent_saved(Env *e) {
         if (e->state == ENV_CHECKING && (e->waiting & WAIT_INTENT)) {
                 e->waiting &= ~WAIT_INTENT;

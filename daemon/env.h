@@ -82,6 +82,10 @@ void env_replan(Env *e);
  * true when the environment can be freed now. */
 bool env_remove(Env *e);
 
+/* The entry whose intent this environment's POST waits to see on disk,
+ * or NULL. */
+StateEnv *env_intent_waiting(Env *e);
+
 /* The state was written (or could not be): an intent waiting for it is on
  * disk, and its POST may leave. Does nothing for any other environment. */
 void env_on_intent_saved(Env *e);

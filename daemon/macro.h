@@ -29,6 +29,14 @@
                 _p;                                                                                           \
         })
 
+/* Returns the fd in FD and sets FD to -EBADF: hands ownership over. */
+#define TAKE_FD(fd)                                                                                           \
+        ({                                                                                                    \
+                int _fd = (fd);                                                                               \
+                (fd) = -EBADF;                                                                                \
+                _fd;                                                                                          \
+        })
+
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                               \
         static inline void func##p(type *p) {                                                                 \
                 if (*p)                                                                                       \

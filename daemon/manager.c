@@ -4,7 +4,10 @@
  * grouped: whatever changes during one loop iteration is written by one
  * defer source at its end, so a thousand environments firing in the same
  * second cost one fsync; environments waiting for their intent to be on
- * disk send their POST right after that write.
+ * disk send their POST right after that write. When the only hurry is
+ * intents, they go to the intent log first (one fdatasync of blocks that
+ * exist, about 0.1 ms), the POSTs leave, and state.json follows at the
+ * next idle moment.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -19,6 +22,7 @@
 
 #include "civil.h"
 #include "env.h"
+#include "intentlog.h"
 #include "macro.h"
 #include "manager.h"
 #include "refreshd-messages.h"
@@ -139,10 +143,36 @@ static void manager_reap(Manager *m) {
         m->n_envs = k;
 }
 
+/* Makes the intents that POSTs wait for durable in the intent log. false
+ * when there are none, or they must go through state.json (no log yet, no
+ * room in its ring, an error). */
+static bool manager_log_intents(Manager *m) {
+        _cleanup_free_ StateEnv **waiting = NULL;
+        size_t n = 0;
+
+        if (m->intent_fd < 0)
+                return false;
+        for (size_t i = 0; i < m->n_envs; i++)
+                n += env_intent_waiting(m->envs[i]) != NULL;
+        if (n == 0 || !(waiting = reallocarray(NULL, n, sizeof(StateEnv *))))
+                return false;
+        n = 0;
+        for (size_t i = 0; i < m->n_envs; i++) {
+                StateEnv *st = env_intent_waiting(m->envs[i]);
+                if (st)
+                        waiting[n++] = st;
+        }
+        return state_log_intents(m->state, m->intent_fd, waiting, n) >= 0;
+}
+
 static int manager_on_save(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
 
-        (void) manager_save_now(m);
+        if (manager_log_intents(m))
+                /* The rest once the POSTs are on their way. */
+                manager_save_later(m);
+        else
+                (void) manager_save_now(m);
         /* The intents are on disk (or cannot be): their POSTs may leave. */
         for (size_t i = 0; i < m->n_envs; i++)
                 env_on_intent_saved(m->envs[i]);
@@ -441,6 +471,7 @@ int manager_new(sd_event *event, const char *config_path, const char *state_dir,
         if (!m)
                 return -ENOMEM;
         m->event = sd_event_ref(event);
+        m->intent_fd = -EBADF;
         r = timerq_new(event, CLOCK_REALTIME, "slots", env_on_slot, &m->slots);
         if (r >= 0)
                 r = timerq_new(event, CLOCK_BOOTTIME, "waits", env_on_wait, &m->waits);
@@ -466,6 +497,10 @@ int manager_new(sd_event *event, const char *config_path, const char *state_dir,
                 manager_free(m);
                 return r;
         }
+        r = intent_log_open(m->state_dir, &m->intent_fd);
+        if (r < 0)
+                report_log(LOG_WARNING, "cannot open %s/%s: %s; intents go to %s alone, which is slower",
+                           m->state_dir, INTENT_LOG_FILE_NAME, strerror(-r), STATE_FILE_NAME);
         r = client_new(event, m->config, secret, &m->client);
         if (r < 0) {
                 manager_free(m);
@@ -496,6 +531,8 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->clock_source);
         sd_event_source_disable_unref(m->status_source);
         state_free(m->state);
+        if (m->intent_fd >= 0)
+                (void) close(m->intent_fd);
         config_free(m->config);
         sd_event_unref(m->event);
         free(m->status_text);

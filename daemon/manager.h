@@ -30,6 +30,7 @@ typedef struct Manager {
         TimerQueue *waits;              /* their polls and backoffs (CLOCK_BOOTTIME) */
 
         sd_event_source *save_source;   /* defer: one state write per loop iteration */
+        int intent_fd;                  /* the intent log (intentlog.h), or -EBADF: intents go in state.json */
         bool save_failing;              /* an error was logged for this failure streak */
         sd_event_source *reload_source;
         sd_event_source *clock_source;  /* wakes when CLOCK_REALTIME is set */

@@ -4,7 +4,8 @@
  * RFC 3339 UTC string, written "2026-12-06T02:00:00Z"; null and an absent
  * key both mean "unset"):
  *
- *   {"version": 1, "environments": {"uat": {
+ *   {"version": 1, "intent_log": {"id": "<16 hex digits>", "seq": N},
+ *    "environments": {"uat": {
  *       "id": "…", "since": T, "last_slot": T, "last_submitted": T,
  *       "intent": {"slot": T!, "track_id": "…", "sent_at": T} | null,
  *       "deferred_until": T, "zuora_last_refresh": T, "zuora_next_refresh": T,
@@ -39,17 +40,20 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
 
+#include "intentlog.h"
 #include "macro.h"
 #include "state.h"
 #include "tz.h"
@@ -735,6 +739,31 @@ static int check_names(yajl_val envs, char **reterr_message) {
         return bad(reterr_message, "%s: %s", p, what);
 }
 
+/* "intent_log": {"id": "<16 lowercase hex digits, not all 0>", "seq": N}, or absent (none yet). */
+static int parse_intent_log(yajl_val root, State *s, char **reterr_message) {
+        yajl_val log, id, seq;
+        char *end;
+        int r;
+
+        r = get_object(root, "", "intent_log", &log, reterr_message);
+        if (r < 0 || !log)
+                return r;
+        r = object_get(log, "intent_log", "id", &id, reterr_message);
+        if (r < 0)
+                return r;
+        if (!id || !YAJL_IS_STRING(id) || strlen(id->u.string) != 16 ||
+            strspn(id->u.string, "0123456789abcdef") != 16 ||
+            (s->log_id = strtoull(id->u.string, &end, 16)) == 0)
+                return bad(reterr_message, "intent_log.id: not 16 hexadecimal digits");
+        r = object_get(log, "intent_log", "seq", &seq, reterr_message);
+        if (r < 0)
+                return r;
+        if (!seq || !YAJL_IS_INTEGER(seq) || YAJL_GET_INTEGER(seq) < 0)
+                return bad(reterr_message, "intent_log.seq: not a number of records");
+        s->log_seq = s->log_saved_seq = (uint64_t) YAJL_GET_INTEGER(seq);
+        return 0;
+}
+
 int state_parse(const char *text, size_t size, State **ret, char **reterr_message) {
         _cleanup_(yajl_tree_freep) yajl_val root = NULL;
         _cleanup_(state_freep) State *s = NULL;
@@ -784,6 +813,9 @@ int state_parse(const char *text, size_t size, State **ret, char **reterr_messag
         s = state_new();
         if (!s)
                 return -ENOMEM;
+        r = parse_intent_log(root, s, reterr_message);
+        if (r < 0)
+                return r;
         if (envs->u.object.len > 0) {
                 s->envs = reallocarray(NULL, envs->u.object.len, sizeof(StateEnv));
                 if (!s->envs)
@@ -1003,6 +1035,17 @@ static int state_generate(const State *s, yajl_gen g) {
         put_open(&w);
         put_string(&w, "version");
         put_int(&w, STATE_VERSION);
+        if (s->log_id != 0) {
+                char id[17];
+                snprintf(id, sizeof(id), "%016" PRIx64, s->log_id);
+                put_string(&w, "intent_log");
+                put_open(&w);
+                put_string(&w, "id");
+                put_string(&w, id);
+                put_string(&w, "seq");
+                put_int(&w, (long long) s->log_seq);
+                put_close(&w);
+        }
         put_string(&w, "environments");
         put_open(&w);
         for (size_t i = 0; i < s->n_envs; i++)
@@ -1107,7 +1150,50 @@ static void remove_stale_temp_files(const char *dir) {
         closedir(d);
 }
 
+/* What tz_format_utc() can write: years 0000 to 9999. */
+#define STATE_TIME_MIN INT64_C(-62167219200)
+#define STATE_TIME_MAX INT64_C(253402300799)
+
+static bool time_is_writable(int64_t t) {
+        return t == STATE_TIME_UNSET || (t >= STATE_TIME_MIN && t <= STATE_TIME_MAX);
+}
+
+/* A record of the intent log newer than state.json: the intent, and what
+ * firing its slot did to the entry (env_fire()). */
+static int apply_intent(const IntentRecord *r, void *userdata) {
+        State *s = userdata;
+        StateEnv *e;
+        char *track = NULL;
+        int k;
+
+        /* Written by us, with a checksum; still, nothing goes in that state_save() would refuse. */
+        if (!name_is_printable(r->name) || !utf8_is_valid(r->name) || !utf8_is_valid(r->id) ||
+            (r->track_id && !utf8_is_valid(r->track_id)) || !time_is_writable(r->slot) ||
+            r->slot == STATE_TIME_UNSET || !time_is_writable(r->sent_at))
+                return 0;
+        if (r->track_id && !(track = strdup(r->track_id)))
+                return -ENOMEM;
+        k = state_get(s, r->name, r->id, &e);
+        if (k < 0) {
+                free(track);
+                return k;
+        }
+        free(e->intent_track_id);
+        e->intent_track_id = track;
+        e->intent_slot = r->slot;
+        e->intent_sent_at = r->sent_at;
+        if (e->last_slot == STATE_TIME_UNSET || e->last_slot < r->slot)
+                e->last_slot = r->slot;
+        if (e->since == STATE_TIME_UNSET)
+                e->since = r->slot;
+        e->deferred_until = STATE_TIME_UNSET;
+        if (r->seq > s->log_seq)
+                s->log_seq = r->seq;
+        return 0;
+}
+
 int state_load(const char *dir, State **ret, char **reterr_message) {
+        _cleanup_(state_freep) State *s = NULL;
         _cleanup_free_ char *path = NULL, *text = NULL;
         _cleanup_(closep) int fd = -EBADF;
         size_t size = 0;
@@ -1121,20 +1207,28 @@ int state_load(const char *dir, State **ret, char **reterr_message) {
         remove_stale_temp_files(dir);
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
-                State *s;
-
                 if (errno != ENOENT)
                         return -errno;
                 s = state_new(); /* first start */
                 if (!s)
                         return -ENOMEM;
-                *ret = s;
+                *ret = TAKE_PTR(s);
                 return 0;
         }
         r = read_all(fd, STATE_SIZE_MAX, &text, &size);
         if (r < 0)
                 return r;
-        return state_parse(text, size, ret, reterr_message);
+        r = state_parse(text, size, &s, reterr_message);
+        if (r < 0)
+                return r;
+        if (s->log_id != 0) {
+                s->log_saved = true;
+                r = intent_log_replay(dir, s->log_id, s->log_saved_seq, apply_intent, s);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
 }
 
 static int write_all(int fd, const char *buf, size_t size) {
@@ -1152,14 +1246,6 @@ static int write_all(int fd, const char *buf, size_t size) {
                 size -= n;
         }
         return 0;
-}
-
-/* What tz_format_utc() can write: years 0000 to 9999. */
-#define STATE_TIME_MIN INT64_C(-62167219200)
-#define STATE_TIME_MAX INT64_C(253402300799)
-
-static bool time_is_writable(int64_t t) {
-        return t == STATE_TIME_UNSET || (t >= STATE_TIME_MIN && t <= STATE_TIME_MAX);
 }
 
 /* Whether state_generate() will succeed, found without generating. */
@@ -1229,7 +1315,7 @@ static int state_write(int fd, const State *s) {
         return f->r;
 }
 
-int state_save(const char *dir, const State *s) {
+int state_save(const char *dir, State *s) {
         /* Declared before the fd, so that on the way out the fd is closed first, then the file unlinked. */
         _cleanup_(unlink_and_freep) char *tmp = NULL;
         _cleanup_free_ char *path = NULL;
@@ -1242,6 +1328,9 @@ int state_save(const char *dir, const State *s) {
         /* An invalid state is refused before any file is touched. */
         if (!state_is_writable(s))
                 return -EINVAL;
+        while (s->log_id == 0)
+                if (getrandom(&s->log_id, sizeof(s->log_id), 0) != sizeof(s->log_id))
+                        return -errno;
         if (asprintf(&path, "%s/%s", dir, STATE_FILE_NAME) < 0)
                 return -ENOMEM;
 
@@ -1280,7 +1369,35 @@ int state_save(const char *dir, const State *s) {
          * gone; the error still tells the caller that a crash now might bring the old one back. */
         if (fsync(dfd) < 0)
                 return -errno;
+        s->log_saved_seq = s->log_seq;
+        s->log_saved = true;
         return 0;
+}
+
+int state_log_intents(State *s, int fd, StateEnv *const *envs, size_t n) {
+        uint64_t first = s->log_seq + 1;
+        int r = 0;
+
+        assert(s);
+        assert(envs || n == 0);
+        if (!s->log_saved || fd < 0)
+                return -EAGAIN;
+        if (s->log_seq + n > s->log_saved_seq + INTENT_LOG_RECORDS)
+                return -ENOSPC;
+        s->log_seq += n;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                const StateEnv *e = envs[i];
+                r = intent_log_put(fd, &(IntentRecord) {
+                        .log_id = s->log_id,
+                        .seq = first + i,
+                        .slot = e->intent_slot,
+                        .sent_at = e->intent_sent_at,
+                        .name = e->name,
+                        .id = e->id,
+                        .track_id = e->intent_track_id,
+                });
+        }
+        return r < 0 ? r : intent_log_sync(fd);
 }
 
 /* Like rename(), but never replaces TO: -EEXIST instead. */

@@ -55,6 +55,15 @@ typedef struct StateEnv {
 typedef struct State {
         StateEnv *envs;
         size_t n_envs;
+        /* The intent log: its generation (0: none yet; state_save() starts
+         * one), the last record number given out, and whether a state.json
+         * of this generation is on disk, covering records up to
+         * LOG_SAVED_SEQ. Records past that may be written only while the
+         * ring keeps every record newer than LOG_SAVED_SEQ. */
+        uint64_t log_id;
+        uint64_t log_seq;
+        uint64_t log_saved_seq;
+        bool log_saved;
         /* Private to state.c: room in ENVS, and an index by name (open
          * addressing, power-of-two size; slot value i + 1 for envs[i], 0 for
          * empty) that covers the first N_INDEXED entries. */
@@ -67,9 +76,13 @@ typedef struct State {
 State *state_new(void);
 State *state_free(State *s);
 
-/* Reads DIR/state.json. A missing file gives an empty State. -EBADMSG for a
- * file that is not valid state (with a description in *reterr_message,
- * which the caller frees); other negative errno values for I/O errors. */
+/* Reads DIR/state.json and replays the intent log's records that are newer
+ * than it (an intent whose record is newer is set, with the slot as
+ * last_slot when later). A missing file gives an empty State, and the log
+ * is not read: its records belong to a state.json that is gone. -EBADMSG
+ * for a file that is not valid state (with a description in
+ * *reterr_message, which the caller frees); other negative errno values
+ * for I/O errors. */
 int state_load(const char *dir, State **ret, char **reterr_message);
 
 /* Parses state from memory (the loader's core; tests, fuzzing). */
@@ -79,8 +92,18 @@ int state_parse(const char *text, size_t size, State **ret, char **reterr_messag
 int state_format(const State *s, char **ret, size_t *ret_size);
 
 /* Replaces DIR/state.json atomically. On failure the old file is untouched
- * and no temp file is left behind. */
-int state_save(const char *dir, const State *s);
+ * and no temp file is left behind. On success it covers every intent
+ * record given out so far (log_saved_seq = log_seq). */
+int state_save(const char *dir, State *s);
+
+/* Makes the intents of the N entries ENVS durable in the intent log FD
+ * (from intent_log_open()), with one flush. -EAGAIN when no state.json of
+ * the log's generation is on disk yet, -ENOSPC when the ring has no room
+ * for N more records, -E2BIG for an entry too long for a record, or an I/O
+ * error: then only a state_save() makes them durable. Record numbers are
+ * used up even on failure, so the next state_save() covers whatever part
+ * of them reached the file. */
+int state_log_intents(State *s, int fd, StateEnv *const *envs, size_t n);
 
 /* Renames DIR/state.json to DIR/state.json.corrupt-<NOW as YYYYmmddTHHMMSSZ>;
  * the new name in *ret_path (may be NULL). */

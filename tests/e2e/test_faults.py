@@ -443,6 +443,40 @@ class CrashPoints(E2E):
         self.assertEqual(end_b.get("JOB_ID"), jobs[1]["id"])
         self.assertEqual(end_b.get("JOB_STATUS"), "COMPLETED")
 
+    def test_kill_with_the_intent_in_the_intent_log_alone_job_adopted(self):
+        # A directory stands where state.json goes, so no state write succeeds after the first:
+        # when the daemon is killed with its POST in flight, the slot's intent is on disk only in
+        # the intent log. The next start replays it, finds the job the POST created and follows
+        # it. With catch_up: false nothing else would: the slot looks neither fired nor missed.
+        sim = self.sim(job_seconds=1.5)
+        env_id = "env-log"
+        sim.fault(post_fault(env_id, times=1, action="commit_then_fail", variant="hang"))
+        slot = next_second(3)
+        d = self.daemon(make_config(sim.base_url, [dict(name="e", id=env_id, schedule=seconds_schedule(slot))],
+                                    defaults={"catch_up": False}, zuora={"request_timeout": "20s"}))
+        d.start()
+        path = os.path.join(d.state_dir, "state.json")
+        self.assertTrue(wait_until(lambda: os.path.exists(path), 5), d.tail())
+        with open(path, "rb") as f:
+            saved = f.read()
+        self.assertIsNone(json.loads(saved)["environments"]["e"]["intent"])
+        os.unlink(path)
+        os.mkdir(path)
+        open(os.path.join(path, "keep"), "w").close()
+        self.assertTrue(wait_until(lambda: len(sim.posts(env_id)) >= 1, slot + 5 - time.time()), d.tail())
+        d.wait_log(r"Cannot write", timeout=5)
+        d.kill9()
+        shutil.rmtree(path)
+        with open(path, "wb") as f:
+            f.write(saved)
+        d.start()
+        end = d.wait_log(END_RE, timeout=20, ENVIRONMENT="e", SLOT=rfc3339(slot))
+        jobs = sim.jobs(env_id)
+        self.assertEqual(len(jobs), 1, [(j["id"], j["createTime"]) for j in jobs])
+        self.assertEqual(end.get("JOB_ID"), jobs[0]["id"], d.tail())
+        self.assertEqual(end.get("JOB_STATUS"), "COMPLETED")
+        self.assertEqual(len(sim.posts(env_id)), 1)
+
     def test_kill_while_post_hangs_job_not_created_resubmitted(self):
         self._crash_during_third_post({"action": "hang"}, job_created=False)
 

@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "intentlog.h"
 #include "state.h"
 #include "tz.h"
 
@@ -209,6 +210,8 @@ static State *full_state(void) {
         StateEnv *e;
 
         assert_non_null(s);
+        s->log_id = UINT64_C(0xa1b2c3d4e5f60718);
+        s->log_seq = 7;
         e = env_get(s, "uat", "8ad09be48db5aa7b");
         e->since = T("2026-11-01T00:00:00Z");
         e->last_slot = T("2026-12-06T02:00:00Z");
@@ -237,6 +240,10 @@ static State *full_state(void) {
 static const char full_text[] =
         "{\n"
         "  \"version\": 1,\n"
+        "  \"intent_log\": {\n"
+        "    \"id\": \"a1b2c3d4e5f60718\",\n"
+        "    \"seq\": 7\n"
+        "  },\n"
         "  \"environments\": {\n"
         "    \"uat\": {\n"
         "      \"id\": \"8ad09be48db5aa7b\",\n"
@@ -345,6 +352,8 @@ static void assert_env_equal(const StateEnv *a, const StateEnv *b) {
 }
 
 static void assert_state_equal(const State *a, const State *b) {
+        assert_int_equal(a->log_id, b->log_id);
+        assert_int_equal(a->log_seq, b->log_seq);
         assert_int_equal(a->n_envs, b->n_envs);
         for (size_t i = 0; i < a->n_envs; i++)
                 assert_env_equal(&a->envs[i], &b->envs[i]);
@@ -819,6 +828,7 @@ static void test_find_many(void **state) {
         const char *keep[1000];
         char names[3000][8];
 
+        s->log_id = 1; /* state_save() would start a generation, and the text would differ */
         for (size_t i = 0; i < 3000; i++) {
                 snprintf(names[i], sizeof(names[i]), "e%zu", i);
                 env_get(s, names[i], "I")->last_slot = (int64_t) i;
@@ -1047,6 +1057,218 @@ static void test_save_full_filesystem(void **state) {
         dir_free(d);
 }
 
+/* ---- the intent log ---- */
+
+static void test_intent_record(void **state) {
+        uint8_t buf[INTENT_LOG_RECORD_SIZE], zeros[INTENT_LOG_RECORD_SIZE] = {};
+        IntentRecord r = { .log_id = 42, .seq = 1025, .slot = T("2026-12-06T02:00:00Z"), .sent_at = 7,
+                           .name = "uat", .id = "8ad09be48db5aa7b", .track_id = "b1946ac9" }, back;
+        char long_id[500];
+
+        assert_int_equal(intent_record_encode(&r, buf), 0);
+        assert_int_equal(intent_record_decode(buf, &back), 0);
+        assert_int_equal(back.log_id, 42);
+        assert_int_equal(back.seq, 1025);
+        assert_int_equal(back.slot, r.slot);
+        assert_int_equal(back.sent_at, 7);
+        assert_string_equal(back.name, "uat");
+        assert_string_equal(back.id, "8ad09be48db5aa7b");
+        assert_string_equal(back.track_id, "b1946ac9");
+
+        /* Any damaged byte, the checksum included, and the record is refused. */
+        for (size_t i = 0; i < sizeof(buf); i++) {
+                buf[i] ^= 0x20;
+                assert_int_equal(intent_record_decode(buf, &back), -EBADMSG);
+                buf[i] ^= 0x20;
+        }
+        assert_int_equal(intent_record_decode(zeros, &back), -EBADMSG);
+
+        r.track_id = NULL;
+        assert_int_equal(intent_record_encode(&r, buf), 0);
+        assert_int_equal(intent_record_decode(buf, &back), 0);
+        assert_null(back.track_id);
+
+        memset(long_id, 'x', sizeof(long_id) - 1);
+        long_id[sizeof(long_id) - 1] = 0;
+        r.id = long_id;
+        assert_int_equal(intent_record_encode(&r, buf), -E2BIG);
+        r.id = "";
+        assert_int_equal(intent_record_encode(&r, buf), -EINVAL);
+        r.id = "x";
+        r.log_id = 0;
+        assert_int_equal(intent_record_encode(&r, buf), -EINVAL);
+}
+
+/* Records the intent for SLOT of entry NAME in S and in the log FD. */
+static int log_intent(State *s, int fd, const char *name, const char *id, int64_t slot) {
+        StateEnv *e = env_get(s, name, id);
+
+        e->intent_slot = slot;
+        e->intent_sent_at = slot + 1;
+        free(e->intent_track_id);
+        e->intent_track_id = xstrdup(name);
+        return state_log_intents(s, fd, &e, 1);
+}
+
+static State *load(const char *d) {
+        State *s = NULL;
+        char *m = NULL;
+
+        assert_int_equal(state_load(d, &s, &m), 0);
+        assert_null(m);
+        return s;
+}
+
+static void test_intent_log_replay(void **state) {
+        char *d = dir_new(), *p;
+        State *s = state_new(), *back;
+        StateEnv *e;
+        int fd = -1;
+
+        env_get(s, "uat", "U")->last_slot = T("2026-12-01T02:00:00Z");
+        assert_int_equal(intent_log_open(d, &fd), 0);
+        /* No state.json of this generation on disk yet: only a save makes an intent durable. */
+        assert_int_equal(log_intent(s, fd, "uat", "U", T("2026-12-06T02:00:00Z")), -EAGAIN);
+        assert_int_equal(state_save(d, s), 0);
+        assert_int_not_equal(s->log_id, 0);
+        assert_true(s->log_saved);
+
+        /* Two intents in the log alone: the load finds both, and what firing did. */
+        assert_int_equal(log_intent(s, fd, "uat", "U", T("2026-12-06T02:00:00Z")), 0);
+        assert_int_equal(log_intent(s, fd, "new", "N", T("2026-12-06T03:00:00Z")), 0);
+        back = load(d);
+        assert_int_equal(back->log_id, s->log_id);
+        assert_int_equal(back->log_seq, 2);
+        assert_int_equal(back->log_saved_seq, 0);
+        e = state_find(back, "uat");
+        assert_int_equal(e->intent_slot, T("2026-12-06T02:00:00Z"));
+        assert_int_equal(e->intent_sent_at, T("2026-12-06T02:00:01Z"));
+        assert_string_equal(e->intent_track_id, "uat");
+        assert_int_equal(e->last_slot, T("2026-12-06T02:00:00Z"));
+        e = state_find(back, "new");
+        assert_non_null(e);
+        assert_string_equal(e->id, "N");
+        assert_int_equal(e->intent_slot, T("2026-12-06T03:00:00Z"));
+        assert_int_equal(e->since, T("2026-12-06T03:00:00Z"));
+        state_free(back);
+
+        /* A save covers them: cleared intents stay cleared. */
+        state_find(s, "uat")->intent_slot = STATE_TIME_UNSET;
+        assert_int_equal(state_save(d, s), 0);
+        assert_int_equal(s->log_saved_seq, 2);
+        back = load(d);
+        assert_int_equal(state_find(back, "uat")->intent_slot, STATE_TIME_UNSET);
+        assert_int_equal(back->log_seq, 2);
+        state_free(back);
+
+        /* A later record for the same entry wins, whichever ring place it has. */
+        assert_int_equal(log_intent(s, fd, "uat", "U", T("2026-12-13T02:00:00Z")), 0);
+        assert_int_equal(log_intent(s, fd, "uat", "U", T("2026-12-20T02:00:00Z")), 0);
+        back = load(d);
+        assert_int_equal(state_find(back, "uat")->intent_slot, T("2026-12-20T02:00:00Z"));
+        state_free(back);
+
+        /* Without its state.json the log means nothing: a fresh start. */
+        p = path_in(d, STATE_FILE_NAME);
+        assert_int_equal(unlink(p), 0);
+        back = load(d);
+        assert_int_equal(back->n_envs, 0);
+        assert_int_equal(back->log_id, 0);
+        state_free(back);
+
+        /* Another generation's state.json does not take these records. */
+        s->log_id ^= 1;
+        assert_int_equal(state_save(d, s), 0);
+        s->log_id ^= 1;
+        s->log_saved_seq = 2; /* as on disk */
+        back = load(d);
+        assert_int_equal(state_find(back, "uat")->intent_slot, T("2026-12-20T02:00:00Z")); /* from state.json */
+        assert_int_equal(back->log_seq, 4);
+        state_free(back);
+
+        free(p);
+        close(fd);
+        state_free(s);
+        dir_free(d);
+}
+
+static void test_intent_log_ring(void **state) {
+        char *d = dir_new(), *p;
+        State *s = state_new(), *back;
+        StateEnv *batch[INTENT_LOG_RECORDS];
+        int fd = -1, raw;
+        uint8_t byte;
+
+        assert_int_equal(intent_log_open(d, &fd), 0);
+        assert_int_equal(state_save(d, s), 0);
+        /* The ring holds every record newer than state.json, and no more. */
+        for (size_t i = 0; i < INTENT_LOG_RECORDS; i++) {
+                char name[16];
+                snprintf(name, sizeof(name), "e%zu", i);
+                env_get(s, name, "I")->intent_slot = (int64_t) i;
+        }
+        for (size_t i = 0; i < INTENT_LOG_RECORDS; i++) /* once the array stops moving */
+                batch[i] = &s->envs[i];
+        assert_int_equal(state_log_intents(s, fd, batch, 1000), 0);
+        assert_int_equal(state_log_intents(s, fd, batch + 1000, 24), 0);
+        assert_int_equal(state_log_intents(s, fd, batch, 1), -ENOSPC);
+        back = load(d);
+        assert_int_equal(back->n_envs, INTENT_LOG_RECORDS);
+        assert_int_equal(state_find(back, "e1023")->intent_slot, 1023);
+        state_free(back);
+        assert_int_equal(state_save(d, s), 0);
+        assert_int_equal(state_log_intents(s, fd, batch, 1), 0); /* room again: it wraps */
+
+        /* A torn record is not replayed; the rest are. */
+        batch[5]->intent_slot = 5000;
+        batch[6]->intent_slot = 6000;
+        assert_int_equal(state_log_intents(s, fd, batch + 5, 2), 0);
+        p = path_in(d, INTENT_LOG_FILE_NAME);
+        raw = open(p, O_RDWR | O_CLOEXEC);
+        assert_true(raw >= 0);
+        off_t at = (off_t) (s->log_seq % INTENT_LOG_RECORDS) * INTENT_LOG_RECORD_SIZE + 100; /* e6's record */
+        assert_int_equal(pread(raw, &byte, 1, at), 1);
+        byte ^= 1;
+        assert_int_equal(pwrite(raw, &byte, 1, at), 1);
+        close(raw);
+        back = load(d);
+        assert_int_equal(state_find(back, "e5")->intent_slot, 5000);
+        assert_int_equal(state_find(back, "e6")->intent_slot, 6); /* as state.json has it */
+        state_free(back);
+
+        free(p);
+        close(fd);
+        state_free(s);
+        dir_free(d);
+}
+
+static void test_intent_log_open(void **state) {
+        char *d = dir_new(), *p = path_in(d, INTENT_LOG_FILE_NAME), *sub = path_in(d, "nonexistent");
+        struct stat st;
+        int fd = -1;
+
+        /* Created whole, and a short file is made whole again. */
+        assert_int_equal(intent_log_open(d, &fd), 0);
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(st.st_size, INTENT_LOG_RECORDS * INTENT_LOG_RECORD_SIZE);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_true((uint64_t) st.st_blocks * 512 >= INTENT_LOG_RECORDS * INTENT_LOG_RECORD_SIZE);
+        assert_int_equal(ftruncate(fd, 1000), 0);
+        close(fd);
+        assert_int_equal(intent_log_open(d, &fd), 0);
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(st.st_size, INTENT_LOG_RECORDS * INTENT_LOG_RECORD_SIZE);
+        close(fd);
+
+        assert_int_equal(intent_log_open(sub, &fd), -ENOENT);
+        assert_int_equal(unlink(p), 0);
+        assert_int_equal(mkdir(p, 0700), 0);
+        assert_int_equal(intent_log_open(d, &fd), -EISDIR);
+        free(p);
+        free(sub);
+        dir_free(d);
+}
+
 static void test_move_aside(void **state) {
         char *d = dir_new(), *path = NULL, *want, *text;
         int64_t now = T("2026-12-06T02:00:00Z");
@@ -1116,6 +1338,10 @@ int main(void) {
                 cmocka_unit_test(test_load_corrupt),
                 cmocka_unit_test(test_save_failures),
                 cmocka_unit_test(test_move_aside),
+                cmocka_unit_test(test_intent_record),
+                cmocka_unit_test(test_intent_log_replay),
+                cmocka_unit_test(test_intent_log_ring),
+                cmocka_unit_test(test_intent_log_open),
                 cmocka_unit_test(test_save_full_filesystem), /* last: it leaves us in a mount namespace */
         };
 
