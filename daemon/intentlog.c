@@ -183,8 +183,14 @@ int intent_log_open(const char *dir, int *ret_fd) {
         if (st.st_size < LOG_SIZE) {
                 /* A partial record at the end is rewritten too: it is damage. */
                 r = fill(fd, dirfd, st.st_size / INTENT_LOG_RECORD_SIZE * INTENT_LOG_RECORD_SIZE);
-                if (r < 0)
+                if (r < 0) {
+                        /* A full disk keeps the room it had, for state.json. */
+                        if (st.st_size == 0)
+                                (void) unlinkat(dirfd, INTENT_LOG_FILE_NAME, 0);
+                        else
+                                (void) ftruncate(fd, st.st_size);
                         return r;
+                }
         }
         *ret_fd = TAKE_FD(fd);
         return 0;

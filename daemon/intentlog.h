@@ -48,7 +48,8 @@ int intent_record_decode(const uint8_t buf[INTENT_LOG_RECORD_SIZE], IntentRecord
 
 /* Opens DIR/intents for writing, creating it at its full size with every
  * block written (zeros) and flushed, so that a record's write later changes
- * no metadata. The fd in *RET_FD is the caller's. */
+ * no metadata. The fd in *RET_FD is the caller's. When the file cannot be
+ * made whole (a full disk), it is left as it was, or removed if new. */
 int intent_log_open(const char *dir, int *ret_fd);
 
 /* Writes R at its place in the ring. Not durable until intent_log_sync(). */

@@ -1244,6 +1244,7 @@ static void test_intent_log_ring(void **state) {
 
 static void test_intent_log_open(void **state) {
         char *d = dir_new(), *p = path_in(d, INTENT_LOG_FILE_NAME), *sub = path_in(d, "nonexistent");
+        struct rlimit saved, small;
         struct stat st;
         int fd = -1;
 
@@ -1260,8 +1261,19 @@ static void test_intent_log_open(void **state) {
         assert_int_equal(st.st_size, INTENT_LOG_RECORDS * INTENT_LOG_RECORD_SIZE);
         close(fd);
 
-        assert_int_equal(intent_log_open(sub, &fd), -ENOENT);
+        /* A disk too full for it keeps its room. */
         assert_int_equal(unlink(p), 0);
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+        small = saved;
+        small.rlim_cur = 100 * 1024;
+        signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+        assert_int_equal(intent_log_open(d, &fd), -EFBIG);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+        signal(SIGXFSZ, SIG_DFL);
+        assert_int_equal(access(p, F_OK), -1);
+
+        assert_int_equal(intent_log_open(sub, &fd), -ENOENT);
         assert_int_equal(mkdir(p, 0700), 0);
         assert_int_equal(intent_log_open(d, &fd), -EISDIR);
         free(p);
