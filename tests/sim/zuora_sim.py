@@ -1166,6 +1166,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except OSError:
                 pass
 
+    def parse_request(self):
+        """Notes the request's arrival: its line is in, its headers not yet parsed (that takes a while)."""
+        self._arrived = time.time()
+        return super().parse_request()
+
     def log_request(self, code="-", size="-"):
         """Silenced: _serve writes its own line per request."""
 
@@ -1230,7 +1235,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- main dispatch
 
     def _serve(self):
-        srv, started = self.server, time.time()
+        srv, started = self.server, self._arrived
         self._sent_status = None
         self._head_sent = False
         fault = None
