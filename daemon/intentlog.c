@@ -263,6 +263,7 @@ int intent_log_replay(const char *dir, uint64_t log_id, uint64_t after_seq,
         _cleanup_free_ char *path = NULL;
         _cleanup_free_ uint8_t *chunk = NULL;
         _cleanup_(closep) int fd = -EBADF;
+        struct stat st;
         Found f = {};
         int r = 0;
 
@@ -270,9 +271,13 @@ int intent_log_replay(const char *dir, uint64_t log_id, uint64_t after_seq,
         assert(apply);
         if (asprintf(&path, "%s/%s", dir, INTENT_LOG_FILE_NAME) < 0)
                 return -ENOMEM;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return errno == ENOENT ? 0 : -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
         chunk = malloc(READ_CHUNK * INTENT_LOG_RECORD_SIZE);
         if (!chunk)
                 return -ENOMEM;

@@ -97,7 +97,7 @@ static int load_state(Manager *m) {
         if (r >= 0)
                 return 0;
         if (r != -EBADMSG && r != -EFBIG) {
-                report_log(LOG_ERR, "cannot read %s/%s: %s", m->state_dir, STATE_FILE_NAME, strerror(-r));
+                report_log(LOG_ERR, "cannot read %s/%s: %s", m->state_dir, STATE_FILE_NAME, why ? why : strerror(-r));
                 return r;
         }
         /* Unknown or corrupt state is not fatal: keep it for a human, start clean. */

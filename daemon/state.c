@@ -1224,8 +1224,14 @@ int state_load(const char *dir, State **ret, char **reterr_message) {
         if (s->log_id != 0) {
                 s->log_saved = true;
                 r = intent_log_replay(dir, s->log_id, s->log_saved_seq, apply_intent, s);
-                if (r < 0)
+                if (r < 0) {
+                        /* Intents may be in it: acting without them could submit a slot twice. */
+                        if (reterr_message && r != -ENOMEM &&
+                            asprintf(reterr_message, "%s/%s: %s", dir, INTENT_LOG_FILE_NAME,
+                                     r == -EBADFD ? "not a regular file" : strerror(-r)) < 0)
+                                *reterr_message = NULL;
                         return r;
+                }
         }
         *ret = TAKE_PTR(s);
         return 0;

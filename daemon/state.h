@@ -82,7 +82,7 @@ State *state_free(State *s);
  * is not read: its records belong to a state.json that is gone. -EBADMSG
  * for a file that is not valid state (with a description in
  * *reterr_message, which the caller frees); other negative errno values
- * for I/O errors. */
+ * for I/O errors (with a description when the intent log is at fault). */
 int state_load(const char *dir, State **ret, char **reterr_message);
 
 /* Parses state from memory (the loader's core; tests, fuzzing). */

@@ -1276,6 +1276,17 @@ static void test_intent_log_open(void **state) {
         assert_int_equal(intent_log_open(sub, &fd), -ENOENT);
         assert_int_equal(mkdir(p, 0700), 0);
         assert_int_equal(intent_log_open(d, &fd), -EISDIR);
+        /* Intents may be in it: a state that cannot be replayed is not loaded. */
+        State *s = state_new(), *back = NULL;
+        char *m = NULL, *want;
+        assert_int_equal(state_save(d, s), 0);
+        assert_int_equal(state_load(d, &back, &m), -EBADFD);
+        assert_null(back);
+        assert_true(asprintf(&want, "%s: not a regular file", p) > 0);
+        assert_string_equal(m, want);
+        free(want);
+        free(m);
+        state_free(s);
         free(p);
         free(sub);
         dir_free(d);
