@@ -633,6 +633,100 @@ static void test_duplicates(void **state) {
                         "environment 'uat'");
 }
 
+/* ---- environments loaded as they are read ---- */
+
+/* With 'defaults' before 'environments', each environment is loaded as soon
+ * as it is read and its nodes are dropped; in any other order the whole tree
+ * is built first. Both must find the same values and the same problems. */
+#define STREAM_ENVS                                                                                           \
+        "environments:\n"                                                                                     \
+        "  - name: uat\n"                                                                                     \
+        "    id: a1\n"                                                                                        \
+        "    schedule: \"@daily\"\n"                                                                          \
+        "  - name: dev\n"                                                                                     \
+        "    id: a2\n"                                                                                        \
+        "    schedule: \"0 61 * * *\"\n"                                                                      \
+        "    timezone: Mars/Base\n"                                                                           \
+        "  - name: uat\n"                                                                                     \
+        "    id: a3\n"                                                                                        \
+        "    schedul: \"@daily\"\n"                                                                           \
+        "  - just a scalar\n"                                                                                 \
+        "  - name: qa\n"                                                                                      \
+        "    id: a4\n"                                                                                        \
+        "    schedule: \"@hourly\"\n"                                                                         \
+        "    poll_interval: 5m\n"
+#define STREAM_DEFAULTS                                                                                       \
+        "defaults:\n"                                                                                         \
+        "  timezone: Europe/Berlin\n"                                                                         \
+        "  poll_interval: 2m\n"
+
+static void assert_stream_problems(const Loaded *t, unsigned envs_line) {
+        assert_refused(t, 6);
+        assert_error_at(t, envs_line + 6, 18, "'schedule' \"0 61 * * *\"", "hour value 61");
+        assert_error_at(t, envs_line + 7, 15, "unknown time zone 'Mars/Base'");
+        char first[32];
+        snprintf(first, sizeof(first), "line %u", envs_line + 1);
+        assert_error_at(t, envs_line + 8, 11, "duplicate environment name 'uat'", first);
+        assert_error_at(t, envs_line + 10, 5, "unknown key 'schedul'", "did you mean 'schedule'");
+        assert_error_at(t, envs_line + 8, 5, "environment 'uat' is missing required key 'schedule'");
+        assert_error_at(t, envs_line + 11, 5, "environment #4 must be a mapping");
+        /* In file order, whatever order they were found in. */
+        for (size_t i = 1; i < t->diags.n; i++)
+                assert_true(t->diags.items[i - 1].line < t->diags.items[i].line ||
+                            (t->diags.items[i - 1].line == t->diags.items[i].line &&
+                             t->diags.items[i - 1].column <= t->diags.items[i].column));
+}
+
+static void test_envs_streamed(void **state) {
+        {
+                _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK STREAM_DEFAULTS STREAM_ENVS);
+                assert_stream_problems(&t, 8);
+        }
+        {
+                _cleanup_(loaded_done) Loaded t = load_text(STREAM_DEFAULTS ZUORA_OK STREAM_ENVS);
+                assert_stream_problems(&t, 8);
+        }
+        {
+                /* 'defaults' after the list: the tree is built first. */
+                _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK STREAM_ENVS STREAM_DEFAULTS);
+                assert_stream_problems(&t, 5);
+        }
+        {
+                /* Both ways, the same config. */
+                static const char *const texts[] = {
+                        ZUORA_OK STREAM_DEFAULTS ENVS_OK "  - name: qa\n    id: a4\n    schedule: \"@hourly\"\n"
+                                                         "    poll_interval: 5m\n",
+                        ZUORA_OK ENVS_OK "  - name: qa\n    id: a4\n    schedule: \"@hourly\"\n"
+                                         "    poll_interval: 5m\n" STREAM_DEFAULTS,
+                };
+                for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                        _cleanup_(loaded_done) Loaded t = load_text(texts[i]);
+                        assert_loaded(&t, 0);
+                        assert_int_equal(t.config->n_envs, 2);
+                        const EnvConfig *uat = config_find_env(t.config, "uat"), *qa = config_find_env(t.config, "qa");
+                        assert_non_null(uat);
+                        assert_non_null(qa);
+                        assert_string_equal(tz_name(uat->tz), "Europe/Berlin");
+                        assert_int_equal(uat->poll_interval, 120 * USEC_PER_SEC);
+                        assert_int_equal(qa->poll_interval, 300 * USEC_PER_SEC);
+                        assert_string_equal(qa->schedule, "@hourly");
+                }
+        }
+        /* A second 'environments' after 'defaults' is only a duplicate key. */
+        check_one_error(ZUORA_OK ENVS_OK STREAM_DEFAULTS ENVS_OK, 12, 1, "duplicate key 'environments'");
+        /* Empty, and not a list. */
+        check_one_warning(ZUORA_OK STREAM_DEFAULTS "environments: []\n", 8, 15, "'environments' is empty");
+        check_one_error(ZUORA_OK STREAM_DEFAULTS "environments: {}\n", 8, 15, "'environments' must be a list");
+}
+
+/* A YAML error anywhere is all that is reported, even after environments
+ * that were loaded (and had problems) before the parser got to it. */
+static void test_envs_streamed_yaml_error(void **state) {
+        check_one_error(ZUORA_OK STREAM_DEFAULTS STREAM_ENVS "  - name: [unclosed\n", 25, 1, "invalid YAML");
+        check_one_error(ZUORA_OK STREAM_DEFAULTS STREAM_ENVS "    id: *alias\n", 24, 9, "aliases");
+        check_one_error(ZUORA_OK STREAM_DEFAULTS STREAM_ENVS "---\nzuora: {}\n", 24, 1, "more than one YAML document");
+}
+
 /* ---- time zones ---- */
 
 static void test_timezones(void **state) {
@@ -1488,6 +1582,8 @@ int main(void) {
                 cmocka_unit_test(test_wrong_types),
                 cmocka_unit_test(test_missing_required_keys),
                 cmocka_unit_test(test_duplicates),
+                cmocka_unit_test(test_envs_streamed),
+                cmocka_unit_test(test_envs_streamed_yaml_error),
                 cmocka_unit_test(test_timezones),
                 cmocka_unit_test(test_durations_valid),
                 cmocka_unit_test(test_durations_bad),
