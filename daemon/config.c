@@ -177,10 +177,6 @@ struct ArenaBlock {
         size_t size, used; /* the whole mapping, header included */
 };
 
-typedef struct Arena {
-        ArenaBlock *blocks; /* the newest first */
-} Arena;
-
 static void arena_done(Arena *a) {
         while (a->blocks) {
                 ArenaBlock *b = a->blocks;
@@ -239,6 +235,15 @@ static void arena_release(Arena *a, ArenaMark m) {
         }
 }
 
+static char *arena_strdup(Arena *a, const char *s) {
+        size_t n = strlen(s) + 1;
+        char *p = arena_alloc(a, n, 1);
+
+        if (p)
+                memcpy(p, s, n);
+        return p;
+}
+
 static const char *node_kind_to_string(NodeKind k) {
         switch (k) {
         case NODE_SCALAR:
@@ -285,6 +290,11 @@ typedef struct Loader {
         size_t envs_allocated;     /* room in config->envs */
         NameAt *names;
         size_t n_names, names_allocated;
+
+        /* The distinct schedules parsed so far: open addressing, power-of-two
+         * size, an index into config->crons plus 1 (0: empty). */
+        size_t *schedules;
+        size_t schedules_size, crons_allocated;
 } Loader;
 
 _printf_(5, 6) static void loader_diag(Loader *l, unsigned line, unsigned column, bool warning, const char *fmt,
@@ -1186,13 +1196,81 @@ static void warn_either_days(Loader *l, const Node *v, const char *context) {
                    context, v->value);
 }
 
+static uint64_t string_hash(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * UINT64_C(1099511628211);
+        return h;
+}
+
+static void schedules_insert(Loader *l, size_t index) {
+        size_t mask = l->schedules_size - 1;
+        size_t i = string_hash(l->config->envs[index].schedule) & mask;
+
+        while (l->schedules[i])
+                i = (i + 1) & mask;
+        l->schedules[i] = index + 1;
+}
+
+/* Sets E's schedule and CronSpec from TEXT: those of an environment before
+ * it with the same text, or parsed. Real configs repeat a few schedules
+ * over many environments. */
+static int loader_schedule(Loader *l, EnvConfig *e, const char *text, CronError *reterr) {
+        Config *c = l->config;
+        uint64_t hash = string_hash(text);
+        CronSpec *spec = NULL;
+        int r;
+
+        for (size_t mask = l->schedules_size - 1, i = hash & mask; l->schedules_size && l->schedules[i];
+             i = (i + 1) & mask) {
+                const EnvConfig *o = &c->envs[l->schedules[i] - 1];
+                if (strcmp(o->schedule, text) == 0) {
+                        e->schedule = o->schedule;
+                        e->cron = o->cron;
+                        return 0;
+                }
+        }
+
+        r = cron_parse(text, &spec, reterr);
+        if (r < 0)
+                return r;
+        if (GROW(c->crons, l->crons_allocated, c->n_crons, 16) < 0) {
+                cron_spec_free(spec);
+                return -ENOMEM;
+        }
+        c->crons[c->n_crons++] = spec;
+        e->cron = spec;
+        e->schedule = arena_strdup(&c->strings, text);
+        if (!e->schedule)
+                return -ENOMEM;
+
+        /* At most half full. */
+        if (c->n_crons * 2 > l->schedules_size) {
+                size_t size = l->schedules_size ? l->schedules_size * 2 : 64, old_size = l->schedules_size;
+                _cleanup_free_ size_t *old = l->schedules;
+
+                l->schedules = calloc(size, sizeof(size_t));
+                if (!l->schedules) {
+                        l->schedules = TAKE_PTR(old);
+                        return -ENOMEM;
+                }
+                l->schedules_size = size;
+                for (size_t k = 0; k < old_size; k++)
+                        if (old[k])
+                                schedules_insert(l, old[k] - 1);
+        }
+        schedules_insert(l, (size_t) (e - c->envs));
+        return 0;
+}
+
 static void check_schedule(Loader *l, EnvConfig *e, const Node *v, const char *context) {
         CronError err = {};
         int64_t a, b;
         char ta[TZ_ISO_MAX], tb[TZ_ISO_MAX], gap[DURATION_MAX], min[DURATION_MAX];
         int r;
 
-        r = cron_parse(v->value, &e->cron, &err);
+        r = loader_schedule(l, e, v->value, &err);
         if (r == -ENOMEM) {
                 l->oom = r;
                 return;
@@ -1268,7 +1346,7 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
                 const Node *v = s.name_node.node;
                 if (!valid_name(v->value))
                         error_at(l, v, "%s: 'name' must be 1 to 64 characters of A-Z a-z 0-9 _ . -", context);
-                e->name = strdup(v->value);
+                e->name = arena_strdup(&c->strings, v->value);
                 if (!e->name || GROW(l->names, l->names_allocated, l->n_names, 64) < 0)
                         l->oom = -ENOMEM;
                 else
@@ -1279,17 +1357,13 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
                 if (!valid_id(v->value))
                         error_at(l, v, "%s: 'id' '%s' is not a Zuora test environment id (letters, digits and -)",
                                  context, v->value);
-                e->id = strdup(v->value);
+                e->id = arena_strdup(&c->strings, v->value);
                 if (!e->id)
                         l->oom = -ENOMEM;
         }
         e->tz = tz_ref(loader_zone(l, s.timezone.node, context));
-        if (s.schedule.node) {
-                e->schedule = strdup(s.schedule.node->value);
-                if (!e->schedule)
-                        l->oom = -ENOMEM;
+        if (s.schedule.node)
                 check_schedule(l, e, s.schedule.node, context);
-        }
 }
 
 static int compare_names_at(const void *a, const void *b) {
@@ -1560,6 +1634,7 @@ finish:
         arena_done(&l.arena);
         free(l.stack);
         free(l.names);
+        free(l.schedules);
         diags_clear(&l.pending);
         for (size_t i = 0; i < l.n_zones; i++)
                 tz_unref(l.zones[i]);
@@ -1629,14 +1704,13 @@ Config *config_ref(Config *c) {
 Config *config_free(Config *c) {
         if (!c || --c->n_ref > 0)
                 return NULL;
-        for (size_t i = 0; i < c->n_envs; i++) {
-                free(c->envs[i].name);
-                free(c->envs[i].id);
-                free(c->envs[i].schedule);
-                cron_spec_free(c->envs[i].cron);
+        for (size_t i = 0; i < c->n_envs; i++)
                 tz_unref(c->envs[i].tz);
-        }
         free(c->envs);
+        for (size_t i = 0; i < c->n_crons; i++)
+                cron_spec_free(c->crons[i]);
+        free(c->crons);
+        arena_done(&c->strings);
         free(c->by_name);
         free(c->path);
         free(c->base_url);

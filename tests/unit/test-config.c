@@ -338,6 +338,70 @@ static void test_find_env_many(void **state) {
         free(text);
 }
 
+/* Environments with the same schedule text share its string and CronSpec;
+ * each still gets its own checks. */
+static void test_schedules_shared(void **state) {
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+
+        assert_non_null(f);
+        fputs(ZUORA_OK "environments:\n", f);
+        /* 300 distinct schedules, each written twice, far apart. */
+        for (int i = 0; i < 600; i++)
+                fprintf(f, "  - name: e%d\n    id: i%d\n    schedule: \"%d %d * * *\"\n", i, i, i % 60,
+                        (i % 300) / 60);
+        assert_int_equal(fclose(f), 0);
+        {
+                _cleanup_(loaded_done) Loaded t = load_text(text);
+                assert_loaded(&t, 0);
+                assert_int_equal(t.config->n_crons, 300);
+                for (int i = 0; i < 600; i++) {
+                        const EnvConfig *e = &t.config->envs[i], *twin = &t.config->envs[(i + 300) % 600];
+                        char want[32];
+                        int64_t next;
+
+                        snprintf(want, sizeof(want), "%d %d * * *", i % 60, (i % 300) / 60);
+                        assert_string_equal(e->schedule, want);
+                        assert_ptr_equal(e->schedule, twin->schedule);
+                        assert_ptr_equal(e->cron, twin->cron);
+                        if (i > 0)
+                                assert_ptr_not_equal(e->cron, t.config->envs[i - 1].cron);
+                        assert_int_equal(cron_next(e->cron, NULL, NOW, &next), 0);
+                        assert_int_equal(next, NOW + ((i % 300) / 60) * 3600 + (i % 60) * 60 + (i % 60 == 0 && i % 300 < 60 ? 86400 : 0));
+                }
+        }
+        free(text);
+
+        /* A shared schedule is still checked against each environment's min_interval. */
+        {
+                _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK
+                                                            "environments:\n"
+                                                            "  - name: a\n"
+                                                            "    id: a1\n"
+                                                            "    schedule: \"0 * * * *\"\n"
+                                                            "  - name: b\n"
+                                                            "    id: a2\n"
+                                                            "    schedule: \"0 * * * *\"\n"
+                                                            "    min_interval: 2h\n"
+                                                            "  - name: c\n"
+                                                            "    id: a3\n"
+                                                            "    schedule: \"0 * * * *\"\n"
+                                                            "    min_interval: 3h\n"
+                                                            "  - name: d\n"
+                                                            "    id: a4\n"
+                                                            "    schedule: \"0 61 * * *\"\n"
+                                                            "  - name: e\n"
+                                                            "    id: a5\n"
+                                                            "    schedule: \"0 61 * * *\"\n");
+                assert_refused(&t, 4);
+                assert_error_at(&t, 11, 15, "closer than min_interval 2h");
+                assert_error_at(&t, 15, 15, "closer than min_interval 3h");
+                assert_error_at(&t, 19, 18, "hour value 61");
+                assert_error_at(&t, 22, 18, "hour value 61");
+        }
+}
+
 static void test_builtin_defaults(void **state) {
         _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK ENVS_OK);
         const EnvConfig *e;
@@ -1576,6 +1640,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_valid_config),
                 cmocka_unit_test(test_find_env_many),
+                cmocka_unit_test(test_schedules_shared),
                 cmocka_unit_test(test_builtin_defaults),
                 cmocka_unit_test(test_defaults_inheritance),
                 cmocka_unit_test(test_unknown_keys),
