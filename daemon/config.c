@@ -268,8 +268,16 @@ typedef struct NameAt {
 typedef struct Loader {
         Config *config;
         Diags *diags;      /* where problems go: the caller's, or PENDING */
+        /* The text: given (config_load_string()), or read from FD by
+         * libyaml as it goes and read again only if a message needs it
+         * (loader_text()), so that a 10,000-environment file is not held
+         * in memory beside the config it becomes. */
         const char *text;
         size_t size;
+        int fd;
+        char *file_text;   /* TEXT when read from FD */
+        size_t n_read;     /* bytes libyaml has read from FD */
+        int read_error;    /* reading FD failed: -errno, or -EFBIG past CONFIG_MAX_SIZE */
         char *dir;         /* the config file's directory */
         int64_t now;
         const char *context; /* the mapping being read, for messages: "zuora", "environment 'uat'" */
@@ -310,10 +318,70 @@ _printf_(5, 6) static void loader_diag(Loader *l, unsigned line, unsigned column
 #define error_at(l, node, ...) loader_diag(l, (node)->line, (node)->column, false, __VA_ARGS__)
 #define warning_at(l, node, ...) loader_diag(l, (node)->line, (node)->column, true, __VA_ARGS__)
 
-/* Line and column (from 1) of byte OFFSET of the text. */
-static void offset_to_position(const Loader *l, size_t offset, unsigned *ret_line, unsigned *ret_column) {
+/* libyaml's input from FD. */
+static int loader_read(void *userdata, unsigned char *buffer, size_t size, size_t *ret_size) {
+        Loader *l = userdata;
+        ssize_t n;
+
+        do
+                n = read(l->fd, buffer, size);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+                l->read_error = -errno;
+                return 0;
+        }
+        l->n_read += (size_t) n;
+        if (l->n_read > CONFIG_MAX_SIZE) {
+                /* It grew past the limit since config_load() looked. */
+                l->read_error = -EFBIG;
+                return 0;
+        }
+        *ret_size = (size_t) n;
+        return 1;
+}
+
+/* The text, for a message that needs to look at it; NULL when it cannot
+ * be read again (a pipe). A file changed while it was loaded may then
+ * point a message at the wrong place, never anywhere outside the text. */
+static const char *loader_text(Loader *l) {
+        size_t size = 0;
+        ssize_t n;
+
+        if (l->text || l->fd < 0)
+                return l->text;
+        l->file_text = malloc(CONFIG_MAX_SIZE + 1);
+        if (!l->file_text) {
+                l->fd = -EBADF;
+                return NULL;
+        }
+        while (size < CONFIG_MAX_SIZE) {
+                n = pread(l->fd, l->file_text + size, CONFIG_MAX_SIZE - size, (off_t) size);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                size += (size_t) n;
+        }
+        if (size == 0) {
+                l->file_text = mfree(l->file_text);
+                l->fd = -EBADF; /* not again */
+                return NULL;
+        }
+        l->file_text[size] = 0;
+        l->text = l->file_text;
+        l->size = size;
+        return l->text;
+}
+
+/* Line and column (from 1) of byte OFFSET of the text; 0:0 (the whole
+ * file) when the text cannot be read. */
+static void offset_to_position(Loader *l, size_t offset, unsigned *ret_line, unsigned *ret_column) {
         unsigned line = 1, column = 1;
 
+        if (!loader_text(l)) {
+                *ret_line = *ret_column = 0;
+                return;
+        }
         for (size_t i = 0; i < offset && i < l->size; i++) {
                 if (l->text[i] == '\n') {
                         line++;
@@ -329,6 +397,15 @@ static void yaml_error(Loader *l, const yaml_parser_t *p) {
         unsigned line, column;
         const char *problem = p->problem ? p->problem : "invalid YAML";
 
+        if (p->error == YAML_READER_ERROR && l->read_error == -EFBIG) {
+                loader_diag(l, 0, 0, false, "the file is more than %d bytes long; a config may be at most %d bytes",
+                            CONFIG_MAX_SIZE, CONFIG_MAX_SIZE);
+                return;
+        }
+        if (p->error == YAML_READER_ERROR && l->read_error < 0) {
+                loader_diag(l, 0, 0, false, "cannot read the config file: %s", strerror(-l->read_error));
+                return;
+        }
         if (p->error == YAML_READER_ERROR) {
                 offset_to_position(l, p->problem_offset, &line, &column);
                 loader_diag(l, line, column, false, "not valid UTF-8 text: %s (byte offset %zu)", problem,
@@ -337,7 +414,7 @@ static void yaml_error(Loader *l, const yaml_parser_t *p) {
         }
         line = (unsigned) p->problem_mark.line + 1;
         column = (unsigned) p->problem_mark.column + 1;
-        if (p->problem_mark.index < l->size && l->text[p->problem_mark.index] == '\t')
+        if (loader_text(l) && p->problem_mark.index < l->size && l->text[p->problem_mark.index] == '\t')
                 loader_diag(l, line, column, false,
                             "tab character in indentation; YAML allows only spaces there");
         else if (p->context)
@@ -484,7 +561,10 @@ static int parse_document(Loader *l, Node **ret) {
 
         if (!yaml_parser_initialize(&p))
                 return -ENOMEM;
-        yaml_parser_set_input_string(&p, (const unsigned char *) l->text, l->size);
+        if (l->text)
+                yaml_parser_set_input_string(&p, (const unsigned char *) l->text, l->size);
+        else
+                yaml_parser_set_input(&p, loader_read, l);
         yaml_parser_set_encoding(&p, YAML_UTF8_ENCODING);
 
         for (bool done = false; !done;) {
@@ -676,10 +756,16 @@ static int parse_bool(Loader *l, const Node *key, const Node *value, void *targe
 /* Where byte OFFSET of a scalar's value was written in the file: the value
  * and its source are walked side by side, so quotes, escapes, block
  * indicators and lines folded into one are accounted for. */
-static void scalar_position(const Loader *l, const Node *value, size_t offset, unsigned *ret_line,
+static void scalar_position(Loader *l, const Node *value, size_t offset, unsigned *ret_line,
                             unsigned *ret_column) {
-        const char *src = l->text, *v = value->value;
+        const char *src = loader_text(l), *v = value->value;
         size_t i = value->start, end = value->end < l->size ? value->end : l->size, j = 0;
+
+        if (!src) {
+                *ret_line = value->line;
+                *ret_column = value->column;
+                return;
+        }
 
         /* Skip the opening quote, or a block scalar's header line. */
         if (i < end && (src[i] == '"' || src[i] == '\''))
@@ -1580,11 +1666,13 @@ static char *dir_of(const char *path) {
         return strndup(path, slash - path);
 }
 
-int config_load_string(const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags) {
+/* Loads TEXT (SIZE bytes), or with TEXT NULL, the file open at FD. */
+static int config_load_from(const char *path, const char *text, size_t size, int fd, int64_t now, Config **ret,
+                            Diags *diags) {
         Node *root = NULL;
         EnvSection defaults;
         Loader l = { .diags = diags, .file_diags = diags, .defaults = &defaults, .text = text, .size = size,
-                     .now = now };
+                     .fd = text ? -EBADF : fd, .now = now };
         int r;
 
         free(diags->path);
@@ -1635,6 +1723,7 @@ finish:
         free(l.stack);
         free(l.names);
         free(l.schedules);
+        free(l.file_text);
         diags_clear(&l.pending);
         for (size_t i = 0; i < l.n_zones; i++)
                 tz_unref(l.zones[i]);
@@ -1644,55 +1733,38 @@ finish:
         return r;
 }
 
-int config_load(const char *path, int64_t now, Config **ret, Diags *diags) {
-        _cleanup_free_ char *text = NULL;
-        _cleanup_(closep) int fd = -EBADF;
-        size_t size = 0, allocated = 0;
+int config_load_string(const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags) {
+        return config_load_from(path, text, size, -EBADF, now, ret, diags);
+}
+
+/* A problem with the whole file: DIAGS names PATH and holds it. -EINVAL. */
+_printf_(3, 4) static int file_problem(const char *path, Diags *diags, const char *fmt, ...) {
+        va_list ap;
         int r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                r = -errno;
-                goto fail;
-        }
-        /* Read at most one byte past the limit: enough to know it is too long. */
-        for (;;) {
-                if (size == allocated) {
-                        allocated = allocated ? allocated * 2 : 4096;
-                        if (allocated > CONFIG_MAX_SIZE + 1)
-                                allocated = CONFIG_MAX_SIZE + 1;
-                        char *n = realloc(text, allocated + 1);
-                        if (!n)
-                                return -ENOMEM;
-                        text = n;
-                }
-                ssize_t k = read(fd, text + size, allocated - size);
-                if (k < 0) {
-                        r = -errno;
-                        goto fail;
-                }
-                size += k;
-                if (k == 0 || size > CONFIG_MAX_SIZE)
-                        break;
-        }
-        text[size] = 0;
-        return config_load_string(path, text, size, now, ret, diags);
-
-fail:
         free(diags->path);
         diags->path = strdup(path);
         if (!diags->path)
                 return -ENOMEM;
-        Diag *n = realloc(diags->items, (diags->n + 1) * sizeof(Diag));
-        if (!n)
-                return -ENOMEM;
-        diags->items = n;
-        if (asprintf(&diags->items[diags->n].message, "cannot read the config file: %s", strerror(-r)) < 0)
-                return -ENOMEM;
-        diags->items[diags->n].line = diags->items[diags->n].column = 0;
-        diags->items[diags->n++].warning = false;
-        diags->n_errors++;
-        return -EINVAL;
+        va_start(ap, fmt);
+        r = diag_addv(diags, 0, 0, false, fmt, ap);
+        va_end(ap);
+        return r < 0 ? r : -EINVAL;
+}
+
+int config_load(const char *path, int64_t now, Config **ret, Diags *diags) {
+        _cleanup_(closep) int fd = -EBADF;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return file_problem(path, diags, "cannot read the config file: %s", strerror(errno));
+        /* A file too long is refused whatever it holds, before it is read.
+         * libyaml reads the rest as it parses, and stops past the limit. */
+        if (S_ISREG(st.st_mode) && st.st_size > CONFIG_MAX_SIZE)
+                return file_problem(path, diags, "the file is %jd bytes long; a config may be at most %d bytes",
+                                    (intmax_t) st.st_size, CONFIG_MAX_SIZE);
+        return config_load_from(path, NULL, 0, fd, now, ret, diags);
 }
 
 Config *config_ref(Config *c) {

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1549,6 +1550,90 @@ static void test_load_file(void **state) {
         }
 }
 
+/* config_load() lets libyaml read the file as it parses and reads it again
+ * only for a message that needs the text: the same problems at the same
+ * places as from memory. */
+static void assert_same_diags(const Loaded *a, const Loaded *b) {
+        assert_int_equal(a->r, b->r);
+        assert_int_equal(a->diags.n, b->diags.n);
+        for (size_t i = 0; i < a->diags.n; i++) {
+                assert_int_equal(a->diags.items[i].line, b->diags.items[i].line);
+                assert_int_equal(a->diags.items[i].column, b->diags.items[i].column);
+                assert_string_equal(a->diags.items[i].message, b->diags.items[i].message);
+        }
+}
+
+static void test_load_file_positions(void **state) {
+        const char *dir = *state;
+        _cleanup_free_ char *path = path_in(dir, "refreshd.yaml"), *many = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&many, &size);
+
+        /* Far past libyaml's 16 KB reads, with problems that need the text at the end. */
+        assert_non_null(f);
+        fputs(ZUORA_OK "defaults:\n  poll_interval: 2m\nenvironments:\n", f);
+        for (int i = 0; i < 2000; i++)
+                fprintf(f, "  - name: e%d\n    id: i%d\n    schedule: \"%d 3 * * *\"\n", i, i, i % 60);
+        fputs("  - name: last\n    id: x\n    schedule: \"0 3 * *  FRI#6\"\n    retry_for: \"1h 30x\"\n", f);
+        assert_int_equal(fclose(f), 0);
+
+        const char *const texts[] = {
+                ZUORA_OK ENVS_OK,
+                many,
+                "zuora:\n\tbase_url: x\n",
+                ZUORA_OK "  \tentity_id: x\n" ENVS_OK,
+                "zuora:\n  client_id: \xc3\xa9\xc3\xa9\xff\n",
+                ZUORA_OK ENVS_OK "    owner: caf\xff\n",
+                ZUORA_OK ENV_WITH_SCHEDULE("0 3 * * SUN#9"),
+                ZUORA_OK "environments:\n  - name: uat\n    id: a\n    schedule: >\n      0 3 * *\n      MON#7\n",
+                ZUORA_OK "defaults:\n  poll_interval: \"1h\\t3q\"\n" ENVS_OK,
+                "",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                write_file(path, texts[i], strlen(texts[i]), 0644);
+                _cleanup_(loaded_done) Loaded a = load_file(path);
+                _cleanup_(loaded_done) Loaded b = load_text_as(path, texts[i]);
+                assert_same_diags(&a, &b);
+        }
+        {
+                write_file(path, many, strlen(many), 0644);
+                _cleanup_(loaded_done) Loaded t = load_file(path);
+                assert_refused(&t, 2);
+                assert_error_at(&t, 6010, 25, "FRI#6");
+                assert_error_at(&t, 6011, 19, "invalid duration");
+        }
+
+        /* A pipe cannot be read again: the messages point at the value, or at the whole file. */
+        _cleanup_free_ char *fifo = path_in(dir, "fifo.yaml");
+        static const char *const piped[] = {
+                ZUORA_OK ENV_WITH_SCHEDULE("0 3 * * SUN#9"),
+                "zuora:\n  client_id: \xff\n",
+                ZUORA_OK ENVS_OK,
+        };
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        for (size_t i = 0; i < ELEMENTSOF(piped); i++) {
+                pid_t pid = fork();
+                assert_true(pid >= 0);
+                if (pid == 0) {
+                        int fd = open(fifo, O_WRONLY | O_CLOEXEC);
+                        _exit(fd >= 0 && write(fd, piped[i], strlen(piped[i])) == (ssize_t) strlen(piped[i]) ? 0 : 1);
+                }
+                _cleanup_(loaded_done) Loaded t = load_file(fifo);
+                int status;
+                assert_int_equal(waitpid(pid, &status, 0), pid);
+                assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                if (i == 0) {
+                        assert_refused(&t, 1);
+                        assert_error_at(&t, 8, 15, "SUN#9");
+                } else if (i == 1) {
+                        assert_refused(&t, 1);
+                        assert_error_at(&t, 0, 0, "UTF-8");
+                } else
+                        assert_loaded(&t, 0);
+        }
+        assert_int_equal(unlink(fifo), 0);
+}
+
 /* ---- paths and printing ---- */
 
 static void test_default_path(void **state) {
@@ -1674,6 +1759,7 @@ int main(void) {
                 cmocka_unit_test(test_size_limit_string),
                 cmocka_unit_test_setup_teardown(test_size_limit_file, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_load_file, tmpdir_setup, tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_load_file_positions, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test(test_default_path),
                 cmocka_unit_test(test_diags_print),
                 cmocka_unit_test(test_to_string),
