@@ -779,6 +779,8 @@ static void test_envs_streamed(void **state) {
         }
         /* A second 'environments' after 'defaults' is only a duplicate key. */
         check_one_error(ZUORA_OK ENVS_OK STREAM_DEFAULTS ENVS_OK, 12, 1, "duplicate key 'environments'");
+        /* An empty 'defaults' is enough to load them as they are read. */
+        check_one_error(ZUORA_OK "defaults: {}\n" ENVS_OK "    bogus: 1\n", 10, 5, "unknown key 'bogus'");
         /* Empty, and not a list. */
         check_one_warning(ZUORA_OK STREAM_DEFAULTS "environments: []\n", 8, 15, "'environments' is empty");
         check_one_error(ZUORA_OK STREAM_DEFAULTS "environments: {}\n", 8, 15, "'environments' must be a list");
