@@ -5,7 +5,9 @@
  * bounded), the key tables below check every mapping against what it may
  * hold, and per-type parsers turn scalars into values. Every problem is
  * recorded and loading goes on, so one run of `refreshd check` shows them
- * all.
+ * all. The environments, most of the file, are loaded one by one as they
+ * are read, and their part of the tree is dropped after each (see
+ * parse_environments()).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -57,6 +59,46 @@ static int diag_compare(const void *a, const void *b) {
         if (x->column != y->column)
                 return x->column < y->column ? -1 : 1;
         return x < y ? -1 : x > y; /* keep the order they were found in */
+}
+
+/* Puts D's items in file order, keeping the order they were found in for
+ * one position: how they are printed does not then depend on the order
+ * they were checked in. */
+static int diags_sort(Diags *d) {
+        _cleanup_free_ const Diag **sorted = NULL;
+        _cleanup_free_ Diag *items = NULL;
+
+        if (d->n < 2)
+                return 0;
+        sorted = reallocarray(NULL, d->n, sizeof(Diag *));
+        items = reallocarray(NULL, d->n, sizeof(Diag));
+        if (!sorted || !items)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->n; i++)
+                sorted[i] = &d->items[i];
+        qsort(sorted, d->n, sizeof(Diag *), diag_compare);
+        for (size_t i = 0; i < d->n; i++)
+                items[i] = *sorted[i];
+        free(d->items);
+        d->items = TAKE_PTR(items);
+        return 0;
+}
+
+/* Moves FROM's items to the end of TO. */
+static int diags_append(Diags *to, Diags *from) {
+        if (from->n == 0)
+                return 0;
+        Diag *n = reallocarray(to->items, to->n + from->n, sizeof(Diag));
+        if (!n)
+                return -ENOMEM;
+        to->items = n;
+        memcpy(to->items + to->n, from->items, from->n * sizeof(Diag));
+        to->n += from->n;
+        to->n_errors += from->n_errors;
+        to->n_warnings += from->n_warnings;
+        free(from->items);
+        *from = (Diags) {};
+        return 0;
 }
 
 void diags_print(const Diags *d, FILE *f) {
@@ -135,10 +177,6 @@ struct ArenaBlock {
         size_t size, used; /* the whole mapping, header included */
 };
 
-typedef struct Arena {
-        ArenaBlock *blocks; /* the newest first */
-} Arena;
-
 static void arena_done(Arena *a) {
         while (a->blocks) {
                 ArenaBlock *b = a->blocks;
@@ -173,6 +211,39 @@ static void *arena_alloc(Arena *a, size_t size, size_t align) {
         return (uint8_t *) b + header;
 }
 
+/* How far the arena is used, to go back to with arena_release(). */
+typedef struct ArenaMark {
+        ArenaBlock *block;
+        size_t used;
+} ArenaMark;
+
+static ArenaMark arena_mark(const Arena *a) {
+        return (ArenaMark) { .block = a->blocks, .used = a->blocks ? a->blocks->used : 0 };
+}
+
+/* Frees everything allocated since M. */
+static void arena_release(Arena *a, ArenaMark m) {
+        while (a->blocks && a->blocks != m.block) {
+                ArenaBlock *b = a->blocks;
+                a->blocks = b->next;
+                ASAN_UNPOISON_MEMORY_REGION(b, b->size);
+                munmap(b, b->size);
+        }
+        if (a->blocks) {
+                ASAN_POISON_MEMORY_REGION((uint8_t *) a->blocks + m.used, a->blocks->used - m.used);
+                a->blocks->used = m.used;
+        }
+}
+
+static char *arena_strdup(Arena *a, const char *s) {
+        size_t n = strlen(s) + 1;
+        char *p = arena_alloc(a, n, 1);
+
+        if (p)
+                memcpy(p, s, n);
+        return p;
+}
+
 static const char *node_kind_to_string(NodeKind k) {
         switch (k) {
         case NODE_SCALAR:
@@ -185,11 +256,28 @@ static const char *node_kind_to_string(NodeKind k) {
         return NULL;
 }
 
+typedef struct EnvSection EnvSection;
+
+/* Where an environment's name was written: the duplicate check comes after
+ * the environments' nodes are gone. */
+typedef struct NameAt {
+        const char *name; /* the EnvConfig's */
+        unsigned line, column;
+} NameAt;
+
 typedef struct Loader {
         Config *config;
-        Diags *diags;
+        Diags *diags;      /* where problems go: the caller's, or PENDING */
+        /* The text: given (config_load_string()), or read from FD by
+         * libyaml as it goes and read again only if a message needs it
+         * (loader_text()), so that a 10,000-environment file is not held
+         * in memory beside the config it becomes. */
         const char *text;
         size_t size;
+        int fd;
+        char *file_text;   /* TEXT when read from FD */
+        size_t n_read;     /* bytes libyaml has read from FD */
+        int read_error;    /* reading FD failed: -errno, or -EFBIG past CONFIG_MAX_SIZE */
         char *dir;         /* the config file's directory */
         int64_t now;
         const char *context; /* the mapping being read, for messages: "zuora", "environment 'uat'" */
@@ -199,6 +287,22 @@ typedef struct Loader {
         Node **stack;      /* children of the collections being read, innermost last */
         size_t n_stack, stack_allocated;
         int oom;
+
+        /* Loading environments while the file is read (parse_environments()). */
+        Diags *file_diags;         /* the caller's */
+        Diags pending;             /* what loading found: kept only if the whole file parses */
+        const Node *defaults_node; /* the root's first 'defaults' value, once read */
+        EnvSection *defaults;      /* loaded from it, when ENVS_NODE is set */
+        bool envs_seen;            /* the root's first 'environments' key was read */
+        const Node *envs_node;     /* its list, if loaded as read */
+        size_t envs_allocated;     /* room in config->envs */
+        NameAt *names;
+        size_t n_names, names_allocated;
+
+        /* The distinct schedules parsed so far: open addressing, power-of-two
+         * size, an index into config->crons plus 1 (0: empty). */
+        size_t *schedules;
+        size_t schedules_size, crons_allocated;
 } Loader;
 
 _printf_(5, 6) static void loader_diag(Loader *l, unsigned line, unsigned column, bool warning, const char *fmt,
@@ -214,10 +318,70 @@ _printf_(5, 6) static void loader_diag(Loader *l, unsigned line, unsigned column
 #define error_at(l, node, ...) loader_diag(l, (node)->line, (node)->column, false, __VA_ARGS__)
 #define warning_at(l, node, ...) loader_diag(l, (node)->line, (node)->column, true, __VA_ARGS__)
 
-/* Line and column (from 1) of byte OFFSET of the text. */
-static void offset_to_position(const Loader *l, size_t offset, unsigned *ret_line, unsigned *ret_column) {
+/* libyaml's input from FD. */
+static int loader_read(void *userdata, unsigned char *buffer, size_t size, size_t *ret_size) {
+        Loader *l = userdata;
+        ssize_t n;
+
+        do
+                n = read(l->fd, buffer, size);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+                l->read_error = -errno;
+                return 0;
+        }
+        l->n_read += (size_t) n;
+        if (l->n_read > CONFIG_MAX_SIZE) {
+                /* It grew past the limit since config_load() looked. */
+                l->read_error = -EFBIG;
+                return 0;
+        }
+        *ret_size = (size_t) n;
+        return 1;
+}
+
+/* The text, for a message that needs to look at it; NULL when it cannot
+ * be read again (a pipe). A file changed while it was loaded may then
+ * point a message at the wrong place, never anywhere outside the text. */
+static const char *loader_text(Loader *l) {
+        size_t size = 0;
+        ssize_t n;
+
+        if (l->text || l->fd < 0)
+                return l->text;
+        l->file_text = malloc(CONFIG_MAX_SIZE + 1);
+        if (!l->file_text) {
+                l->fd = -EBADF;
+                return NULL;
+        }
+        while (size < CONFIG_MAX_SIZE) {
+                n = pread(l->fd, l->file_text + size, CONFIG_MAX_SIZE - size, (off_t) size);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                size += (size_t) n;
+        }
+        if (size == 0) {
+                l->file_text = mfree(l->file_text);
+                l->fd = -EBADF; /* not again */
+                return NULL;
+        }
+        l->file_text[size] = 0;
+        l->text = l->file_text;
+        l->size = size;
+        return l->text;
+}
+
+/* Line and column (from 1) of byte OFFSET of the text; 0:0 (the whole
+ * file) when the text cannot be read. */
+static void offset_to_position(Loader *l, size_t offset, unsigned *ret_line, unsigned *ret_column) {
         unsigned line = 1, column = 1;
 
+        if (!loader_text(l)) {
+                *ret_line = *ret_column = 0;
+                return;
+        }
         for (size_t i = 0; i < offset && i < l->size; i++) {
                 if (l->text[i] == '\n') {
                         line++;
@@ -233,6 +397,15 @@ static void yaml_error(Loader *l, const yaml_parser_t *p) {
         unsigned line, column;
         const char *problem = p->problem ? p->problem : "invalid YAML";
 
+        if (p->error == YAML_READER_ERROR && l->read_error == -EFBIG) {
+                loader_diag(l, 0, 0, false, "the file is more than %d bytes long; a config may be at most %d bytes",
+                            CONFIG_MAX_SIZE, CONFIG_MAX_SIZE);
+                return;
+        }
+        if (p->error == YAML_READER_ERROR && l->read_error < 0) {
+                loader_diag(l, 0, 0, false, "cannot read the config file: %s", strerror(-l->read_error));
+                return;
+        }
         if (p->error == YAML_READER_ERROR) {
                 offset_to_position(l, p->problem_offset, &line, &column);
                 loader_diag(l, line, column, false, "not valid UTF-8 text: %s (byte offset %zu)", problem,
@@ -241,7 +414,7 @@ static void yaml_error(Loader *l, const yaml_parser_t *p) {
         }
         line = (unsigned) p->problem_mark.line + 1;
         column = (unsigned) p->problem_mark.column + 1;
-        if (p->problem_mark.index < l->size && l->text[p->problem_mark.index] == '\t')
+        if (loader_text(l) && p->problem_mark.index < l->size && l->text[p->problem_mark.index] == '\t')
                 loader_diag(l, line, column, false,
                             "tab character in indentation; YAML allows only spaces there");
         else if (p->context)
@@ -269,17 +442,26 @@ static int stack_push(Loader *l, Node *n) {
         return 0;
 }
 
+static int parse_node_from(Loader *l, yaml_parser_t *p, yaml_event_t *event, unsigned depth, Node **ret);
+static int parse_root_value(Loader *l, yaml_parser_t *p, const Node *key, Node **ret);
+
 /* Reads the next node from the event stream; -EINVAL after a reported
  * problem, -ENODATA at the end of a collection. */
 static int parse_node(Loader *l, yaml_parser_t *p, unsigned depth, Node **ret) {
-        Node *n = NULL;
         yaml_event_t ev;
-        int r;
 
         if (!yaml_parser_parse(p, &ev)) {
                 yaml_error(l, p);
                 return -EINVAL;
         }
+        return parse_node_from(l, p, &ev, depth, ret);
+}
+
+/* The node that EVENT (consumed) starts. */
+static int parse_node_from(Loader *l, yaml_parser_t *p, yaml_event_t *event, unsigned depth, Node **ret) {
+        yaml_event_t ev = *event;
+        Node *n = NULL;
+        int r;
 
         switch (ev.type) {
         case YAML_SCALAR_EVENT: {
@@ -341,7 +523,10 @@ static int parse_node(Loader *l, yaml_parser_t *p, unsigned depth, Node **ret) {
                 for (;;) {
                         Node *child = NULL;
 
-                        r = parse_node(l, p, depth + 1, &child);
+                        if (depth == 0 && n->kind == NODE_MAPPING && (l->n_stack - base) % 2 == 1)
+                                r = parse_root_value(l, p, l->stack[l->n_stack - 1], &child);
+                        else
+                                r = parse_node(l, p, depth + 1, &child);
                         if (r == -ENODATA)
                                 break;
                         if (r >= 0)
@@ -376,7 +561,10 @@ static int parse_document(Loader *l, Node **ret) {
 
         if (!yaml_parser_initialize(&p))
                 return -ENOMEM;
-        yaml_parser_set_input_string(&p, (const unsigned char *) l->text, l->size);
+        if (l->text)
+                yaml_parser_set_input_string(&p, (const unsigned char *) l->text, l->size);
+        else
+                yaml_parser_set_input(&p, loader_read, l);
         yaml_parser_set_encoding(&p, YAML_UTF8_ENCODING);
 
         for (bool done = false; !done;) {
@@ -568,10 +756,16 @@ static int parse_bool(Loader *l, const Node *key, const Node *value, void *targe
 /* Where byte OFFSET of a scalar's value was written in the file: the value
  * and its source are walked side by side, so quotes, escapes, block
  * indicators and lines folded into one are accounted for. */
-static void scalar_position(const Loader *l, const Node *value, size_t offset, unsigned *ret_line,
+static void scalar_position(Loader *l, const Node *value, size_t offset, unsigned *ret_line,
                             unsigned *ret_column) {
-        const char *src = l->text, *v = value->value;
+        const char *src = loader_text(l), *v = value->value;
         size_t i = value->start, end = value->end < l->size ? value->end : l->size, j = 0;
+
+        if (!src) {
+                *ret_line = value->line;
+                *ret_column = value->column;
+                return;
+        }
 
         /* Skip the opening quote, or a block scalar's header line. */
         if (i < end && (src[i] == '"' || src[i] == '\''))
@@ -690,14 +884,14 @@ typedef struct ZuoraSection {
         unsigned max_concurrent_requests;
 } ZuoraSection;
 
-typedef struct EnvSection {
+struct EnvSection {
         char *name, *id;
         Located name_node, id_node, schedule;
         Located timezone;
         uint64_t poll_interval, min_interval, submit_ahead, retry_for;
         int catch_up, enabled; /* UNSET_BOOL, false or true */
         WhenIneligible when_ineligible;
-} EnvSection;
+};
 
 #define UNSET_DURATION UINT64_MAX
 #define UNSET_BOOL 2
@@ -1088,13 +1282,81 @@ static void warn_either_days(Loader *l, const Node *v, const char *context) {
                    context, v->value);
 }
 
+static uint64_t string_hash(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a */
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * UINT64_C(1099511628211);
+        return h;
+}
+
+static void schedules_insert(Loader *l, size_t index) {
+        size_t mask = l->schedules_size - 1;
+        size_t i = string_hash(l->config->envs[index].schedule) & mask;
+
+        while (l->schedules[i])
+                i = (i + 1) & mask;
+        l->schedules[i] = index + 1;
+}
+
+/* Sets E's schedule and CronSpec from TEXT: those of an environment before
+ * it with the same text, or parsed. Real configs repeat a few schedules
+ * over many environments. */
+static int loader_schedule(Loader *l, EnvConfig *e, const char *text, CronError *reterr) {
+        Config *c = l->config;
+        uint64_t hash = string_hash(text);
+        CronSpec *spec = NULL;
+        int r;
+
+        for (size_t mask = l->schedules_size - 1, i = hash & mask; l->schedules_size && l->schedules[i];
+             i = (i + 1) & mask) {
+                const EnvConfig *o = &c->envs[l->schedules[i] - 1];
+                if (strcmp(o->schedule, text) == 0) {
+                        e->schedule = o->schedule;
+                        e->cron = o->cron;
+                        return 0;
+                }
+        }
+
+        r = cron_parse(text, &spec, reterr);
+        if (r < 0)
+                return r;
+        if (GROW(c->crons, l->crons_allocated, c->n_crons, 16) < 0) {
+                cron_spec_free(spec);
+                return -ENOMEM;
+        }
+        c->crons[c->n_crons++] = spec;
+        e->cron = spec;
+        e->schedule = arena_strdup(&c->strings, text);
+        if (!e->schedule)
+                return -ENOMEM;
+
+        /* At most half full. */
+        if (c->n_crons * 2 > l->schedules_size) {
+                size_t size = l->schedules_size ? l->schedules_size * 2 : 64, old_size = l->schedules_size;
+                _cleanup_free_ size_t *old = l->schedules;
+
+                l->schedules = calloc(size, sizeof(size_t));
+                if (!l->schedules) {
+                        l->schedules = TAKE_PTR(old);
+                        return -ENOMEM;
+                }
+                l->schedules_size = size;
+                for (size_t k = 0; k < old_size; k++)
+                        if (old[k])
+                                schedules_insert(l, old[k] - 1);
+        }
+        schedules_insert(l, (size_t) (e - c->envs));
+        return 0;
+}
+
 static void check_schedule(Loader *l, EnvConfig *e, const Node *v, const char *context) {
         CronError err = {};
         int64_t a, b;
         char ta[TZ_ISO_MAX], tb[TZ_ISO_MAX], gap[DURATION_MAX], min[DURATION_MAX];
         int r;
 
-        r = cron_parse(v->value, &e->cron, &err);
+        r = loader_schedule(l, e, v->value, &err);
         if (r == -ENOMEM) {
                 l->oom = r;
                 return;
@@ -1122,8 +1384,7 @@ static void check_schedule(Loader *l, EnvConfig *e, const Node *v, const char *c
         }
 }
 
-static void load_environment(Loader *l, const Node *node, size_t index, const EnvSection *defaults,
-                             const Node **ret_name) {
+static void load_environment(Loader *l, const Node *node, size_t index, const EnvSection *defaults) {
         Config *c = l->config;
         EnvSection s;
         char context[128];
@@ -1151,6 +1412,10 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
         check_settings(l, node, &s, context);
         env_section_inherit(&s, defaults);
 
+        if (GROW(c->envs, l->envs_allocated, c->n_envs, 64) < 0) {
+                l->oom = -ENOMEM;
+                return;
+        }
         EnvConfig *e = &c->envs[c->n_envs++];
         *e = (EnvConfig) {
                 .poll_interval = s.poll_interval,
@@ -1165,34 +1430,31 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
 
         if (s.name_node.node) {
                 const Node *v = s.name_node.node;
-                *ret_name = v;
                 if (!valid_name(v->value))
                         error_at(l, v, "%s: 'name' must be 1 to 64 characters of A-Z a-z 0-9 _ . -", context);
-                e->name = strdup(v->value);
-                if (!e->name)
+                e->name = arena_strdup(&c->strings, v->value);
+                if (!e->name || GROW(l->names, l->names_allocated, l->n_names, 64) < 0)
                         l->oom = -ENOMEM;
+                else
+                        l->names[l->n_names++] = (NameAt) { .name = e->name, .line = v->line, .column = v->column };
         }
         if (s.id_node.node) {
                 const Node *v = s.id_node.node;
                 if (!valid_id(v->value))
                         error_at(l, v, "%s: 'id' '%s' is not a Zuora test environment id (letters, digits and -)",
                                  context, v->value);
-                e->id = strdup(v->value);
+                e->id = arena_strdup(&c->strings, v->value);
                 if (!e->id)
                         l->oom = -ENOMEM;
         }
         e->tz = tz_ref(loader_zone(l, s.timezone.node, context));
-        if (s.schedule.node) {
-                e->schedule = strdup(s.schedule.node->value);
-                if (!e->schedule)
-                        l->oom = -ENOMEM;
+        if (s.schedule.node)
                 check_schedule(l, e, s.schedule.node, context);
-        }
 }
 
-static int compare_name_nodes(const void *a, const void *b) {
-        const Node *x = *(const Node *const *) a, *y = *(const Node *const *) b;
-        int r = strcmp(x->value, y->value);
+static int compare_names_at(const void *a, const void *b) {
+        const NameAt *x = a, *y = b;
+        int r = strcmp(x->name, y->name);
 
         if (r != 0)
                 return r;
@@ -1201,47 +1463,49 @@ static int compare_name_nodes(const void *a, const void *b) {
 
 /* Names must be unique: sorted, duplicates are neighbours (N log N, where
  * comparing each with all before it took seconds at 10,000 environments). */
-static void check_duplicate_names(Loader *l, const Node **names, size_t n) {
-        size_t k = 0;
+static void check_duplicate_names(Loader *l) {
+        NameAt *names = l->names;
 
-        for (size_t i = 0; i < n; i++)
-                if (names[i])
-                        names[k++] = names[i];
-        qsort(names, k, sizeof(Node *), compare_name_nodes);
-        for (size_t i = 1, first = 0; i < k; i++) {
-                if (strcmp(names[i]->value, names[first]->value) != 0) {
+        if (l->n_names < 2)
+                return;
+        qsort(names, l->n_names, sizeof(NameAt), compare_names_at);
+        for (size_t i = 1, first = 0; i < l->n_names; i++) {
+                if (strcmp(names[i].name, names[first].name) != 0) {
                         first = i;
                         continue;
                 }
-                error_at(l, names[i], "duplicate environment name '%s' (first defined at line %u)", names[i]->value,
-                         names[first]->line);
+                loader_diag(l, names[i].line, names[i].column, false,
+                            "duplicate environment name '%s' (first defined at line %u)", names[i].name,
+                            names[first].line);
+        }
+}
+
+/* After the last environment of list NODE of N_ITEMS items. */
+static void load_environments_end(Loader *l, const Node *node, size_t n_items) {
+        Config *c = l->config;
+
+        if (n_items == 0)
+                warning_at(l, node, "'environments' is empty: nothing will be refreshed");
+        check_duplicate_names(l);
+        /* Give back the room the list grew by. */
+        if (c->n_envs > 0 && c->n_envs < l->envs_allocated) {
+                EnvConfig *n = reallocarray(c->envs, c->n_envs, sizeof(EnvConfig));
+                if (n) {
+                        c->envs = n;
+                        l->envs_allocated = c->n_envs;
+                }
         }
 }
 
 static void load_environments(Loader *l, const Node *node, const EnvSection *defaults) {
-        Config *c = l->config;
-
         if (node->kind != NODE_SEQUENCE) {
                 error_at(l, node, "'environments' must be a list (each item starting with '- name: ...'), not %s",
                          node_kind_to_string(node->kind));
                 return;
         }
-        if (node->n_items == 0)
-                warning_at(l, node, "'environments' is empty: nothing will be refreshed");
-
-        c->envs = calloc(node->n_items ? node->n_items : 1, sizeof(EnvConfig));
-        if (!c->envs) {
-                l->oom = -ENOMEM;
-                return;
-        }
-        _cleanup_free_ const Node **names = calloc(node->n_items ? node->n_items : 1, sizeof(Node *));
-        if (!names) {
-                l->oom = -ENOMEM;
-                return;
-        }
         for (size_t i = 0; i < node->n_items; i++)
-                load_environment(l, node->items[i], i, defaults, &names[i]);
-        check_duplicate_names(l, names, node->n_items);
+                load_environment(l, node->items[i], i, defaults);
+        load_environments_end(l, node, node->n_items);
 }
 
 static void load_defaults(Loader *l, const Node *node, EnvSection *d) {
@@ -1292,9 +1556,75 @@ static void load_root(Loader *l, const Node *root) {
         }
         if (zuora)
                 load_zuora(l, zuora);
+        /* The environments may have been loaded as the file was read, and
+         * the defaults before them. */
+        if (envs && envs == l->envs_node)
+                return;
         load_defaults(l, defaults, &d);
         if (envs)
                 load_environments(l, envs, &d);
+}
+
+/* A value of the root mapping, after KEY. The environments are most of a
+ * config (11 nodes each): the first 'environments' list, if it follows the
+ * first 'defaults', is loaded item by item as it is read, and each item's
+ * nodes are freed before the next is read, so that at 10,000 environments
+ * the tree takes a few KB instead of 7 MB. What loading finds goes to
+ * PENDING, and reaches the caller only if the whole file parses: a file
+ * with a YAML error reports just that, as when the tree was built first.
+ * Any other order of keys gets the whole tree, as before. */
+static int parse_root_value(Loader *l, yaml_parser_t *p, const Node *key, Node **ret) {
+        bool is_defaults = false, stream = false;
+        yaml_event_t ev;
+        Node *n;
+        int r;
+
+        if (!yaml_parser_parse(p, &ev)) {
+                yaml_error(l, p);
+                return -EINVAL;
+        }
+        if (key->kind == NODE_SCALAR && strcmp(key->value, "defaults") == 0 && !l->defaults_node)
+                is_defaults = true;
+        else if (key->kind == NODE_SCALAR && strcmp(key->value, "environments") == 0 && !l->envs_seen) {
+                l->envs_seen = true;
+                stream = l->defaults_node && ev.type == YAML_SEQUENCE_START_EVENT;
+        }
+        if (!stream) {
+                r = parse_node_from(l, p, &ev, 1, ret);
+                if (r >= 0 && is_defaults)
+                        l->defaults_node = *ret;
+                return r;
+        }
+
+        n = node_new(l, NODE_SEQUENCE, &ev.start_mark);
+        yaml_event_delete(&ev);
+        if (!n)
+                return -ENOMEM;
+        l->envs_node = n;
+        l->diags = &l->pending;
+        load_defaults(l, l->defaults_node, l->defaults);
+        l->diags = l->file_diags;
+
+        size_t i = 0;
+        for (;; i++) {
+                ArenaMark mark = arena_mark(&l->arena);
+                Node *item = NULL;
+
+                r = parse_node(l, p, 2, &item);
+                if (r == -ENODATA)
+                        break;
+                if (r < 0)
+                        return r;
+                l->diags = &l->pending;
+                load_environment(l, item, i, l->defaults);
+                l->diags = l->file_diags;
+                arena_release(&l->arena, mark);
+        }
+        l->diags = &l->pending;
+        load_environments_end(l, n, i);
+        l->diags = l->file_diags;
+        *ret = n; /* its items are gone: N_ITEMS stays 0 */
+        return 0;
 }
 
 /* ---- entry points ---- */
@@ -1336,9 +1666,13 @@ static char *dir_of(const char *path) {
         return strndup(path, slash - path);
 }
 
-int config_load_string(const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags) {
+/* Loads TEXT (SIZE bytes), or with TEXT NULL, the file open at FD. */
+static int config_load_from(const char *path, const char *text, size_t size, int fd, int64_t now, Config **ret,
+                            Diags *diags) {
         Node *root = NULL;
-        Loader l = { .diags = diags, .text = text, .size = size, .now = now };
+        EnvSection defaults;
+        Loader l = { .diags = diags, .file_diags = diags, .defaults = &defaults, .text = text, .size = size,
+                     .fd = text ? -EBADF : fd, .now = now };
         int r;
 
         free(diags->path);
@@ -1370,8 +1704,12 @@ int config_load_string(const char *path, const char *text, size_t size, int64_t 
         r = parse_document(&l, &root);
         if (r == -EINVAL && diags->n_errors == 0)
                 loader_diag(&l, 0, 0, false, "invalid YAML");
+        if (r >= 0 && diags_append(diags, &l.pending) < 0)
+                r = -ENOMEM;
         if (r >= 0)
                 load_root(&l, root);
+        if (r >= 0 && diags_sort(diags) < 0)
+                r = -ENOMEM;
         if (l.oom < 0)
                 r = l.oom;
         else if (r >= 0 && diags->n_errors > 0)
@@ -1383,6 +1721,10 @@ int config_load_string(const char *path, const char *text, size_t size, int64_t 
 finish:
         arena_done(&l.arena);
         free(l.stack);
+        free(l.names);
+        free(l.schedules);
+        free(l.file_text);
+        diags_clear(&l.pending);
         for (size_t i = 0; i < l.n_zones; i++)
                 tz_unref(l.zones[i]);
         free(l.zones);
@@ -1391,55 +1733,38 @@ finish:
         return r;
 }
 
-int config_load(const char *path, int64_t now, Config **ret, Diags *diags) {
-        _cleanup_free_ char *text = NULL;
-        _cleanup_(closep) int fd = -EBADF;
-        size_t size = 0, allocated = 0;
+int config_load_string(const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags) {
+        return config_load_from(path, text, size, -EBADF, now, ret, diags);
+}
+
+/* A problem with the whole file: DIAGS names PATH and holds it. -EINVAL. */
+_printf_(3, 4) static int file_problem(const char *path, Diags *diags, const char *fmt, ...) {
+        va_list ap;
         int r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                r = -errno;
-                goto fail;
-        }
-        /* Read at most one byte past the limit: enough to know it is too long. */
-        for (;;) {
-                if (size == allocated) {
-                        allocated = allocated ? allocated * 2 : 4096;
-                        if (allocated > CONFIG_MAX_SIZE + 1)
-                                allocated = CONFIG_MAX_SIZE + 1;
-                        char *n = realloc(text, allocated + 1);
-                        if (!n)
-                                return -ENOMEM;
-                        text = n;
-                }
-                ssize_t k = read(fd, text + size, allocated - size);
-                if (k < 0) {
-                        r = -errno;
-                        goto fail;
-                }
-                size += k;
-                if (k == 0 || size > CONFIG_MAX_SIZE)
-                        break;
-        }
-        text[size] = 0;
-        return config_load_string(path, text, size, now, ret, diags);
-
-fail:
         free(diags->path);
         diags->path = strdup(path);
         if (!diags->path)
                 return -ENOMEM;
-        Diag *n = realloc(diags->items, (diags->n + 1) * sizeof(Diag));
-        if (!n)
-                return -ENOMEM;
-        diags->items = n;
-        if (asprintf(&diags->items[diags->n].message, "cannot read the config file: %s", strerror(-r)) < 0)
-                return -ENOMEM;
-        diags->items[diags->n].line = diags->items[diags->n].column = 0;
-        diags->items[diags->n++].warning = false;
-        diags->n_errors++;
-        return -EINVAL;
+        va_start(ap, fmt);
+        r = diag_addv(diags, 0, 0, false, fmt, ap);
+        va_end(ap);
+        return r < 0 ? r : -EINVAL;
+}
+
+int config_load(const char *path, int64_t now, Config **ret, Diags *diags) {
+        _cleanup_(closep) int fd = -EBADF;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return file_problem(path, diags, "cannot read the config file: %s", strerror(errno));
+        /* A file too long is refused whatever it holds, before it is read.
+         * libyaml reads the rest as it parses, and stops past the limit. */
+        if (S_ISREG(st.st_mode) && st.st_size > CONFIG_MAX_SIZE)
+                return file_problem(path, diags, "the file is %jd bytes long; a config may be at most %d bytes",
+                                    (intmax_t) st.st_size, CONFIG_MAX_SIZE);
+        return config_load_from(path, NULL, 0, fd, now, ret, diags);
 }
 
 Config *config_ref(Config *c) {
@@ -1451,14 +1776,13 @@ Config *config_ref(Config *c) {
 Config *config_free(Config *c) {
         if (!c || --c->n_ref > 0)
                 return NULL;
-        for (size_t i = 0; i < c->n_envs; i++) {
-                free(c->envs[i].name);
-                free(c->envs[i].id);
-                free(c->envs[i].schedule);
-                cron_spec_free(c->envs[i].cron);
+        for (size_t i = 0; i < c->n_envs; i++)
                 tz_unref(c->envs[i].tz);
-        }
         free(c->envs);
+        for (size_t i = 0; i < c->n_crons; i++)
+                cron_spec_free(c->crons[i]);
+        free(c->crons);
+        arena_done(&c->strings);
         free(c->by_name);
         free(c->path);
         free(c->base_url);

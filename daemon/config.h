@@ -34,11 +34,18 @@ typedef enum WhenIneligible {
         _WHEN_INELIGIBLE_INVALID = -EINVAL,
 } WhenIneligible;
 
+/* Memory handed out from large blocks and freed all at once (config.c). */
+typedef struct Arena {
+        struct ArenaBlock *blocks; /* the newest first */
+} Arena;
+
+/* The strings are in the Config's STRINGS, and environments with the same
+ * schedule text share one string and one CronSpec (owned by the Config). */
 typedef struct EnvConfig {
-        char *name;
-        char *id;           /* the Zuora Test Environment ID */
-        char *schedule;     /* as written */
-        CronSpec *cron;
+        const char *name;
+        const char *id;           /* the Zuora Test Environment ID */
+        const char *schedule;     /* as written */
+        const CronSpec *cron;
         Tz *tz;             /* one reference */
         uint64_t poll_interval, min_interval, submit_ahead, retry_for; /* µs */
         bool catch_up;
@@ -62,6 +69,9 @@ typedef struct Config {
         EnvConfig *envs;
         size_t n_envs;
         const EnvConfig **by_name; /* ENVS sorted by name, for config_find_env() */
+        Arena strings;             /* the environments' strings */
+        CronSpec **crons;          /* the distinct schedules */
+        size_t n_crons;
 } Config;
 
 typedef struct Diag {

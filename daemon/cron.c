@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Cron expressions as bit sets. The day fields are folded at parse time into
- * one 31-bit mask of matching days for each (weekday of the 1st, length of
- * the month) pair, so finding the next matching day of a month is one table
- * look-up and a count of trailing zeros, whatever mix of L, # and ranges the
- * expression uses. cron_next_wall() then walks month -> day -> hour ->
- * minute -> second, jumping straight to the next set bit of each.
+ * Cron expressions as bit sets. The day fields make one 31-bit mask of
+ * matching days for a month, given the weekday of its 1st and its length:
+ * a rotation of the weekday bits and a few masks, whatever mix of L, # and
+ * ranges the expression uses, so finding the next matching day is that and
+ * a count of trailing zeros. cron_next_wall() then walks month -> day ->
+ * hour -> minute -> second, jumping straight to the next set bit of each.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -22,18 +22,25 @@
 #define CRON_SEARCH_YEARS 400
 #define CRON_MAX_YEAR 9999
 
+/* 48 bytes: a config holds one per environment. The day masks of the 28
+ * kinds of month (weekday of the 1st, length) are computed when needed
+ * rather than kept: a table of them took 112 bytes more. */
 struct CronSpec {
         uint64_t seconds; /* bits 0..59 */
         uint64_t minutes; /* bits 0..59 */
         uint32_t hours;   /* bits 0..23 */
-        uint16_t months;  /* bits 1..12 */
-        bool days_either; /* both day fields restricted: OR them */
-        /* Matching days (bits 1..31) by weekday of the 1st (0 = Sunday) and
-         * month length minus 28. */
-        uint32_t days[7][4];
+        uint32_t dom;     /* day-of-month, bits 1..31 */
         /* First and last fire of a day, in seconds after midnight. */
         int32_t first_tod, last_tod;
+        uint16_t months;  /* bits 1..12 */
+        uint8_t dow;      /* day-of-week, bits 0..6 (0 = Sunday) */
+        uint8_t special;  /* the weekdays with a D#N or a DL */
+        uint8_t last_dow; /* DL: bit D */
+        uint8_t nth[7];   /* D#N: bit N for weekday D */
+        bool dom_last;    /* day-of-month L */
+        bool days_either; /* both day fields restricted: OR them */
 };
+_Static_assert(sizeof(CronSpec) == 48, "a CronSpec is 48 bytes");
 
 enum {
         FIELD_SECOND,
@@ -258,36 +265,35 @@ static int last_bit(uint64_t v) {
         return 63 - __builtin_clzll(v);
 }
 
-/* Days 1..NDAYS of a month whose 1st is weekday W1 that match the day fields.
- * Called 28 times per expression, so the plain weekdays are one rotation of
- * their bits repeated every 7 days, and only the weekdays that carry a D#N
- * or DL (SPECIAL, a bit per weekday) are looked at one by one. */
-static uint32_t day_mask(
-                const FieldSet *dom, const FieldSet *dow, unsigned special, bool either, int w1, int ndays) {
+/* Days 1..NDAYS (bits 1..31) of a month whose 1st is weekday W1 that match
+ * the day fields. Called for each month cron_next_wall() looks at, so the
+ * plain weekdays are one rotation of their bits repeated every 7 days, and
+ * only the weekdays that carry a D#N or DL are looked at one by one. */
+static uint32_t day_mask(const CronSpec *s, int w1, int ndays) {
         uint32_t valid = (uint32_t) ((UINT64_C(1) << (ndays + 1)) - 2);
-        uint32_t dm = (uint32_t) dom->bits & valid, wm;
-        uint64_t week = dow->bits & 0x7f, rot;
+        uint32_t dm = s->dom & valid, wm;
+        uint64_t week = s->dow, rot;
 
-        if (dom->last)
+        if (s->dom_last)
                 dm |= 1u << ndays;
 
         /* Bit j of ROT: day j + 1 of the month is one of the weekdays. */
         rot = ((week >> w1) | (week << (7 - w1))) & 0x7f;
         wm = (uint32_t) ((rot << 1 | rot << 8 | rot << 15 | rot << 22 | rot << 29) & valid);
 
-        for (; special; special &= special - 1) {
+        for (unsigned special = s->special; special; special &= special - 1) {
                 int d = first_bit(special);
-                int first = 1 + (int) floor_mod(d - w1, 7), last = first;
+                int first = 1 + (d - w1 + 7) % 7; /* the first such weekday of the month */
 
-                while (last + 7 <= ndays)
-                        last += 7;
-                for (int n = 1; n <= 5; n++)
-                        if ((dow->nth[d] & (1u << n)) && first + 7 * (n - 1) <= ndays)
-                                wm |= 1u << (first + 7 * (n - 1));
-                if (dow->last_dow & (1u << d))
-                        wm |= 1u << last;
+                for (unsigned nth = s->nth[d]; nth; nth &= nth - 1) {
+                        int day = first + 7 * (first_bit(nth) - 1);
+                        if (day <= ndays)
+                                wm |= 1u << day;
+                }
+                if (s->last_dow & (1u << d))
+                        wm |= 1u << (first + 7 * ((ndays - first) / 7));
         }
-        return either ? (dm | wm) : (dm & wm);
+        return s->days_either ? (dm | wm) : (dm & wm);
 }
 
 static int build(Parser *p, const FieldSet *f, bool has_seconds, CronSpec **ret) {
@@ -302,15 +308,16 @@ static int build(Parser *p, const FieldSet *f, bool has_seconds, CronSpec **ret)
         s->hours = (uint32_t) f[FIELD_HOUR].bits;
         s->months = (uint16_t) f[FIELD_MONTH].bits;
         s->days_either = !f[FIELD_DOM].star && !f[FIELD_DOW].star;
-
-        unsigned special = f[FIELD_DOW].last_dow;
-        for (int d = 0; d < 7; d++)
-                if (f[FIELD_DOW].nth[d])
-                        special |= 1u << d;
-        for (int w1 = 0; w1 < 7; w1++)
-                for (int nd = 28; nd <= 31; nd++)
-                        s->days[w1][nd - 28] =
-                                day_mask(&f[FIELD_DOM], &f[FIELD_DOW], special, s->days_either, w1, nd);
+        s->dom = (uint32_t) f[FIELD_DOM].bits;
+        s->dom_last = f[FIELD_DOM].last;
+        s->dow = (uint8_t) (f[FIELD_DOW].bits & 0x7f);
+        s->last_dow = f[FIELD_DOW].last_dow;
+        s->special = f[FIELD_DOW].last_dow;
+        for (int d = 0; d < 7; d++) {
+                s->nth[d] = f[FIELD_DOW].nth[d];
+                if (s->nth[d])
+                        s->special |= 1u << d;
+        }
 
         /* Every weekday starts a month of each possible length somewhere in
          * the 400-year cycle, so this decides exactly whether it ever fires. */
@@ -320,7 +327,7 @@ static int build(Parser *p, const FieldSet *f, bool has_seconds, CronSpec **ret)
                 int lo = m == 2 ? 28 : days_in_month(1970, m), hi = m == 2 ? 29 : lo;
                 for (int w1 = 0; w1 < 7; w1++)
                         for (int nd = lo; nd <= hi; nd++)
-                                possible = possible || s->days[w1][nd - 28] != 0;
+                                possible = possible || day_mask(s, w1, nd) != 0;
         }
         if (!possible)
                 return parse_error(p, p->expr, strlen(p->expr),
@@ -434,7 +441,7 @@ int cron_next_wall(const CronSpec *s, int64_t after_wall, int64_t *ret_wall) {
 
                 int ndays = days_in_month(c.year, c.month);
                 int w1 = weekday_from_days(days_from_civil(c.year, c.month, 1));
-                uint32_t days = c.day > 31 ? 0 : s->days[w1][ndays - 28] & ~((1u << c.day) - 1);
+                uint32_t days = c.day > 31 ? 0 : day_mask(s, w1, ndays) & ~((1u << c.day) - 1);
                 if (!days) {
                         if (++c.month > 12) {
                                 c.month = 1;
@@ -567,7 +574,7 @@ static int find_close_days(
 
                 if (s->months & (1u << month)) {
                         /* In the first month, only the days after DAY0. */
-                        uint32_t days = s->days[w1][ndays - 28] & (uint32_t) ~((UINT64_C(2) << mday) - 1);
+                        uint32_t days = day_mask(s, w1, ndays) & (uint32_t) ~((UINT64_C(2) << mday) - 1);
 
                         for (; days; days &= days - 1) {
                                 int64_t day = month_start + first_bit(days) - 1;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
@@ -245,6 +246,16 @@ static int command_run(const Args *args) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         Manager *m = NULL;
         int r;
+
+        /* Blocks of 128 KiB and more (the config file, the config's and the
+         * state's arrays of 10,000 environments) get mappings of their own,
+         * whatever size was freed before: glibc otherwise raises this
+         * threshold to the largest block freed, so that at a reload the
+         * next config's arrays grow inside the heap, copied at each
+         * doubling, and the copies stay resident until malloc_trim(). A
+         * mapping grows by mremap() and goes back to the system when freed.
+         * Setting it also fixes the trim threshold at its default. */
+        (void) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
         report_init(args->log_target, stderr);
         r = sd_event_default(&event);

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import struct
@@ -319,8 +320,27 @@ def daemon_config(base_url, envs, max_concurrent=None, poll="1s"):
     return H.make_config(base_url, envs, defaults={"poll_interval": poll}, zuora=z)
 
 
+UNIT = os.path.join(HERE, "..", "..", "systemd", "refreshd.service.in")
+
+
+def unit_environment():
+    """The variables the shipped unit sets with Environment=: every daemon here gets them, as under systemd."""
+    env = {}
+    with open(UNIT) as f:
+        for line in f:
+            if line.startswith("Environment="):
+                for item in shlex.split(line[len("Environment="):]):
+                    k, _, v = item.partition("=")
+                    env[k] = v
+    return env
+
+
+def new_daemon(binary, workdir, config, name, extra_env=None):
+    return H.Daemon(binary, workdir, config, name=name, extra_env=dict(unit_environment(), **(extra_env or {})))
+
+
 def start_daemon(binary, workdir, name, config, timeout=60, extra_env=None):
-    d = H.Daemon(binary, workdir, config, name=name, extra_env=extra_env)
+    d = new_daemon(binary, workdir, config, name, extra_env=extra_env)
     d.start(timeout=timeout)
     return d
 
@@ -572,7 +592,7 @@ def bench_scale(ctx, n, receiver_kind, window):
     # later and reload it (SIGHUP): the reload time includes re-planning them.
     cfg = daemon_config(rcv.base_url, scale_envs(n, 0, 0))
     res = {"n": n, "jobs": jobs, "receiver": receiver_kind}
-    d = H.Daemon(ctx.binary, wd, cfg, name="daemon")
+    d = new_daemon(ctx.binary, wd, cfg, "daemon")
     try:
         try:
             d.start(timeout=ctx.start_cap)
@@ -689,7 +709,7 @@ def bench_load(ctx, n, reps):
             else:
                 starts, reloads = [], []
                 for i in range(reps):
-                    d = H.Daemon(ctx.binary, wd, cfg, name="%s-%d" % (label, i))
+                    d = new_daemon(ctx.binary, wd, cfg, "%s-%d" % (label, i))
                     try:
                         try:
                             d.start(timeout=ctx.start_cap)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -338,6 +339,70 @@ static void test_find_env_many(void **state) {
         free(text);
 }
 
+/* Environments with the same schedule text share its string and CronSpec;
+ * each still gets its own checks. */
+static void test_schedules_shared(void **state) {
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+
+        assert_non_null(f);
+        fputs(ZUORA_OK "environments:\n", f);
+        /* 300 distinct schedules, each written twice, far apart. */
+        for (int i = 0; i < 600; i++)
+                fprintf(f, "  - name: e%d\n    id: i%d\n    schedule: \"%d %d * * *\"\n", i, i, i % 60,
+                        (i % 300) / 60);
+        assert_int_equal(fclose(f), 0);
+        {
+                _cleanup_(loaded_done) Loaded t = load_text(text);
+                assert_loaded(&t, 0);
+                assert_int_equal(t.config->n_crons, 300);
+                for (int i = 0; i < 600; i++) {
+                        const EnvConfig *e = &t.config->envs[i], *twin = &t.config->envs[(i + 300) % 600];
+                        char want[32];
+                        int64_t next;
+
+                        snprintf(want, sizeof(want), "%d %d * * *", i % 60, (i % 300) / 60);
+                        assert_string_equal(e->schedule, want);
+                        assert_ptr_equal(e->schedule, twin->schedule);
+                        assert_ptr_equal(e->cron, twin->cron);
+                        if (i > 0)
+                                assert_ptr_not_equal(e->cron, t.config->envs[i - 1].cron);
+                        assert_int_equal(cron_next(e->cron, NULL, NOW, &next), 0);
+                        assert_int_equal(next, NOW + ((i % 300) / 60) * 3600 + (i % 60) * 60 + (i % 60 == 0 && i % 300 < 60 ? 86400 : 0));
+                }
+        }
+        free(text);
+
+        /* A shared schedule is still checked against each environment's min_interval. */
+        {
+                _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK
+                                                            "environments:\n"
+                                                            "  - name: a\n"
+                                                            "    id: a1\n"
+                                                            "    schedule: \"0 * * * *\"\n"
+                                                            "  - name: b\n"
+                                                            "    id: a2\n"
+                                                            "    schedule: \"0 * * * *\"\n"
+                                                            "    min_interval: 2h\n"
+                                                            "  - name: c\n"
+                                                            "    id: a3\n"
+                                                            "    schedule: \"0 * * * *\"\n"
+                                                            "    min_interval: 3h\n"
+                                                            "  - name: d\n"
+                                                            "    id: a4\n"
+                                                            "    schedule: \"0 61 * * *\"\n"
+                                                            "  - name: e\n"
+                                                            "    id: a5\n"
+                                                            "    schedule: \"0 61 * * *\"\n");
+                assert_refused(&t, 4);
+                assert_error_at(&t, 11, 15, "closer than min_interval 2h");
+                assert_error_at(&t, 15, 15, "closer than min_interval 3h");
+                assert_error_at(&t, 19, 18, "hour value 61");
+                assert_error_at(&t, 22, 18, "hour value 61");
+        }
+}
+
 static void test_builtin_defaults(void **state) {
         _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK ENVS_OK);
         const EnvConfig *e;
@@ -631,6 +696,102 @@ static void test_duplicates(void **state) {
                         "duplicate key 'catch_up'", "defaults");
         check_one_error(ZUORA_OK ENVS_OK "    schedule: \"@daily\"\n", 9, 5, "duplicate key 'schedule'",
                         "environment 'uat'");
+}
+
+/* ---- environments loaded as they are read ---- */
+
+/* With 'defaults' before 'environments', each environment is loaded as soon
+ * as it is read and its nodes are dropped; in any other order the whole tree
+ * is built first. Both must find the same values and the same problems. */
+#define STREAM_ENVS                                                                                           \
+        "environments:\n"                                                                                     \
+        "  - name: uat\n"                                                                                     \
+        "    id: a1\n"                                                                                        \
+        "    schedule: \"@daily\"\n"                                                                          \
+        "  - name: dev\n"                                                                                     \
+        "    id: a2\n"                                                                                        \
+        "    schedule: \"0 61 * * *\"\n"                                                                      \
+        "    timezone: Mars/Base\n"                                                                           \
+        "  - name: uat\n"                                                                                     \
+        "    id: a3\n"                                                                                        \
+        "    schedul: \"@daily\"\n"                                                                           \
+        "  - just a scalar\n"                                                                                 \
+        "  - name: qa\n"                                                                                      \
+        "    id: a4\n"                                                                                        \
+        "    schedule: \"@hourly\"\n"                                                                         \
+        "    poll_interval: 5m\n"
+#define STREAM_DEFAULTS                                                                                       \
+        "defaults:\n"                                                                                         \
+        "  timezone: Europe/Berlin\n"                                                                         \
+        "  poll_interval: 2m\n"
+
+static void assert_stream_problems(const Loaded *t, unsigned envs_line) {
+        assert_refused(t, 6);
+        assert_error_at(t, envs_line + 6, 18, "'schedule' \"0 61 * * *\"", "hour value 61");
+        assert_error_at(t, envs_line + 7, 15, "unknown time zone 'Mars/Base'");
+        char first[32];
+        snprintf(first, sizeof(first), "line %u", envs_line + 1);
+        assert_error_at(t, envs_line + 8, 11, "duplicate environment name 'uat'", first);
+        assert_error_at(t, envs_line + 10, 5, "unknown key 'schedul'", "did you mean 'schedule'");
+        assert_error_at(t, envs_line + 8, 5, "environment 'uat' is missing required key 'schedule'");
+        assert_error_at(t, envs_line + 11, 5, "environment #4 must be a mapping");
+        /* In file order, whatever order they were found in. */
+        for (size_t i = 1; i < t->diags.n; i++)
+                assert_true(t->diags.items[i - 1].line < t->diags.items[i].line ||
+                            (t->diags.items[i - 1].line == t->diags.items[i].line &&
+                             t->diags.items[i - 1].column <= t->diags.items[i].column));
+}
+
+static void test_envs_streamed(void **state) {
+        {
+                _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK STREAM_DEFAULTS STREAM_ENVS);
+                assert_stream_problems(&t, 8);
+        }
+        {
+                _cleanup_(loaded_done) Loaded t = load_text(STREAM_DEFAULTS ZUORA_OK STREAM_ENVS);
+                assert_stream_problems(&t, 8);
+        }
+        {
+                /* 'defaults' after the list: the tree is built first. */
+                _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK STREAM_ENVS STREAM_DEFAULTS);
+                assert_stream_problems(&t, 5);
+        }
+        {
+                /* Both ways, the same config. */
+                static const char *const texts[] = {
+                        ZUORA_OK STREAM_DEFAULTS ENVS_OK "  - name: qa\n    id: a4\n    schedule: \"@hourly\"\n"
+                                                         "    poll_interval: 5m\n",
+                        ZUORA_OK ENVS_OK "  - name: qa\n    id: a4\n    schedule: \"@hourly\"\n"
+                                         "    poll_interval: 5m\n" STREAM_DEFAULTS,
+                };
+                for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                        _cleanup_(loaded_done) Loaded t = load_text(texts[i]);
+                        assert_loaded(&t, 0);
+                        assert_int_equal(t.config->n_envs, 2);
+                        const EnvConfig *uat = config_find_env(t.config, "uat"), *qa = config_find_env(t.config, "qa");
+                        assert_non_null(uat);
+                        assert_non_null(qa);
+                        assert_string_equal(tz_name(uat->tz), "Europe/Berlin");
+                        assert_int_equal(uat->poll_interval, 120 * USEC_PER_SEC);
+                        assert_int_equal(qa->poll_interval, 300 * USEC_PER_SEC);
+                        assert_string_equal(qa->schedule, "@hourly");
+                }
+        }
+        /* A second 'environments' after 'defaults' is only a duplicate key. */
+        check_one_error(ZUORA_OK ENVS_OK STREAM_DEFAULTS ENVS_OK, 12, 1, "duplicate key 'environments'");
+        /* An empty 'defaults' is enough to load them as they are read. */
+        check_one_error(ZUORA_OK "defaults: {}\n" ENVS_OK "    bogus: 1\n", 10, 5, "unknown key 'bogus'");
+        /* Empty, and not a list. */
+        check_one_warning(ZUORA_OK STREAM_DEFAULTS "environments: []\n", 8, 15, "'environments' is empty");
+        check_one_error(ZUORA_OK STREAM_DEFAULTS "environments: {}\n", 8, 15, "'environments' must be a list");
+}
+
+/* A YAML error anywhere is all that is reported, even after environments
+ * that were loaded (and had problems) before the parser got to it. */
+static void test_envs_streamed_yaml_error(void **state) {
+        check_one_error(ZUORA_OK STREAM_DEFAULTS STREAM_ENVS "  - name: [unclosed\n", 25, 1, "invalid YAML");
+        check_one_error(ZUORA_OK STREAM_DEFAULTS STREAM_ENVS "    id: *alias\n", 24, 9, "aliases");
+        check_one_error(ZUORA_OK STREAM_DEFAULTS STREAM_ENVS "---\nzuora: {}\n", 24, 1, "more than one YAML document");
 }
 
 /* ---- time zones ---- */
@@ -1391,6 +1552,90 @@ static void test_load_file(void **state) {
         }
 }
 
+/* config_load() lets libyaml read the file as it parses and reads it again
+ * only for a message that needs the text: the same problems at the same
+ * places as from memory. */
+static void assert_same_diags(const Loaded *a, const Loaded *b) {
+        assert_int_equal(a->r, b->r);
+        assert_int_equal(a->diags.n, b->diags.n);
+        for (size_t i = 0; i < a->diags.n; i++) {
+                assert_int_equal(a->diags.items[i].line, b->diags.items[i].line);
+                assert_int_equal(a->diags.items[i].column, b->diags.items[i].column);
+                assert_string_equal(a->diags.items[i].message, b->diags.items[i].message);
+        }
+}
+
+static void test_load_file_positions(void **state) {
+        const char *dir = *state;
+        _cleanup_free_ char *path = path_in(dir, "refreshd.yaml"), *many = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&many, &size);
+
+        /* Far past libyaml's 16 KB reads, with problems that need the text at the end. */
+        assert_non_null(f);
+        fputs(ZUORA_OK "defaults:\n  poll_interval: 2m\nenvironments:\n", f);
+        for (int i = 0; i < 2000; i++)
+                fprintf(f, "  - name: e%d\n    id: i%d\n    schedule: \"%d 3 * * *\"\n", i, i, i % 60);
+        fputs("  - name: last\n    id: x\n    schedule: \"0 3 * *  FRI#6\"\n    retry_for: \"1h 30x\"\n", f);
+        assert_int_equal(fclose(f), 0);
+
+        const char *const texts[] = {
+                ZUORA_OK ENVS_OK,
+                many,
+                "zuora:\n\tbase_url: x\n",
+                ZUORA_OK "  \tentity_id: x\n" ENVS_OK,
+                "zuora:\n  client_id: \xc3\xa9\xc3\xa9\xff\n",
+                ZUORA_OK ENVS_OK "    owner: caf\xff\n",
+                ZUORA_OK ENV_WITH_SCHEDULE("0 3 * * SUN#9"),
+                ZUORA_OK "environments:\n  - name: uat\n    id: a\n    schedule: >\n      0 3 * *\n      MON#7\n",
+                ZUORA_OK "defaults:\n  poll_interval: \"1h\\t3q\"\n" ENVS_OK,
+                "",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                write_file(path, texts[i], strlen(texts[i]), 0644);
+                _cleanup_(loaded_done) Loaded a = load_file(path);
+                _cleanup_(loaded_done) Loaded b = load_text_as(path, texts[i]);
+                assert_same_diags(&a, &b);
+        }
+        {
+                write_file(path, many, strlen(many), 0644);
+                _cleanup_(loaded_done) Loaded t = load_file(path);
+                assert_refused(&t, 2);
+                assert_error_at(&t, 6010, 25, "FRI#6");
+                assert_error_at(&t, 6011, 19, "invalid duration");
+        }
+
+        /* A pipe cannot be read again: the messages point at the value, or at the whole file. */
+        _cleanup_free_ char *fifo = path_in(dir, "fifo.yaml");
+        static const char *const piped[] = {
+                ZUORA_OK ENV_WITH_SCHEDULE("0 3 * * SUN#9"),
+                "zuora:\n  client_id: \xff\n",
+                ZUORA_OK ENVS_OK,
+        };
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        for (size_t i = 0; i < ELEMENTSOF(piped); i++) {
+                pid_t pid = fork();
+                assert_true(pid >= 0);
+                if (pid == 0) {
+                        int fd = open(fifo, O_WRONLY | O_CLOEXEC);
+                        _exit(fd >= 0 && write(fd, piped[i], strlen(piped[i])) == (ssize_t) strlen(piped[i]) ? 0 : 1);
+                }
+                _cleanup_(loaded_done) Loaded t = load_file(fifo);
+                int status;
+                assert_int_equal(waitpid(pid, &status, 0), pid);
+                assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                if (i == 0) {
+                        assert_refused(&t, 1);
+                        assert_error_at(&t, 8, 15, "SUN#9");
+                } else if (i == 1) {
+                        assert_refused(&t, 1);
+                        assert_error_at(&t, 0, 0, "UTF-8");
+                } else
+                        assert_loaded(&t, 0);
+        }
+        assert_int_equal(unlink(fifo), 0);
+}
+
 /* ---- paths and printing ---- */
 
 static void test_default_path(void **state) {
@@ -1482,12 +1727,15 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_valid_config),
                 cmocka_unit_test(test_find_env_many),
+                cmocka_unit_test(test_schedules_shared),
                 cmocka_unit_test(test_builtin_defaults),
                 cmocka_unit_test(test_defaults_inheritance),
                 cmocka_unit_test(test_unknown_keys),
                 cmocka_unit_test(test_wrong_types),
                 cmocka_unit_test(test_missing_required_keys),
                 cmocka_unit_test(test_duplicates),
+                cmocka_unit_test(test_envs_streamed),
+                cmocka_unit_test(test_envs_streamed_yaml_error),
                 cmocka_unit_test(test_timezones),
                 cmocka_unit_test(test_durations_valid),
                 cmocka_unit_test(test_durations_bad),
@@ -1513,6 +1761,7 @@ int main(void) {
                 cmocka_unit_test(test_size_limit_string),
                 cmocka_unit_test_setup_teardown(test_size_limit_file, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_load_file, tmpdir_setup, tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_load_file_positions, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test(test_default_path),
                 cmocka_unit_test(test_diags_print),
                 cmocka_unit_test(test_to_string),
