@@ -85,7 +85,7 @@ static StateEnv *env_st(const Env *e) {
                 return &s->envs[w->state_index];
         st = state_find(s, e->name);
         if (st)
-                w->state_index = (size_t) (st - s->envs);
+                w->state_index = (uint32_t) (st - s->envs);
         return st;
 }
 
@@ -136,17 +136,13 @@ int env_new(Manager *m, Config *c, const EnvConfig *ec, Env **ret) {
         e->next_slot = STATE_TIME_UNSET;
         e->slot = STATE_TIME_UNSET;
         e->prev_slot = STATE_TIME_UNSET;
-        e->name = strdup(ec->name);
-        if (!e->name) {
-                env_free(e);
-                return -ENOMEM;
-        }
+        e->name = ec->name;
         r = state_get(m->state, ec->name, ec->id, &st);
         if (r < 0) {
                 env_free(e);
                 return r;
         }
-        e->state_index = (size_t) (st - m->state->envs);
+        e->state_index = (uint32_t) (st - m->state->envs);
         *ret = e;
         return 0;
 }
@@ -159,10 +155,11 @@ Env *env_free(Env *e) {
         timerq_disarm(e->manager->waits, &e->wait_entry);
         config_free(e->config);
         free(e->last_error);
-        free(e->name);
         free(e);
         return NULL;
 }
+
+_Static_assert(sizeof(Env) == 120, "an Env is 120 bytes (a malloc chunk of 128)");
 
 /* ---- timers ---- */
 
@@ -1011,6 +1008,7 @@ int env_reconfigure(Env *e, Config *c, const EnvConfig *ec) {
         config_free(e->config);
         e->config = config_ref(c);
         e->ec = ec;
+        e->name = ec->name;
         if (e->state == ENV_IDLE)
                 env_schedule(e);
         return 0;

@@ -31,33 +31,34 @@ typedef enum EnvState {
         _ENV_STATE_INVALID = -EINVAL,
 } EnvState;
 
+/* 120 bytes, a malloc chunk of 128: one per environment, so every field
+ * counts (10,000 environments). */
 struct Env {
         Manager *manager;
-        char *name;
-        size_t state_index;     /* where its StateEnv was last found */
+        const char *name;       /* EC's: the same in every config it comes from */
         Config *config;         /* a reference: the config this environment came from */
         const EnvConfig *ec;    /* inside CONFIG */
+        uint32_t state_index;   /* where its StateEnv was last found */
         EnvState state;
+        unsigned waiting;       /* CHECKING: WAIT_* still to come before the POST */
+        unsigned attempt;       /* of the current submission */
         bool removed;           /* gone from the config: follow the job, then go */
+        bool deferred;          /* firing at Zuora's nextRefreshTime */
+        bool reauthenticated;
+        bool conflict;          /* the POST got a 409: list, adopt or fail */
+        bool plan_after_poll;   /* restarted with a job: plan slots after its first poll */
+        bool poll_failing;      /* a poll error was logged for this streak */
+        bool unknown_status_warned;
 
         int64_t next_slot;      /* what the slot timer is armed for, or STATE_TIME_UNSET */
         int64_t slot;           /* the slot being worked on */
         int64_t prev_slot;      /* the slot handled before it, or STATE_TIME_UNSET */
-        bool deferred;          /* firing at Zuora's nextRefreshTime */
         TimerQueueIndex slot_entry;     /* in the manager's slot queue (CLOCK_REALTIME) */
-        TimerQueueIndex wait_entry;    /* in the manager's wait queue (CLOCK_BOOTTIME): polls, backoff */
+        TimerQueueIndex wait_entry;     /* in the manager's wait queue (CLOCK_BOOTTIME): polls, backoff */
         ClientCall *call;
-        ClientCall *list_call;         /* CHECKING: the list check beside the eligibility check */
-        unsigned waiting;              /* CHECKING: WAIT_* still to come before the POST */
-
-        unsigned attempt;              /* of the current submission */
-        uint64_t first_attempt;        /* CLOCK_BOOTTIME µs */
-        bool reauthenticated;
-        bool conflict;                 /* the POST got a 409: list, adopt or fail */
-        bool plan_after_poll;          /* restarted with a job: plan slots after its first poll */
+        ClientCall *list_call;          /* CHECKING: the list check beside the eligibility check */
+        uint64_t first_attempt;         /* CLOCK_BOOTTIME µs */
         char *last_error;
-        bool poll_failing;             /* a poll error was logged for this streak */
-        bool unknown_status_warned;
 };
 
 int env_new(Manager *m, Config *c, const EnvConfig *ec, Env **ret);

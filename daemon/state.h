@@ -36,8 +36,8 @@ typedef struct StateLastJob {
 } StateLastJob;
 
 typedef struct StateEnv {
-        char *name;
-        char *id;                    /* the Test Environment ID it was for */
+        char *name;                  /* owns one block with the id after it */
+        char *id;                    /* the Test Environment ID it was for; in NAME's block, not to be freed */
         int64_t since;               /* when refreshd first planned it: slots before are not its to catch up */
         int64_t last_slot;           /* the latest slot fired (or skipped by rule) */
         int64_t last_submitted;      /* the slot of the latest successful submission */
@@ -68,7 +68,7 @@ typedef struct State {
          * addressing, power-of-two size; slot value i + 1 for envs[i], 0 for
          * empty) that covers the first N_INDEXED entries. */
         size_t n_allocated;
-        size_t *index;
+        uint32_t *index;       /* 32 bits: a state.json of 16 MiB holds far fewer */
         size_t index_size;
         size_t n_indexed;
 } State;

@@ -23,7 +23,7 @@ struct TimerQueue {
 
 static void place(TimerQueue *q, size_t i, Entry e) {
         q->heap[i] = e;
-        *e.index = i;
+        *e.index = (TimerQueueIndex) i;
 }
 
 static void sift_up(TimerQueue *q, size_t i) {
@@ -144,10 +144,12 @@ int timerq_arm(TimerQueue *q, TimerQueueIndex *index, uint64_t usec, void *owner
                 sift_up(q, i);
                 sift_down(q, *index);
         } else {
+                if (q->n >= TIMERQ_NONE)
+                        return -E2BIG;
                 if (GROW(q->heap, q->allocated, q->n, 64) < 0)
                         return -ENOMEM;
                 q->heap[q->n] = (Entry) { .usec = usec, .owner = owner, .index = index };
-                *index = q->n;
+                *index = (TimerQueueIndex) q->n;
                 sift_up(q, q->n++);
         }
         return *index == 0 ? rearm(q) : 0;

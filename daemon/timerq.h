@@ -21,10 +21,11 @@
 #include <time.h>
 #include <systemd/sd-event.h>
 
-#define TIMERQ_NONE SIZE_MAX
+#define TIMERQ_NONE UINT32_MAX
 
-/* Where an owner's entry sits in the heap, or TIMERQ_NONE when not queued. */
-typedef size_t TimerQueueIndex;
+/* Where an owner's entry sits in the heap, or TIMERQ_NONE when not queued.
+ * 32 bits: one per environment, in every Env. */
+typedef uint32_t TimerQueueIndex;
 
 typedef struct TimerQueue TimerQueue;
 
