@@ -31,7 +31,9 @@ struct ClientCall {
         ClientDoneFunc done;
         void *userdata;
         HttpRequest *request;
+        ClientCall *queue_next;  /* in client->queue, while QUEUED */
         bool waiting_token;
+        bool queued;
         bool reauthenticated;
         char track_id[ZUORA_TRACK_ID_MAX];
 };
@@ -46,6 +48,13 @@ struct Client {
         uint64_t token_expires; /* CLOCK_BOOTTIME µs */
         HttpRequest *token_request;
         ClientCall *calls;
+        /* Calls wait here, in order, while max_concurrent_requests are in
+         * flight: a waiting call holds no request yet (no headers, no
+         * copies), which at 1,000 polls due together is about 0.4 MB. */
+        ClientCall *queue_head, *queue_tail;
+        size_t n_queued;
+        unsigned sending;             /* calls with a request in flight */
+        sd_event_source *drain;       /* defer: sends waiting calls while there is room */
 };
 
 static uint64_t now_boottime(Client *cl) {
@@ -64,11 +73,41 @@ static void token_drop(Client *cl) {
         cl->token_expires = 0;
 }
 
+static void queue_remove(Client *cl, ClientCall *call) {
+        ClientCall **p = &cl->queue_head, *prev = NULL;
+
+        while (*p && *p != call) {
+                prev = *p;
+                p = &(*p)->queue_next;
+        }
+        if (!*p)
+                return;
+        *p = call->queue_next;
+        if (cl->queue_tail == call)
+                cl->queue_tail = prev;
+        cl->n_queued--;
+        call->queued = false;
+}
+
+/* A request of a call ended or was cancelled: there is room for another. */
+static void call_request_gone(ClientCall *call) {
+        Client *cl = call->client;
+
+        call->request = NULL;
+        cl->sending--;
+        if (cl->queue_head)
+                (void) sd_event_source_set_enabled(cl->drain, SD_EVENT_ONESHOT);
+}
+
 static ClientCall *call_free(ClientCall *call) {
         if (!call)
                 return NULL;
-        if (call->request)
+        if (call->request) {
                 http_cancel(call->request);
+                call_request_gone(call);
+        }
+        if (call->queued)
+                queue_remove(call->client, call);
         if (call->prev)
                 call->prev->next = call->next;
         else if (call->client && call->client->calls == call)
@@ -83,6 +122,7 @@ static ClientCall *call_free(ClientCall *call) {
 }
 
 static int url_origin(const char *url, char **ret);
+static int client_on_drain(sd_event_source *s, void *userdata);
 
 /* base_url is parsed once per config, not for every call. */
 static void client_set_config(Client *cl, const Config *c) {
@@ -115,10 +155,14 @@ int client_new(sd_event *event, const Config *c, Secret *secret, Client **ret) {
         client_set_config(cl, c);
         cl->secret = secret;
         r = http_new(event, &o, &cl->http);
+        if (r >= 0)
+                r = sd_event_add_defer(event, &cl->drain, client_on_drain, cl);
         if (r < 0) {
                 client_free(cl);
                 return r;
         }
+        (void) sd_event_source_set_description(cl->drain, "client-queue");
+        (void) sd_event_source_set_enabled(cl->drain, SD_EVENT_OFF);
         *ret = cl;
         return 0;
 }
@@ -128,6 +172,7 @@ Client *client_free(Client *cl) {
                 return NULL;
         while (cl->calls)
                 call_free(cl->calls);
+        sd_event_source_disable_unref(cl->drain);
         if (cl->token_request)
                 http_cancel(cl->token_request);
         http_free(cl->http);
@@ -150,7 +195,7 @@ int client_reconfigure(Client *cl, const Config *c, Secret *secret) {
 }
 
 size_t client_pending(const Client *cl) {
-        return http_pending(cl->http);
+        return http_pending(cl->http) + cl->n_queued;
 }
 
 char *client_url(const Client *cl, const char *path_format, ...) {
@@ -275,7 +320,7 @@ static void call_on_done(HttpRequest *req, const HttpResponse *resp, void *userd
         Client *cl = call->client;
         ZuoraVerdict v = zuora_classify(resp->status, resp->error, resp->body, resp->body_size, true);
 
-        call->request = NULL;
+        call_request_gone(call);
         if (v == ZUORA_VERDICT_REAUTH && !call->reauthenticated) {
                 /* The token was refused (revoked, expired early): one more
                  * try with a new one. */
@@ -288,7 +333,7 @@ static void call_on_done(HttpRequest *req, const HttpResponse *resp, void *userd
         call_finish(call, resp, v, /* token_failed= */ false);
 }
 
-static int call_send(ClientCall *call) {
+static int call_submit(ClientCall *call) {
         Client *cl = call->client;
         char auth[4200], track[128], entity[300], idem[300];
         const char *headers[6];
@@ -329,7 +374,46 @@ static int call_send(ClientCall *call) {
         };
         r = http_submit(cl->http, &spec, call_on_done, call, &call->request);
         explicit_bzero(auth, sizeof(auth));
+        if (r >= 0)
+                cl->sending++;
         return r;
+}
+
+/* Sends CALL, or queues it behind the calls in flight and those already
+ * waiting (first come, first sent). */
+static int call_send(ClientCall *call) {
+        Client *cl = call->client;
+
+        if (!cl->queue_head && cl->sending < cl->config->max_concurrent_requests)
+                return call_submit(call);
+        call->queued = true;
+        call->queue_next = NULL;
+        if (cl->queue_tail)
+                cl->queue_tail->queue_next = call;
+        else
+                cl->queue_head = call;
+        cl->queue_tail = call;
+        cl->n_queued++;
+        return 0;
+}
+
+/* The drain source: waiting calls leave, in order, while there is room. A
+ * call that cannot be sent ends with the error, as a request would. */
+static int client_on_drain(sd_event_source *s, void *userdata) {
+        Client *cl = userdata;
+
+        while (cl->queue_head && cl->sending < cl->config->max_concurrent_requests) {
+                ClientCall *call = cl->queue_head;
+                int r;
+
+                queue_remove(cl, call);
+                r = call_submit(call);
+                if (r < 0) {
+                        HttpResponse resp = { .error = r, .error_text = strerror(-r), .body = "" };
+                        call_finish(call, &resp, zuora_classify(0, r, "", 0, true), /* token_failed= */ false);
+                }
+        }
+        return 0;
 }
 
 static void token_on_done(HttpRequest *req, const HttpResponse *resp, void *userdata) {

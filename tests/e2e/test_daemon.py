@@ -738,6 +738,29 @@ class FirstAttempt(E2E):
         self.assertEqual(len(sim.posts("env-hand")), 1, "refreshd POSTed although a job covered the slot")
 
 
+class Concurrency(E2E):
+    def test_at_most_max_concurrent_requests_at_zuora(self):
+        # Nine environments due in the same second, max_concurrent_requests: 3, and every answer
+        # 0.4 s late: never more than three requests at Zuora at once, and the others wait their
+        # turn rather than fail (each slot is a GET, a GET and a POST; then polls).
+        sim = self.sim(job_seconds=60)
+        sim.fault({"match": {"path": "^/test-environments/"}, "action": "slow", "delay": 0.4, "times": -1})
+        slot = next_second(3)
+        envs = [self.env("c%d" % i, "env-c%d" % i, seconds_schedule(slot)) for i in range(9)]
+        d = self.daemon(make_config(sim.base_url, envs, zuora={"max_concurrent_requests": 3}))
+        d.start()
+        self.assertTrue(wait_until(lambda: len(sim.posts()) >= 9, 30), d.tail())
+        arrivals = sorted(r["time"] for r in sim.api_requests())
+        self.assertGreaterEqual(len(arrivals), 27)
+        # Three in flight, each answered 0.4 s after it came: any four arrivals span 0.4 s.
+        spans = [arrivals[i + 3] - arrivals[i] for i in range(len(arrivals) - 3)]
+        self.assertGreaterEqual(min(spans), 0.35, "more than 3 requests in flight: %s"
+                                % ["%.3f" % (t - arrivals[0]) for t in arrivals])
+        self.assertEqual(sorted(p["path"] for p in sim.posts()),
+                         sorted("/test-environments/env-c%d/jobs" % i for i in range(9)))
+        self.assertFalse(d.events(r"retrying|failed"), d.tail())
+
+
 class SubmitAhead(E2E):
     def test_post_leaves_early_with_scheduled_refresh_time(self):
         sim = self.sim(job_seconds=1)
