@@ -7,6 +7,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,9 @@ struct ClientCall {
         char track_id[ZUORA_TRACK_ID_MAX];
 };
 
+/* A queue at least this long is given back to the system once drained. */
+#define CLIENT_TRIM_AFTER_QUEUE 256
+
 struct Client {
         sd_event *event;
         Http *http;
@@ -53,6 +57,7 @@ struct Client {
          * copies), which at 1,000 polls due together is about 0.4 MB. */
         ClientCall *queue_head, *queue_tail;
         size_t n_queued;
+        size_t queue_high;            /* the longest it has been since it was last empty */
         unsigned sending;             /* calls with a request in flight */
         sd_event_source *drain;       /* defer: sends waiting calls while there is room */
 };
@@ -393,7 +398,8 @@ static int call_send(ClientCall *call) {
         else
                 cl->queue_head = call;
         cl->queue_tail = call;
-        cl->n_queued++;
+        if (++cl->n_queued > cl->queue_high)
+                cl->queue_high = cl->n_queued;
         return 0;
 }
 
@@ -412,6 +418,13 @@ static int client_on_drain(sd_event_source *s, void *userdata) {
                         HttpResponse resp = { .error = r, .error_text = strerror(-r), .body = "" };
                         call_finish(call, &resp, zuora_classify(0, r, "", 0, true), /* token_failed= */ false);
                 }
+        }
+        if (!cl->queue_head && cl->queue_high >= CLIENT_TRIM_AFTER_QUEUE) {
+                /* A wave is through (a thousand polls due together): what its
+                 * calls and answers held is free, scattered over the heap, and
+                 * malloc keeps it unless asked. */
+                cl->queue_high = 0;
+                (void) malloc_trim(0);
         }
         return 0;
 }

@@ -28,6 +28,7 @@
 #define YAML_MAX_DEPTH 32
 #define MIN_INTERVAL_HORIZON (1461 * 86400) /* four years, leap day included */
 #define MIN_INTERVAL_MAX (366 * 24 * 3600 * USEC_PER_SEC)
+_Static_assert(sizeof(EnvConfig) == 80, "an EnvConfig is 80 bytes");
 
 /* ---- diagnostics ---- */
 
@@ -1461,6 +1462,35 @@ static int compare_names_at(const void *a, const void *b) {
         return x->line != y->line ? (x->line < y->line ? -1 : 1) : (x->column < y->column ? -1 : x->column > y->column);
 }
 
+static void sift_names_at(NameAt *a, size_t root, size_t n) {
+        for (;;) {
+                size_t child = 2 * root + 1;
+                if (child >= n)
+                        return;
+                if (child + 1 < n && compare_names_at(&a[child], &a[child + 1]) < 0)
+                        child++;
+                if (compare_names_at(&a[root], &a[child]) >= 0)
+                        return;
+                NameAt t = a[root];
+                a[root] = a[child];
+                a[child] = t;
+                root = child;
+        }
+}
+
+/* Heapsort: in place, where qsort() mallocs a copy of the array (160 KB at
+ * 10,000 environments, on top of two configs during a reload). */
+static void sort_names_at(NameAt *a, size_t n) {
+        for (size_t i = n / 2; i-- > 0;)
+                sift_names_at(a, i, n);
+        for (size_t end = n; end-- > 1;) {
+                NameAt t = a[0];
+                a[0] = a[end];
+                a[end] = t;
+                sift_names_at(a, 0, end);
+        }
+}
+
 /* Names must be unique: sorted, duplicates are neighbours (N log N, where
  * comparing each with all before it took seconds at 10,000 environments). */
 static void check_duplicate_names(Loader *l) {
@@ -1468,7 +1498,7 @@ static void check_duplicate_names(Loader *l) {
 
         if (l->n_names < 2)
                 return;
-        qsort(names, l->n_names, sizeof(NameAt), compare_names_at);
+        sort_names_at(names, l->n_names);
         for (size_t i = 1, first = 0; i < l->n_names; i++) {
                 if (strcmp(names[i].name, names[first].name) != 0) {
                         first = i;

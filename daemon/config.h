@@ -48,10 +48,10 @@ typedef struct EnvConfig {
         const CronSpec *cron;
         Tz *tz;             /* one reference */
         uint64_t poll_interval, min_interval, submit_ahead, retry_for; /* µs */
+        unsigned line; /* where its entry starts */
+        WhenIneligible when_ineligible : 8; /* 80 bytes in all: one per environment */
         bool catch_up;
         bool enabled;
-        WhenIneligible when_ineligible;
-        unsigned line; /* where its entry starts */
 } EnvConfig;
 
 typedef struct Config {

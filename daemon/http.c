@@ -30,7 +30,6 @@
  */
 #include <assert.h>
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -124,10 +123,6 @@ struct HttpRequest {
         struct curl_slist header_nodes[];
 };
 
-/* A queue this long (about 0.5 KB a request) is given back to the system
- * once it has drained. */
-#define HTTP_TRIM_AFTER_QUEUE 256
-
 struct Http {
         sd_event *event;
         CURLM *multi;
@@ -144,7 +139,6 @@ struct Http {
 
         HttpRequestList queue;
         HttpRequestList running;
-        size_t queue_high;      /* the longest the queue has been since it was last empty */
         HttpEasy *idle; /* pooled easy handles, most recently used first */
         unsigned n_easy; /* easy handles in existence, idle or not */
         int epoll_fd;                  /* curl's sockets, watched as one source */
@@ -922,12 +916,7 @@ static int http_on_defer(sd_event_source *s, void *userdata) {
                 if (http_request_start(req, &why) < 0 && http_request_fail_to_start(req, why))
                         return 0;
         }
-        if (h->queue.n == 0 && h->queue_high >= HTTP_TRIM_AFTER_QUEUE) {
-                /* A burst is through: what its queued requests held is free,
-                 * scattered over the heap, and malloc keeps it. */
-                h->queue_high = 0;
-                (void) malloc_trim(0);
-        }
+
         if (h->kick) {
                 h->kick = false;
                 (void) http_curl_timeout(h);
@@ -1108,8 +1097,6 @@ int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFunc done, void *u
         req->userdata = userdata;
         req->state = HTTP_REQUEST_QUEUED;
         request_list_append(&h->queue, req);
-        if (h->queue.n > h->queue_high)
-                h->queue_high = h->queue.n;
         if (ret)
                 *ret = req;
         return 0;

@@ -588,6 +588,10 @@ int manager_start(Manager *m) {
                         return r;
         }
         manager_save_later(m);
+        /* What the start freed (state.json's tree, the config's parse) is
+         * scattered over the heap: give it back before the first reload
+         * stacks a second config on top. */
+        (void) malloc_trim(0);
 
         ReportFields f = REPORT_FIELDS_INIT;
         report_event(REFRESHD_MESSAGE_STARTED, LOG_INFO, &f, "refreshd %s started: %zu environment%s from %s, state in %s",
