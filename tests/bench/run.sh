@@ -58,7 +58,7 @@ if [[ -n $bench && -n ${MESON_BUILD_ROOT:-} ]]; then
         : # "ninja bench": the run target already built bench-cron, and ninja must not nest
 elif [[ -n $bench ]]; then
         echo "Building bench-cron with meson in $build" >&2
-        ninja -C "$build" bench-cron >&2
+        meson compile -C "$build" bench-cron >&2
 else
         echo "No meson target bench-cron; compiling with ${CC:-cc} -O2" >&2
         bench=$work/bench-cron
