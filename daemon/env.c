@@ -151,6 +151,8 @@ Env *env_free(Env *e) {
         if (!e)
                 return NULL;
         env_cancel_call(e);
+        if (e->state == ENV_CHECKING)
+                manager_checks_changed(e->manager, false);
         timerq_disarm(e->manager->slots, &e->slot_entry);
         timerq_disarm(e->manager->waits, &e->wait_entry);
         config_free(e->config);
@@ -276,6 +278,8 @@ static void env_schedule(Env *e) {
 }
 
 static void env_enter_state(Env *e, EnvState s) {
+        if ((e->state == ENV_CHECKING) != (s == ENV_CHECKING))
+                manager_checks_changed(e->manager, s == ENV_CHECKING);
         e->state = s;
         manager_update_status(e->manager);
 }

@@ -6,9 +6,12 @@
  * second cost one fsync; environments waiting for their intent to be on
  * disk send their POST right after that write. When the only hurry is
  * intents, they go to the intent log first (one fdatasync of blocks that
- * exist, about 0.1 ms), the POSTs leave, and state.json follows at the
- * next idle moment.
+ * exist, about 0.1 ms), the POSTs leave, and state.json follows once the
+ * checks still out have been answered and their POSTs have left too (or a
+ * second later at most): written while they are out, it would hold up the
+ * answers they wait for.
  */
+#include <assert.h>
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
@@ -143,36 +146,82 @@ static void manager_reap(Manager *m) {
         m->n_envs = k;
 }
 
-/* Makes the intents that POSTs wait for durable in the intent log. false
- * when there are none, or they must go through state.json (no log yet, no
- * room in its ring, an error). */
-static bool manager_log_intents(Manager *m) {
+/* Makes the intents that POSTs wait for durable in the intent log: 1 when
+ * they are, 0 when none wait, < 0 when they must go through state.json (no
+ * log yet, no room in its ring, an error). */
+static int manager_log_intents(Manager *m) {
         _cleanup_free_ StateEnv **waiting = NULL;
         size_t n = 0;
+        int r;
 
-        if (m->intent_fd < 0)
-                return false;
         for (size_t i = 0; i < m->n_envs; i++)
                 n += env_intent_waiting(m->envs[i]) != NULL;
-        if (n == 0 || !(waiting = reallocarray(NULL, n, sizeof(StateEnv *))))
-                return false;
+        if (n == 0)
+                return 0;
+        if (m->intent_fd < 0)
+                return -EBADF;
+        waiting = reallocarray(NULL, n, sizeof(StateEnv *));
+        if (!waiting)
+                return -ENOMEM;
         n = 0;
         for (size_t i = 0; i < m->n_envs; i++) {
                 StateEnv *st = env_intent_waiting(m->envs[i]);
                 if (st)
                         waiting[n++] = st;
         }
-        return state_log_intents(m->state, m->intent_fd, waiting, n) >= 0;
+        r = state_log_intents(m->state, m->intent_fd, waiting, n);
+        return r < 0 ? r : 1;
+}
+
+/* state.json waits while checks are out, so that its write (an fsync, a
+ * rename, an fsync: 1-2 ms) does not hold up their answers and the POSTs
+ * that follow; their intents are already in the log. The wait ends when the
+ * last check ends, or after this long whatever comes. */
+#define SAVE_POSTPONE_MAX_USEC (1 * USEC_PER_SEC)
+
+static bool manager_postpone_save(Manager *m) {
+        uint64_t now;
+
+        if (m->n_checking == 0 || !m->save_timer)
+                return false;
+        if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
+                return false;
+        if (m->save_postponed_usec == 0) {
+                m->save_postponed_usec = now;
+                if (sd_event_source_set_time(m->save_timer, now + SAVE_POSTPONE_MAX_USEC) < 0 ||
+                    sd_event_source_set_enabled(m->save_timer, SD_EVENT_ONESHOT) < 0)
+                        return false;
+        }
+        return now < m->save_postponed_usec + SAVE_POSTPONE_MAX_USEC;
+}
+
+static int manager_on_save_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        manager_save_later(userdata);
+        return 0;
+}
+
+void manager_checks_changed(Manager *m, bool checking) {
+        if (checking) {
+                m->n_checking++;
+                return;
+        }
+        assert(m->n_checking > 0);
+        if (--m->n_checking == 0 && m->save_postponed_usec != 0)
+                manager_save_later(m);
 }
 
 static int manager_on_save(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
+        int r = manager_log_intents(m);
 
-        if (manager_log_intents(m))
+        if (r > 0)
                 /* The rest once the POSTs are on their way. */
                 manager_save_later(m);
-        else
+        else if (r < 0 || !manager_postpone_save(m)) {
                 (void) manager_save_now(m);
+                m->save_postponed_usec = 0;
+                (void) sd_event_source_set_enabled(m->save_timer, SD_EVENT_OFF);
+        }
         /* The intents are on disk (or cannot be): their POSTs may leave. */
         for (size_t i = 0; i < m->n_envs; i++)
                 env_on_intent_saved(m->envs[i]);
@@ -527,6 +576,7 @@ Manager *manager_free(Manager *m) {
         timerq_free(m->waits);
         client_free(m->client);
         sd_event_source_disable_unref(m->save_source);
+        sd_event_source_disable_unref(m->save_timer);
         sd_event_source_disable_unref(m->reload_source);
         sd_event_source_disable_unref(m->clock_source);
         sd_event_source_disable_unref(m->status_source);
@@ -560,6 +610,8 @@ int manager_start(Manager *m) {
         if (r >= 0)
                 r = sd_event_add_defer(m->event, &m->save_source, manager_on_save, m);
         if (r >= 0)
+                r = sd_event_add_time(m->event, &m->save_timer, CLOCK_MONOTONIC, 0, 1, manager_on_save_timer, m);
+        if (r >= 0)
                 r = sd_event_add_defer(m->event, &m->reload_source, manager_on_reload, m);
         if (r >= 0)
                 r = sd_event_add_time(m->event, &m->status_source, CLOCK_MONOTONIC, 0, 1, manager_on_status, m);
@@ -575,6 +627,8 @@ int manager_start(Manager *m) {
         (void) sd_event_source_set_description(m->save_source, "state-save");
         (void) sd_event_source_set_description(m->reload_source, "reload");
         (void) sd_event_source_set_enabled(m->save_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(m->save_timer, "state-save-deadline");
+        (void) sd_event_source_set_enabled(m->save_timer, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(m->reload_source, SD_EVENT_OFF);
         r = manager_clock_watch_setup(m);
         if (r < 0)

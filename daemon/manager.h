@@ -30,6 +30,9 @@ typedef struct Manager {
         TimerQueue *waits;              /* their polls and backoffs (CLOCK_BOOTTIME) */
 
         sd_event_source *save_source;   /* defer: one state write per loop iteration */
+        sd_event_source *save_timer;    /* CLOCK_MONOTONIC: ends a postponed write's wait */
+        uint64_t save_postponed_usec;   /* CLOCK_MONOTONIC: since when state.json waits for POSTs, or 0 */
+        unsigned n_checking;            /* environments whose checks are out: a POST may follow */
         int intent_fd;                  /* the intent log (intentlog.h), or -EBADF: intents go in state.json */
         bool save_failing;              /* an error was logged for this failure streak */
         sd_event_source *reload_source;
@@ -49,6 +52,10 @@ int manager_start(Manager *m);
 
 /* Asks for state.json to be written at the end of this loop iteration. */
 void manager_save_later(Manager *m);
+
+/* An environment's checks went out (CHECKING is true) or ended: while
+ * any are out, state.json waits for their POSTs (at most a second). */
+void manager_checks_changed(Manager *m, bool checking);
 
 /* Writes state.json now; returns whether it worked (failures are logged
  * once per streak). */

@@ -761,6 +761,56 @@ class Concurrency(E2E):
         self.assertFalse(d.events(r"retrying|failed"), d.tail())
 
 
+class StateWrites(E2E):
+    """state.json is not replaced while a slot's checks are out: its intent is already in the
+    intent log, and the write (two flushes and a rename) would hold up the answers the POST waits
+    for. It follows once the POST has left, or a second after the fire when the checks are slow."""
+
+    def _watch(self, d, seconds):
+        """Times at which state.json was replaced, polled every 2 ms for SECONDS."""
+        path = os.path.join(d.state_dir, "state.json")
+        seen, times, end = None, [], time.time() + seconds
+        while time.time() < end:
+            try:
+                st = os.stat(path)
+                key = (st.st_ino, st.st_mtime_ns)
+            except FileNotFoundError:
+                key = None
+            if key != seen:
+                if seen is not None:
+                    times.append(time.time())
+                seen = key
+            time.sleep(0.002)
+        return times
+
+    def _fire_with_slow_list(self, delay):
+        sim = self.sim(job_seconds=30)
+        sim.fault({"match": {"method": "GET", "path": "^/test-environments/env-sw/jobs$"},
+                   "action": "slow", "delay": delay, "times": 1})
+        d, slot = self.single(sim, env_id="env-sw", name="sw", delay=3)
+        time.sleep(max(0.0, slot - 0.5 - time.time()))
+        writes = self._watch(d, 0.5 + delay + 1.5)
+        posts = sim.posts("env-sw")
+        self.assertEqual(len(posts), 1, d.tail())
+        return slot, posts[0]["time"], [t for t in writes if t >= slot]
+
+    def test_no_state_write_between_the_fire_and_the_post(self):
+        slot, post, writes = self._fire_with_slow_list(0.6)
+        self.assertGreater(post, slot + 0.5)
+        self.assertFalse([t for t in writes if t < post],
+                         "state.json replaced while the checks were out: %s (slot %d, POST %.3f)"
+                         % (["%.3f" % (t - slot) for t in writes], slot, post - slot))
+        self.assertTrue([t for t in writes if post <= t <= post + 1.0],
+                        "state.json not written after the POST: %s" % ["%.3f" % (t - slot) for t in writes])
+
+    def test_slow_checks_hold_the_state_write_a_second_at_most(self):
+        slot, post, writes = self._fire_with_slow_list(3.0)
+        early = [t for t in writes if t < post]
+        self.assertTrue(early, "state.json waited for the POST (%.3f s after the slot)" % (post - slot))
+        self.assertGreaterEqual(early[0] - slot, 0.9, "%.3f" % (early[0] - slot))
+        self.assertLess(early[0] - slot, 2.0, "%.3f" % (early[0] - slot))
+
+
 class SubmitAhead(E2E):
     def test_post_leaves_early_with_scheduled_refresh_time(self):
         sim = self.sim(job_seconds=1)
