@@ -97,6 +97,7 @@ struct HttpEasy {
         size_t body_size, body_allocated;
         bool body_too_large;
         bool out_of_memory;
+        unsigned sends;         /* POST: times curl was about to send it */
         char *headers[_HTTP_HEADER_MAX];
 };
 
@@ -215,7 +216,7 @@ static int http_easy_get(Http *h, HttpEasy **ret) {
                 h->idle = x->next_idle;
                 x->next_idle = NULL;
                 /* Back to curl's defaults: nothing of the last request (its
-                 * method, body, headers, FORBID_REUSE) may carry over.
+                 * method, body, headers, prereq callback) may carry over.
                  * Connections stay in the multi handle's pool. */
                 curl_easy_reset(x->curl);
                 *ret = x;
@@ -252,6 +253,7 @@ static void http_easy_put(Http *h, HttpEasy *x) {
         x->body_size = 0;
         x->body_too_large = false;
         x->out_of_memory = false;
+        x->sends = 0;
         x->next_idle = h->idle;
         h->idle = x;
 }
@@ -376,6 +378,15 @@ static size_t http_on_write(char *data, size_t size, size_t n, void *userdata) {
         return len;
 }
 
+/* Called by curl each time it is about to send the request: once, unless
+ * it wants to resend it on a new connection by itself. */
+static int http_on_prereq(void *userdata, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                          int conn_local_port) {
+        HttpEasy *x = userdata;
+
+        return x->sends++ == 0 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+}
+
 static int http_request_setup_method(HttpRequest *req) {
         CURL *e = req->easy->curl;
 
@@ -385,12 +396,14 @@ static int http_request_setup_method(HttpRequest *req) {
                         return -EIO;
                 return 0;
         case HTTP_METHOD_POST:
-                /* On a reused connection that turns out dead, curl sends the
-                 * request again by itself: for a POST that may create a second
-                 * job. A fresh connection, closed afterwards, leaves that
-                 * decision (and its list check) to the caller. */
-                if (curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK ||
-                    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) != CURLE_OK)
+                /* A POST goes on a warm connection when there is one: the
+                 * checks' connection, still open, saves a TCP and a TLS
+                 * handshake after them. Should that connection turn out dead
+                 * with no answer, curl would send the POST again on its own,
+                 * and Zuora may have acted on the first: that resend is
+                 * refused, and the caller decides (after its list check). */
+                if (curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, http_on_prereq) != CURLE_OK ||
+                    curl_easy_setopt(e, CURLOPT_PREREQDATA, req->easy) != CURLE_OK)
                         return -EIO;
                 /* The size must come first, or curl uses strlen() (the body
                  * may hold NULs). The body is ours and outlives the transfer,
@@ -557,6 +570,8 @@ static int http_request_new(Http *h, const HttpRequestSpec *spec, HttpRequest **
 /* ---- completion ---- */
 
 static int http_error_from_curl(const HttpEasy *x, CURLcode code) {
+        if (x->sends > 1)
+                return -ECONNRESET; /* the connection broke, the resend was refused */
         switch (code) {
         case CURLE_OK:
                 return 0;
@@ -612,6 +627,8 @@ static bool http_easy_maybe_sent(HttpEasy *x) {
         curl_off_t pretransfer = 0;
         long request_size = 0;
 
+        if (x->sends > 0)
+                return true;
         (void) curl_easy_getinfo(x->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
         (void) curl_easy_getinfo(x->curl, CURLINFO_REQUEST_SIZE, &request_size);
         return pretransfer > 0 || request_size > 0;
@@ -625,6 +642,8 @@ static const char *http_easy_error_text(HttpEasy *x, CURLcode code, int error) {
         }
         if (x->out_of_memory)
                 return "Out of memory while receiving the response";
+        if (x->sends > 1)
+                return "The connection closed before an answer came (the request was not sent again)";
         /* The buffer says more than the code, e.g. "SSL certificate problem:
          * self-signed certificate" for CURLE_PEER_FAILED_VERIFICATION. */
         if (code != CURLE_OK && x->error_buffer[0])

@@ -864,8 +864,8 @@ static void test_concurrency(void **state) {
 }
 
 /* Easy handles are pooled: a handle that ran a POST must carry nothing of
- * it into the GET after it (method, body, headers, a fresh connection
- * closed afterwards), and the other way round. */
+ * it into the GET after it (method, body, headers, its prereq callback),
+ * and the other way round. */
 static void test_handle_reuse(void **state) {
         _cleanup_(fixture_done) Fixture f = {};
         _cleanup_free_ char *url_a = sim_url("/test-environments/t-reuse-a");
@@ -932,17 +932,65 @@ static void test_handle_reuse(void **state) {
                         assert_null(rec_header(r[i], "Content-Length"));
                 }
         }
-        /* POSTs on connections of their own, GETs share one. */
-        assert_int_equal(port[1], port[2]);
-        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
-                if (i != 0)
-                        assert_int_not_equal(port[0], port[i]);
-        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
-                if (i != 3)
-                        assert_int_not_equal(port[3], port[i]);
+        /* One connection for all: a POST takes a warm one and leaves it open. */
+        for (size_t i = 1; i < ELEMENTSOF(calls); i++)
+                assert_int_equal(port[i], port[0]);
 
         for (size_t i = 0; i < ELEMENTSOF(calls); i++)
                 call_clear(&calls[i]);
+}
+
+/* A POST on a warm connection that closes without an answer (Zuora may
+ * have acted on it): curl would send it again on a new connection by
+ * itself. It must not: the call fails as "maybe sent", and the caller
+ * decides. The next POST goes normally. */
+static void test_post_never_resent(void **state) {
+        _cleanup_(fixture_done) Fixture f = {};
+        _cleanup_(call_clear) Call get = {}, post = {}, again = {};
+        _cleanup_free_ char *url = sim_url("/test-environments/t-resend/jobs");
+        HttpOptions o = {
+                .user_agent = "refreshd-test/1.0",
+                .timeout_usec = 10 * USEC_PER_SEC,
+                .max_body = MiB,
+                .max_concurrent = 1,
+        };
+        HttpRequestSpec spec = {
+                .method = HTTP_METHOD_POST,
+                .url = url,
+                .body = "{}",
+                .body_size = 2,
+                .content_type = "application/json",
+        };
+
+        fixture_init(&f, &o);
+        sim_reset(&f);
+        sim_post(&f, "/_sim/faults", "{\"match\":{\"method\":\"POST\",\"path\":\"t-resend/jobs\"},"
+                                     "\"action\":\"commit_then_fail\",\"variant\":\"close\",\"times\":1}");
+        call_run(&f, &get, "/test-environments/t-resend", NULL);
+        assert_int_equal(get.status, 401);
+
+        unsigned base = f.n_done;
+        call_submit(&f, &post, &spec);
+        loop_until(&f, &f.n_done, base + 1);
+        assert_int_equal(post.error, -ECONNRESET);
+        assert_true(post.maybe_sent);
+        assert_int_equal(post.status, 0);
+        assert_non_null(strstr(post.error_text, "not sent again"));
+
+        call_submit(&f, &again, &spec);
+        loop_until(&f, &f.n_done, base + 2);
+        assert_int_equal(again.error, 0);
+        assert_int_equal(again.status, 401);
+
+        _cleanup_(yajl_tree_freep) yajl_val recs = sim_requests(&f, "t-resend");
+        assert_int_equal(YAJL_GET_ARRAY(recs)->len, 3); /* GET, POST, the next POST: none resent */
+        yajl_val r[3];
+        for (size_t i = 0; i < 3; i++)
+                r[i] = YAJL_GET_ARRAY(recs)->values[i];
+        assert_string_equal(rec_string(r[1], "method"), "POST");
+        assert_string_equal(rec_string(r[2], "method"), "POST");
+        /* The POST took the GET's warm connection. */
+        assert_int_equal(rec_number(r[1], "client_port"), rec_number(r[0], "client_port"));
 }
 
 static int on_cancel_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -1311,6 +1359,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_tls),
                 cmocka_unit_test(test_concurrency),
                 cmocka_unit_test(test_handle_reuse),
+                cmocka_unit_test(test_post_never_resent),
                 cmocka_unit_test(test_cancel),
                 cmocka_unit_test(test_submit_from_callback),
                 cmocka_unit_test(test_no_redirect),
