@@ -621,6 +621,51 @@ static void test_wrong_shape(void **state) {
                    "environments.a: duplicate key");
 }
 
+/* Each environment is read from a tree of its own, cut out of the text
+ * where the first pass found it: what that pass takes for the top level's
+ * "environments" must be what the tree parser takes for it. */
+static void test_environments_cut_out(void **state) {
+        State *s;
+
+        /* Anywhere in the object, after "version" or before it, with comments,
+         * nested unknown keys, and an "environments" key deeper down. */
+        s = parse("{\"other\": {\"environments\": {\"z\": 5}}, /* c */ \"environments\": {\n"
+                  "  \"a\": {\"id\": \"A\", \"extra\": {\"environments\": [{}], \"x\": {\"y\": []}}},\n"
+                  "  /* between */ \"b\" : { /* inside */ \"id\": \"B\", \"job\": {\"id\": \"j\", "
+                  "\"polling_url\": \"/p\", \"submitted_at\": \"2026-12-06T02:00:00Z\"}} },\n"
+                  "\"version\": 1}");
+        assert_int_equal(s->n_envs, 2);
+        assert_string_equal(s->envs[0].name, "a");
+        assert_string_equal(s->envs[0].id, "A");
+        assert_null(s->envs[0].job);
+        assert_string_equal(s->envs[1].name, "b");
+        assert_string_equal(s->envs[1].id, "B");
+        assert_non_null(s->envs[1].job);
+        assert_string_equal(s->envs[1].job->id, "j");
+        state_free(s);
+
+        /* Keys are C strings: this is "environments". */
+        s = parse("{\"version\": 1, \"environments\\u0000x\": {\"a\": {\"id\": \"A\"}}}");
+        assert_int_equal(s->n_envs, 1);
+        assert_string_equal(s->envs[0].id, "A");
+        state_free(s);
+        expect_bad("{\"version\": 1, \"environments\": {}, \"environments\\u0000x\": {\"a\": {}}}",
+                   "environments: duplicate key");
+        expect_bad("{\"version\": 1, \"environments\": [{\"a\": {}}], \"environments\\u0000\": {}}",
+                   "environments: duplicate key");
+
+        /* An environment that is not an object, before or after one that is. */
+        expect_bad("{\"version\": 1, \"environments\": {\"a\": [{\"id\": \"A\"}], \"b\": {}}}",
+                   "environments.a: not an object");
+        expect_bad("{\"version\": 1, \"environments\": {\"b\": {\"id\": \"B\"}, \"a\": [{\"x\": {}}]}}",
+                   "environments.a: not an object");
+        expect_bad("{\"version\": 1, \"environments\": {\"b\": {}, \"a\": \"{}\"}}",
+                   "environments.a: not an object");
+        /* The names are checked before any environment is read. */
+        expect_bad("{\"version\": 1, \"environments\": {\"a\": {\"id\": 5}, \"a\": {}}}",
+                   "environments.a: duplicate key");
+}
+
 static void test_wrong_types(void **state) {
         static const struct {
                 const char *body, *want;
@@ -1348,6 +1393,7 @@ int main(void) {
                 cmocka_unit_test(test_format_refuses_invalid),
                 cmocka_unit_test(test_not_json),
                 cmocka_unit_test(test_wrong_shape),
+                cmocka_unit_test(test_environments_cut_out),
                 cmocka_unit_test(test_wrong_types),
                 cmocka_unit_test(test_bad_times),
                 cmocka_unit_test(test_every_prefix),
