@@ -1164,6 +1164,83 @@ static State *load(const char *d) {
         return s;
 }
 
+/* CRC-32C, bit by bit: the test's own, so that a record can be changed and sealed again. */
+static void record_reseal(uint8_t buf[INTENT_LOG_RECORD_SIZE]) {
+        uint32_t crc = 0xffffffff;
+
+        for (size_t i = 0; i < INTENT_LOG_RECORD_SIZE - 4; i++) {
+                crc ^= buf[i];
+                for (int k = 0; k < 8; k++)
+                        crc = crc & 1 ? (crc >> 1) ^ 0x82f63b78 : crc >> 1;
+        }
+        crc = ~crc;
+        memcpy(buf + INTENT_LOG_RECORD_SIZE - 4, &crc, 4);
+}
+
+/* A record whose checksum is right but whose fields do not fit is refused
+ * all the same: only the checksum could let such a record through. */
+static void test_intent_record_sealed_but_wrong(void **state) {
+        static const struct {
+                size_t offset;
+                uint16_t value;
+        } lengths[] = {
+                { 40, 2 },      /* name "uat" said to be 2 long: no NUL there */
+                { 40, 4 },      /* 4: past its NUL */
+                { 40, 0 },      /* an empty name */
+                { 42, 0 },      /* an empty id */
+                { 42, 17 },     /* the id's NUL is not where it should be */
+                { 42, 460 },    /* past the end of the record */
+                { 44, 9 },      /* the track id's NUL is not where it should be */
+                { 44, 0xfffe }, /* far past the end */
+        };
+        IntentRecord r = { .log_id = 42, .seq = 7, .slot = T("2026-12-06T02:00:00Z"), .sent_at = 7,
+                           .name = "uat", .id = "8ad09be48db5aa7b", .track_id = "b1946ac9" }, back;
+        uint8_t buf[INTENT_LOG_RECORD_SIZE];
+
+        assert_int_equal(intent_record_encode(&r, buf), 0);
+        record_reseal(buf);
+        assert_int_equal(intent_record_decode(buf, &back), 0); /* the test's CRC is the log's */
+
+        for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+                assert_int_equal(intent_record_encode(&r, buf), 0);
+                memcpy(buf + lengths[i].offset, &lengths[i].value, 2);
+                record_reseal(buf);
+                assert_int_equal(intent_record_decode(buf, &back), -EBADMSG);
+        }
+
+        /* Laid out right, but an empty name, then an empty id. */
+        static const struct {
+                uint16_t lengths[3];
+                char data[24];
+        } empty[] = {
+                { { 0, 3, 0xffff }, "\0xyz" },
+                { { 3, 0, 0xffff }, "uat\0" },
+        };
+        for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+                assert_int_equal(intent_record_encode(&r, buf), 0);
+                memcpy(buf + 40, empty[i].lengths, sizeof(empty[i].lengths));
+                memset(buf + 48, 0, INTENT_LOG_RECORD_SIZE - 4 - 48);
+                memcpy(buf + 48, empty[i].data, sizeof(empty[i].data));
+                record_reseal(buf);
+                assert_int_equal(intent_record_decode(buf, &back), -EBADMSG);
+        }
+
+        uint64_t zero = 0;
+        uint32_t version = 2;
+        assert_int_equal(intent_record_encode(&r, buf), 0);
+        memcpy(buf + 8, &zero, 8); /* log id 0 */
+        record_reseal(buf);
+        assert_int_equal(intent_record_decode(buf, &back), -EBADMSG);
+        assert_int_equal(intent_record_encode(&r, buf), 0);
+        memcpy(buf + 16, &zero, 8); /* seq 0 */
+        record_reseal(buf);
+        assert_int_equal(intent_record_decode(buf, &back), -EBADMSG);
+        assert_int_equal(intent_record_encode(&r, buf), 0);
+        memcpy(buf + 4, &version, 4);
+        record_reseal(buf);
+        assert_int_equal(intent_record_decode(buf, &back), -EBADMSG);
+}
+
 static void test_intent_log_replay(void **state) {
         char *d = dir_new(), *p;
         State *s = state_new(), *back;
@@ -1408,6 +1485,7 @@ int main(void) {
                 cmocka_unit_test(test_save_failures),
                 cmocka_unit_test(test_move_aside),
                 cmocka_unit_test(test_intent_record),
+                cmocka_unit_test(test_intent_record_sealed_but_wrong),
                 cmocka_unit_test(test_intent_log_replay),
                 cmocka_unit_test(test_intent_log_ring),
                 cmocka_unit_test(test_intent_log_open),
