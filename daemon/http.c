@@ -935,7 +935,6 @@ static int http_on_defer(sd_event_source *s, void *userdata) {
                 if (http_request_start(req, &why) < 0 && http_request_fail_to_start(req, why))
                         return 0;
         }
-
         if (h->kick) {
                 h->kick = false;
                 (void) http_curl_timeout(h);

@@ -182,7 +182,7 @@ static int manager_log_intents(Manager *m) {
 static bool manager_postpone_save(Manager *m) {
         uint64_t now;
 
-        if (m->n_checking == 0 || !m->save_timer)
+        if (m->n_checking == 0)
                 return false;
         if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
                 return false;
