@@ -31,6 +31,10 @@
 #define CLOCK_SKEW_SEC 300
 #define BACKOFF_START_USEC (5 * USEC_PER_SEC)
 #define BACKOFF_CAP_USEC (600 * USEC_PER_SEC)
+/* The eligibility check leaves this long before a slot fires, or halfway
+ * there when the slot is nearer; less than the minimum is not worth it. */
+#define CHECK_AHEAD_USEC USEC_PER_SEC
+#define CHECK_AHEAD_MIN_USEC (10 * USEC_PER_MSEC)
 
 /* What the first attempt at a slot waits for before its POST (Env.waiting). */
 enum {
@@ -50,6 +54,8 @@ static void env_proceed(Env *e);
 static void env_record_intent(Env *e);
 static void env_on_listed(const ClientResult *res, void *userdata);
 static void env_poll(Env *e);
+static void env_on_checked(const ClientResult *res, void *userdata);
+static void env_check_ahead(Env *e);
 
 const char *env_state_to_string(EnvState s) {
         switch (s) {
@@ -105,6 +111,12 @@ static const char *fmt_local(const Env *e, int64_t t, char buf[static TZ_ISO_MAX
 static uint64_t now_boottime(const Env *e) {
         uint64_t t = 0;
         (void) sd_event_now(e->manager->event, CLOCK_BOOTTIME, &t);
+        return t;
+}
+
+static uint64_t now_realtime(const Env *e) {
+        uint64_t t = 0;
+        (void) sd_event_now(e->manager->event, CLOCK_REALTIME, &t);
         return t;
 }
 
@@ -165,16 +177,43 @@ _Static_assert(sizeof(Env) == 120, "an Env is 120 bytes (a malloc chunk of 128)"
 
 /* ---- timers ---- */
 
-static void env_arm_slot(Env *e, int64_t at) {
-        int r = timerq_arm(e->manager->slots, &e->slot_entry, (uint64_t) at * USEC_PER_SEC, e);
+static void env_arm_slot(Env *e, uint64_t usec) {
+        int r = timerq_arm(e->manager->slots, &e->slot_entry, usec, e);
         if (r < 0)
                 report_log(LOG_ERR, "environment '%s': cannot arm the slot timer: %s", e->name, strerror(-r));
+}
+
+/* When the slot timer fires for the slot it is armed for (µs): submit_ahead
+ * before the slot, or at Zuora's time for a deferred one. */
+static uint64_t env_fire_usec(const Env *e) {
+        int64_t at = e->deferred ? e->next_slot : e->next_slot - (int64_t) (e->ec->submit_ahead / USEC_PER_SEC);
+        return (uint64_t) at * USEC_PER_SEC;
+}
+
+/* Arms the slot timer for the next fire, or first for the eligibility
+ * check ahead of it (not for a deferred slot: Zuora already said when). */
+static void env_arm_fire(Env *e) {
+        uint64_t fire = env_fire_usec(e), now = now_realtime(e), lead = 0;
+
+        if (!e->deferred && fire > now)
+                lead = (fire - now) / 2 < CHECK_AHEAD_USEC ? (fire - now) / 2 : CHECK_AHEAD_USEC;
+        env_arm_slot(e, lead >= CHECK_AHEAD_MIN_USEC ? fire - lead : fire);
 }
 
 static void env_arm_wait(Env *e, uint64_t delay) {
         int r = timerq_arm(e->manager->waits, &e->wait_entry, now_boottime(e) + delay, e);
         if (r < 0)
                 report_log(LOG_ERR, "environment '%s': cannot arm a timer: %s", e->name, strerror(-r));
+}
+
+/* Forgets the eligibility check made ahead of the slot, and cancels it if
+ * it is still out (when IDLE, the only call an environment can have). */
+static void env_drop_check_ahead(Env *e) {
+        e->checked_ahead = false;
+        if (e->state == ENV_IDLE) {
+                client_cancel(e->call);
+                e->call = NULL;
+        }
 }
 
 /* ---- planning ---- */
@@ -219,6 +258,7 @@ static void env_plan(Env *e, bool clock_jumped) {
 
         timerq_disarm(e->manager->slots, &e->slot_entry);
         e->next_slot = STATE_TIME_UNSET;
+        env_drop_check_ahead(e);
         if (e->removed || !e->ec->enabled || !st)
                 return;
 
@@ -227,7 +267,7 @@ static void env_plan(Env *e, bool clock_jumped) {
                 if (cron_next(e->ec->cron, e->ec->tz, st->last_slot, &next) < 0 || next > st->deferred_until) {
                         e->next_slot = st->deferred_until;
                         e->deferred = true;
-                        env_arm_slot(e, st->deferred_until);
+                        env_arm_fire(e);
                         return;
                 }
                 st->deferred_until = STATE_TIME_UNSET;
@@ -249,7 +289,7 @@ static void env_plan(Env *e, bool clock_jumped) {
                 /* submit_ahead: the POST leaves that long before the slot,
                  * asking Zuora to start at the slot (a past time fires now). */
                 e->next_slot = next;
-                env_arm_slot(e, next - (int64_t) (e->ec->submit_ahead / USEC_PER_SEC));
+                env_arm_fire(e);
                 return;
         }
 
@@ -391,6 +431,17 @@ void env_on_slot(void *owner) {
 
         if (slot == STATE_TIME_UNSET)
                 return;
+        if (!e->deferred) {
+                uint64_t fire = env_fire_usec(e), now = now_realtime(e);
+                if (now < fire) {
+                        /* Woken ahead of the slot: its eligibility check leaves now. */
+                        env_check_ahead(e);
+                        env_arm_slot(e, fire);
+                        return;
+                }
+                if (now - fire > CHECK_AHEAD_USEC)
+                        env_drop_check_ahead(e); /* woken late (a suspend): its answer is old */
+        }
         e->next_slot = STATE_TIME_UNSET;
         if (!e->deferred) {
                 /* After a suspend or a clock step forwards, several slots may be
@@ -454,27 +505,30 @@ static void env_retry(Env *e, uint64_t delay, int64_t http_status, const char *t
 
 /* ---- eligibility ---- */
 
-static void env_on_checked(const ClientResult *res, void *userdata) {
-        Env *e = userdata;
+/* Reads Zuora's answer to the eligibility check into the state; false when
+ * there is none to read. */
+static bool env_read_eligibility(Env *e, const ClientResult *res) {
         StateEnv *st = env_st(e);
-        int64_t last, next, slot_next;
-        char buf[TZ_ISO_MAX];
+        int64_t last, next;
 
-        e->call = NULL;
-        e->waiting &= ~WAIT_CHECK;
         if (res->verdict != ZUORA_VERDICT_OK ||
-            zuora_parse_environment(res->response->body, res->response->body_size, &last, &next) < 0) {
-                /* Whatever went wrong, the POST decides. */
-                env_proceed(e);
-                return;
-        }
+            zuora_parse_environment(res->response->body, res->response->body_size, &last, &next) < 0)
+                return false;
         st->zuora_last_refresh = last;
         st->zuora_next_refresh = next;
         manager_save_later(e->manager);
-        if (next == ZUORA_TIME_UNSET || next <= e->slot || next <= manager_now(e->manager)) {
-                env_proceed(e);
-                return;
-        }
+        return true;
+}
+
+/* Whether Zuora's nextRefreshTime allows the slot. When it does not, says
+ * so, defers or skips the slot by when_ineligible, and ends it. */
+static bool env_allowed(Env *e) {
+        StateEnv *st = env_st(e);
+        int64_t next = st->zuora_next_refresh, slot_next;
+        char buf[TZ_ISO_MAX];
+
+        if (next == ZUORA_TIME_UNSET || next <= e->slot || next <= manager_now(e->manager))
+                return true;
 
         ReportFields f = env_fields(e);
         f.slot = e->slot;
@@ -492,23 +546,74 @@ static void env_on_checked(const ClientResult *res, void *userdata) {
                                                                             : "the next slot comes first");
         env_cancel_call(e); /* the list check */
         env_slot_done(e);
+        return false;
 }
 
-/* The first attempt at a slot: the eligibility check, the list check and
- * the intent's write go together (both GETs leave before the save's fsync
- * starts), and the POST leaves once all three are done: env_proceed(). */
+static void env_on_checked(const ClientResult *res, void *userdata) {
+        Env *e = userdata;
+
+        e->call = NULL;
+        e->waiting &= ~WAIT_CHECK;
+        /* Whatever went wrong, the POST decides. */
+        if (!env_read_eligibility(e, res) || env_allowed(e))
+                env_proceed(e);
+}
+
+/* The answer to the check sent ahead of the slot. The slot may have come
+ * meanwhile: then it is the slot's check. Otherwise it is kept for the
+ * slot, unless it failed: the slot then checks again. */
+static void env_on_checked_ahead(const ClientResult *res, void *userdata) {
+        Env *e = userdata;
+
+        if (e->state == ENV_CHECKING) {
+                env_on_checked(res, userdata);
+                return;
+        }
+        e->call = NULL;
+        e->checked_ahead = env_read_eligibility(e, res);
+}
+
+/* Shortly before the slot fires (IDLE, nothing out): at the slot only the
+ * list check and the intent's write are left before the POST. Not while a
+ * job runs: the slot is skipped then. */
+static void env_check_ahead(Env *e) {
+        StateEnv *st = env_st(e);
+        _cleanup_free_ char *url = NULL;
+
+        e->checked_ahead = false;
+        if (e->state != ENV_IDLE || e->call || !st || st->job)
+                return;
+        url = client_url(e->manager->client, "/test-environments/%s", e->ec->id);
+        if (url)
+                (void) client_call(e->manager->client, HTTP_METHOD_GET, url, NULL, NULL, NULL, env_on_checked_ahead, e,
+                                   &e->call);
+}
+
+/* The first attempt at a slot: the eligibility check (unless it was made
+ * ahead of the slot), the list check and the intent's write go together
+ * (the GETs leave before the save's fsync starts), and the POST leaves once
+ * all are done: env_proceed(). */
 static void env_prepare(Env *e) {
         Client *cl = e->manager->client;
-        _cleanup_free_ char *check_url = client_url(cl, "/test-environments/%s", e->ec->id);
+        _cleanup_free_ char *check_url = NULL;
         _cleanup_free_ char *list_url = client_url(cl, "/test-environments/%s/jobs", e->ec->id);
+        bool checked = e->checked_ahead;
 
+        e->checked_ahead = false;
+        if (checked && !env_allowed(e))
+                return;
         env_record_intent(e);
         env_enter_state(e, ENV_CHECKING);
-        e->waiting = WAIT_CHECK | WAIT_LIST | WAIT_INTENT;
-        /* A check that cannot be sent is skipped: the POST decides. */
-        if (!check_url ||
-            client_call(cl, HTTP_METHOD_GET, check_url, NULL, NULL, NULL, env_on_checked, e, &e->call) < 0)
-                e->waiting &= ~WAIT_CHECK;
+        e->waiting = WAIT_LIST | WAIT_INTENT;
+        if (e->call)
+                e->waiting |= WAIT_CHECK; /* the check sent ahead is still out */
+        else if (!checked) {
+                /* A check that cannot be sent is skipped: the POST decides. */
+                check_url = client_url(cl, "/test-environments/%s", e->ec->id);
+                if (check_url &&
+                    client_call(cl, HTTP_METHOD_GET, check_url, NULL, NULL, NULL, env_on_checked, e, &e->call) >= 0)
+                        e->waiting |= WAIT_CHECK;
+        }
         if (!list_url ||
             client_call(cl, HTTP_METHOD_GET, list_url, NULL, NULL, NULL, env_on_listed, e, &e->list_call) < 0)
                 e->waiting &= ~WAIT_LIST;

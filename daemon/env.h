@@ -3,9 +3,10 @@
  * One environment at run time: its slot timer and the lifecycle of a
  * refresh, from the slot to the job's end:
  *
- *   IDLE -> CHECKING (is it eligible? already refreshed for this slot? the
- *   intent written: the three at once) -> SUBMITTING (POST) -> TRACKING
- *   (polling the job) -> IDLE, with BACKOFF between failed attempts, and
+ *   IDLE (the eligibility check leaves a second ahead of the slot) ->
+ *   CHECKING (already refreshed for this slot? the intent written; the
+ *   eligibility check's answer, if still out: at once) -> SUBMITTING (POST)
+ *   -> TRACKING (polling the job) -> IDLE, with BACKOFF between failed attempts, and
  *   LISTING -> INTENT -> SUBMITTING for a retry, a deferred slot and a
  *   slot whose submission a restart interrupted.
  *
@@ -49,13 +50,14 @@ struct Env {
         bool plan_after_poll;   /* restarted with a job: plan slots after its first poll */
         bool poll_failing;      /* a poll error was logged for this streak */
         bool unknown_status_warned;
+        bool checked_ahead;     /* IDLE: Zuora's eligibility read ahead of the slot, in the state */
 
         int64_t next_slot;      /* what the slot timer is armed for, or STATE_TIME_UNSET */
         int64_t slot;           /* the slot being worked on */
         int64_t prev_slot;      /* the slot handled before it, or STATE_TIME_UNSET */
         TimerQueueIndex slot_entry;     /* in the manager's slot queue (CLOCK_REALTIME) */
         TimerQueueIndex wait_entry;     /* in the manager's wait queue (CLOCK_BOOTTIME): polls, backoff */
-        ClientCall *call;
+        ClientCall *call;               /* IDLE: the eligibility check ahead of the slot, if out */
         ClientCall *list_call;          /* CHECKING: the list check beside the eligibility check */
         uint64_t first_attempt;         /* CLOCK_BOOTTIME µs */
         char *last_error;

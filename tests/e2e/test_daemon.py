@@ -9,6 +9,7 @@ valgrind run. Artifacts (daemon logs, simulator logs, configs, state) are kept u
 a test fails, or always with REFRESHD_E2E_KEEP=1.
 """
 
+import datetime
 import json
 import os
 import re
@@ -169,7 +170,8 @@ class RequestContract(E2E):
         self.assertEqual(len(auths), 1, auths)
 
     def test_eligibility_and_list_check_before_post(self):
-        # The two checks go out together (in either order); the POST only after both answers.
+        # The eligibility check (made ahead of the slot when there is time) and the list check,
+        # then the POST after both answers.
         seq = [(r["method"], r["path"]) for r in self.api[:3]]
         self.assertEqual(sorted(seq[:2]), [("GET", "/test-environments/env-req"),
                                            ("GET", "/test-environments/env-req/jobs")])
@@ -702,20 +704,89 @@ class Skips(E2E):
         self.assertEqual([p for p in sim.posts("env-mi") if p["time"] > restart], [])
 
 
+def log_time(line):
+    """A console line's own timestamp, epoch seconds."""
+    return datetime.datetime.strptime(line.ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
 class FirstAttempt(E2E):
-    """A slot's first attempt sends the eligibility check and the list check together and POSTs only
-    after both: each can end the slot on its own, and then the other's answer is dropped."""
+    """A slot's first attempt: the eligibility check leaves a second ahead of the slot; at the slot
+    the list check leaves and the intent is written, and the POST waits for all three. Each check
+    can end the slot on its own, and then the other's answer is dropped."""
+
+    def _requests(self, sim, env_id):
+        """(time, what) of the environment's API requests: 'check', 'list' or 'post'."""
+        kinds = {("GET", "/test-environments/%s" % env_id): "check",
+                 ("GET", "/test-environments/%s/jobs" % env_id): "list",
+                 ("POST", "/test-environments/%s/jobs" % env_id): "post"}
+        return [(r["time"], kinds[(r["method"], r["path"])]) for r in sim.api_requests()
+                if (r["method"], r["path"]) in kinds]
 
     def test_ineligible_slot_is_not_posted(self):
         sim = self.sim()
         # Refreshed a minute ago, allowed again in an hour: nextRefreshTime is after the slot.
         sim.config(environments={"env-in": {"cooldown_seconds": 3600, "last_refresh_ago": 60}})
-        d, slot = self.single(sim, env_id="env-in", name="in", when_ineligible="skip")
+        d, slot = self.single(sim, env_id="env-in", name="in", when_ineligible="skip", delay=3)
         line = d.wait_log(r"Zuora allows the next refresh from", timeout=10, ENVIRONMENT="in")
         self.assertEqual(line.get("SLOT"), rfc3339(slot))
         self.assertIn("skipped", line.message)
+        # Known from the check ahead of the slot, but said (and acted on) when the slot comes.
+        self.assertGreaterEqual(log_time(line), slot, line.ts)
         self.assertNoPostsFor(sim, "env-in", 2, expected=0)
+        self.assertEqual([k for _, k in self._requests(sim, "env-in")], ["check"])
         self.assertIsNone((d.state() or {})["environments"]["in"].get("intent"), "the intent was not cleared")
+
+    def test_eligibility_checked_a_second_ahead(self):
+        sim = self.sim(job_seconds=30)
+        d, slot = self.single(sim, env_id="env-ah", name="ah", delay=3)
+        d.wait_log(r"submitted", timeout=10, ENVIRONMENT="ah")
+        reqs = self._requests(sim, "env-ah")
+        self.assertEqual([k for _, k in reqs], ["check", "list", "post"], reqs)
+        (check, _), (listed, _), (post, _) = reqs
+        self.assertTrue(slot - 1.2 <= check < slot, "check %.3f s from the slot" % (check - slot))
+        self.assertGreaterEqual(listed, slot)
+        self.assertLess(post - slot, 0.5)
+
+    def test_check_ahead_still_out_at_the_slot_is_the_slots_check(self):
+        # The check ahead is answered 2 s late, a second after the slot: no second check; the POST
+        # waits for that answer.
+        sim = self.sim(job_seconds=30)
+        sim.fault({"match": {"method": "GET", "path": "^/test-environments/env-so$"},
+                   "action": "slow", "delay": 2.0, "times": 1})
+        d, slot = self.single(sim, env_id="env-so", name="so", delay=3)
+        d.wait_log(r"submitted", timeout=10, ENVIRONMENT="so")
+        reqs = self._requests(sim, "env-so")
+        self.assertEqual([k for _, k in reqs], ["check", "list", "post"], reqs)
+        self.assertLess(reqs[0][0], slot)
+        self.assertGreaterEqual(reqs[2][0], reqs[0][0] + 1.9, "the POST left before the check's answer")
+
+    def test_reload_drops_the_check_ahead(self):
+        # A reload plans the slot again: the check still out (answered 3 s late) is dropped and
+        # another leaves before the slot; the POST does not wait for the first one's answer.
+        sim = self.sim(job_seconds=30)
+        sim.fault({"match": {"method": "GET", "path": "^/test-environments/env-rl$"},
+                   "action": "slow", "delay": 3.0, "times": 1})
+        d, slot = self.single(sim, env_id="env-rl", name="rl", delay=3)
+        time.sleep(max(0.0, slot - 0.6 - time.time()))
+        d.sighup()
+        d.wait_log(r"submitted", timeout=10, ENVIRONMENT="rl")
+        reqs = self._requests(sim, "env-rl")
+        self.assertEqual([k for _, k in reqs], ["check", "check", "list", "post"], reqs)
+        self.assertLess(reqs[1][0], slot)
+        self.assertLess(reqs[3][0], slot + 1.0, "the POST waited for the dropped check")
+
+    def test_failed_check_ahead_is_made_again_at_the_slot(self):
+        sim = self.sim(job_seconds=30)
+        sim.fault({"match": {"method": "GET", "path": "^/test-environments/env-fa$"},
+                   "action": "status", "status": 500, "times": 1})
+        d, slot = self.single(sim, env_id="env-fa", name="fa", delay=3)
+        d.wait_log(r"submitted", timeout=10, ENVIRONMENT="fa")
+        reqs = self._requests(sim, "env-fa")
+        self.assertEqual(sorted(k for _, k in reqs), ["check", "check", "list", "post"], reqs)
+        self.assertLess(reqs[0][0], slot)
+        self.assertEqual(reqs[0][1], "check")
+        self.assertGreaterEqual(min(t for t, k in reqs[1:] if k == "check"), slot)
 
     def test_job_started_by_hand_before_slot_is_adopted(self):
         sim = self.sim(job_seconds=3)
