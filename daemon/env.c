@@ -505,8 +505,8 @@ static void env_retry(Env *e, uint64_t delay, int64_t http_status, const char *t
 
 /* ---- eligibility ---- */
 
-/* Reads Zuora's answer to the eligibility check into the state; false when
- * there is none to read. */
+/* Reads Zuora's answer to the eligibility check into the state (in memory:
+ * the slot's own write carries it); false when there is none to read. */
 static bool env_read_eligibility(Env *e, const ClientResult *res) {
         StateEnv *st = env_st(e);
         int64_t last, next;
@@ -516,7 +516,6 @@ static bool env_read_eligibility(Env *e, const ClientResult *res) {
                 return false;
         st->zuora_last_refresh = last;
         st->zuora_next_refresh = next;
-        manager_save_later(e->manager);
         return true;
 }
 

@@ -418,7 +418,8 @@ def bench_burst(ctx, receiver_kind, n=1000):
     d = start_daemon(ctx.binary, wd, "daemon", cfg)
     writes = StateWrites(d.state_dir)
     try:
-        while time.time() < slot - 0.5:
+        # From before the eligibility checks, which leave a second ahead of the slot.
+        while time.time() < slot - 1.5:
             time.sleep(0.1)
         s0 = proc_sample(d.proc.pid)
         deadline = slot + 45
@@ -448,11 +449,12 @@ def bench_burst(ctx, receiver_kind, n=1000):
            "due_first": dues[0] if dues else None, "due_last": dues[-1] if dues else None,
            "env_first": envg[0] if envg else None, "env_last": envg[-1] if envg else None,
            "list_first": lists[0] if lists else None, "list_last": lists[-1] if lists else None,
-           "state_writes": writes.count(slot - 0.5, slot + (posts[-1] if posts else 20) + 0.5),
+           "state_writes": writes.count(slot - 1.5, slot + (posts[-1] if posts else 20) + 0.5),
+           "state_writes_ahead": writes.count(slot - 1.5, slot),
            "cpu_s": s1["cpu"] - s0["cpu"], "rx_stats": stats}
-    log("burst %d @%s: %d/%d POSTs, p50 %s p99 %s max %s, %d within 1 s, %d state writes" % (
+    log("burst %d @%s: %d/%d POSTs, p50 %s p99 %s max %s, %d within 1 s, %d state writes (%d before the slot)" % (
         n, receiver_kind, len(posts), n, ms(res["post_p50"]), ms(res["post_p99"]), ms(res["post_max"]),
-        res["within_1s"], res["state_writes"]))
+        res["within_1s"], res["state_writes"], res["state_writes_ahead"]))
     return res
 
 
@@ -834,9 +836,9 @@ def report(R, quick):
             p["receiver"], ms(f["post"]), ms(f["token"])))
     for b in R.get("burst", []):
         ok = b["posts"] == b["n"] and b["within_1s"] == b["n"]
-        P("| 2 | %d envs same second, at %s: POSTs within 1 s; last POST (last 'is due' line; state writes) | all within 1 s | %d/%d; %s (%s; %d writes) | | | %s |" % (
+        P("| 2 | %d envs same second, at %s: POSTs within 1 s; last POST (last 'is due' line; state writes, before the slot) | all within 1 s | %d/%d; %s (%s; %d writes, %d) | | | %s |" % (
             b["n"], b["receiver"], b["within_1s"], b["n"], ms(b["post_max"]), ms(b["due_last"]), b["state_writes"],
-            "yes" if ok else "NO"))
+            b.get("state_writes_ahead", 0), "yes" if ok else "NO"))
     for c in R.get("receivers", []):
         P("| 2 | receiver alone (curl, 1000 in parallel), %s: 1000 GET env / 1000 POST jobs | takes them within 1 s | %.2f s / %.2f s (%d+%d ok) | | | %s |" % (
             c["receiver"], c["get_s"], c["post_s"], c["get_ok"], c["post_ok"],
