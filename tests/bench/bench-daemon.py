@@ -383,9 +383,12 @@ def bench_precision(ctx, receiver_kind, fires):
     for slot in sorted(dues):
         inside = [r for r in reqs if slot <= r[0] < slot + 1]
         first = lambda m, rx: next((r[0] - slot for r in inside if r[1] == m and re.search(rx, r[2])), None)
+        # The eligibility GET leaves ahead of the slot (halfway there with a slot every second).
+        near = [r[0] - slot for r in reqs if slot - 0.9 <= r[0] < slot + 0.4 and r[1] == "GET"
+                and re.search(r"^/test-environments/[^/]+$", r[2])]
         row = {"slot": slot, "due": dues[slot] - slot,
                "token": first("POST", r"^/oauth/token$"),
-               "env": first("GET", r"^/test-environments/[^/]+$"),
+               "env": near[-1] if near else None,
                "list": first("GET", r"/jobs$"),
                "post": first("POST", r"/jobs$")}
         if row["post"] is not None:

@@ -328,6 +328,33 @@ class TestHttp(SimTest):
             for sock in socks:
                 sock.close()
 
+    def test_request_head_parsing(self):
+        # The simulator's own header reader: names in any case, blanks around values, a folded
+        # line, repeated headers, and the base class's answers to bad heads.
+        data, _ = self.sim.raw(("GET /test-environments/hp1 HTTP/1.1\r\nhost: x\r\n"
+                                "authorization:   Bearer %s\r\nZuora-Track-Id: t-1\r\nX-Fold: a\r\n b\r\n"
+                                "X-Twice: 1\r\nX-Twice: 2\r\nconnection: close\r\n\r\n" % self.tok).encode())
+        status, headers, _ = split_head(data)
+        self.assertEqual(status, 200, data)
+        self.assertEqual(headers.get("zuora-track-id"), "t-1")
+        self.assertIn("close", headers.get("connection", "close"))
+        rec = self.sim.control("GET", "/_sim/requests?path=hp1")[-1]
+        self.assertEqual(rec["headers"].get("X-Fold"), "a b")
+        self.assertEqual([v for k, v in rec["header_list"] if k == "X-Twice"], ["1", "2"])
+        data, _ = self.sim.raw(b"POST /test-environments/hp1/jobs HTTP/1.1\r\nHost: x\r\n"
+                               b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}")
+        self.assertRegex(data, rb"^HTTP/1\.1 400")
+        data, _ = self.sim.raw(b"GET / HTTP/2.0\r\n\r\n")
+        self.assertRegex(data, rb"^HTTP/1\.[01] 505")
+        data, _ = self.sim.raw(b"GET / HTTP/1.x\r\n\r\n")
+        self.assertRegex(data, rb"^HTTP/1\.[01] 400")
+        data, _ = self.sim.raw(b"POST /x\r\n\r\n")
+        self.assertRegex(data, rb"^HTTP/1\.[01] 400")
+        data, _ = self.sim.raw(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n")
+        self.assertRegex(data, rb"^HTTP/1\.[01] 431")
+        data, _ = self.sim.raw(b"GET / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n")
+        self.assertRegex(data, rb"^HTTP/1\.[01] 431")
+
     def test_malformed_input(self):
         data, _ = self.sim.raw(b"GARBAGE\r\n\r\n")
         self.assertRegex(data, rb"^HTTP/1\.[01] 400")

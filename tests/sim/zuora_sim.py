@@ -19,6 +19,7 @@ import email.utils
 import gc
 import gzip
 import hashlib
+import http.client
 import http.server
 import json
 import math
@@ -56,6 +57,9 @@ CODE_INTERNAL = 50000060
 
 ENV_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_BODY = 32 * 1024 * 1024
+MAX_HEADER_LINE = 65536  # as http.client
+MAX_HEADERS = 100
+VERSION_RE = re.compile(r"HTTP/(\d{1,10})\.(\d{1,10})")
 
 # The request log is kept for the whole run (the control API serves it), and Python's collector
 # walks every object it holds: at 1,000 requests a second its full collections stopped the server
@@ -1167,9 +1171,80 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 pass
 
     def parse_request(self):
-        """Notes the request's arrival: its line is in, its headers not yet parsed (that takes a while)."""
+        """The base class's parse_request(), with the same answers to bad requests, but its header
+        parser (the email package's, 0.2 ms a request when the thread wakes up cold) replaced by a
+        line split: the simulator's time is not the client's. Notes the request's arrival first:
+        its line is in, its headers not yet read."""
         self._arrived = time.time()
-        return super().parse_request()
+        self.command = None  # for send_error()
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = VERSION_RE.fullmatch(words[-1])
+            if not version:
+                self.send_error(400, "Bad request version (%r)" % words[-1])
+                return False
+            number = (int(version[1]), int(version[2]))
+            if number >= (2, 0):
+                self.send_error(505, "Invalid HTTP version (%s)" % words[-1][5:])
+                return False
+            self.close_connection = number < (1, 1)
+            self.request_version = words[-1]
+        if not 2 <= len(words) <= 3:
+            self.send_error(400, "Bad request syntax (%r)" % self.requestline)
+            return False
+        if len(words) == 2:
+            self.close_connection = True
+            if words[0] != "GET":
+                self.send_error(400, "Bad HTTP/0.9 request type (%r)" % words[0])
+                return False
+        self.command, self.path = words[:2]
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")
+        self.headers = self._read_headers()
+        if self.headers is None:
+            return False
+        connection = self.headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if (self.headers.get("Expect", "").lower() == "100-continue" and self.request_version >= "HTTP/1.1"
+                and not self.handle_expect_100()):
+            return False
+        return True
+
+    def _read_headers(self):
+        """The header lines up to the blank one, as an http.client.HTTPMessage (values without the
+        leading blanks and the line end; a folded line joins the header before it; a line with no
+        colon is dropped), or None after a 431."""
+        headers, last, count = http.client.HTTPMessage(), None, 0
+        while True:
+            line = self.rfile.readline(MAX_HEADER_LINE + 1)
+            if len(line) > MAX_HEADER_LINE:
+                self.send_error(431, "Line too long", "header line")
+                return None
+            if line in (b"\r\n", b"\n", b""):
+                if last:
+                    headers[last[0]] = last[1]
+                return headers
+            count += 1
+            if count > MAX_HEADERS:
+                self.send_error(431, "Too many headers", "got more than %d headers" % MAX_HEADERS)
+                return None
+            text = line.decode("iso-8859-1").rstrip("\r\n")
+            if text[:1] in (" ", "\t"):
+                if last:
+                    last[1] += " " + text.strip(" \t")
+                continue
+            if last:
+                headers[last[0]] = last[1]
+            name, colon, value = text.partition(":")
+            last = [name, value.lstrip(" \t")] if colon and name else None
 
     def log_request(self, code="-", size="-"):
         """Silenced: _serve writes its own line per request."""
