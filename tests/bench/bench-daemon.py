@@ -835,7 +835,7 @@ def report(R, quick):
             p["fires"], p["receiver"], ms(p["post"]["p50"]), ms(p["post"]["p99"]), peer,
             ratio(p["post"]["p50"], cronf.get("p50")), "yes" if ok else "NO"))
         f = p["first"]
-        P("| 2 | first fire (token+GET env+GET jobs+POST), at %s | - | %s (token %s) | | | |" % (
+        P("| 2 | first fire after the start (token and GET env mostly ahead of the slot), at %s | - | %s (token at the slot: %s) | | | |" % (
             p["receiver"], ms(f["post"]), ms(f["token"])))
     for b in R.get("burst", []):
         ok = b["posts"] == b["n"] and b["within_1s"] == b["n"]
