@@ -737,11 +737,21 @@ class FirstAttempt(E2E):
         self.assertEqual([k for _, k in self._requests(sim, "env-in")], ["check"])
         self.assertIsNone((d.state() or {})["environments"]["in"].get("intent"), "the intent was not cleared")
 
-    def test_eligibility_checked_a_second_ahead(self):
+    def _fire(self, env_id, fault=None, before_slot=None):
+        """One slot of ENV_ID, about 3 s from now, FAULT applied once to its eligibility check, and
+        BEFORE_SLOT(daemon, slot) run once the daemon is up; once it has submitted:
+        (slot, self._requests())."""
         sim = self.sim(job_seconds=30)
-        d, slot = self.single(sim, env_id="env-ah", name="ah", delay=3)
-        d.wait_log(r"submitted", timeout=10, ENVIRONMENT="ah")
-        reqs = self._requests(sim, "env-ah")
+        if fault:
+            sim.fault(dict(fault, match={"method": "GET", "path": "^/test-environments/%s$" % env_id}, times=1))
+        d, slot = self.single(sim, env_id=env_id, name=env_id, delay=3)
+        if before_slot:
+            before_slot(d, slot)
+        d.wait_log(r"submitted", timeout=10, ENVIRONMENT=env_id)
+        return slot, self._requests(sim, env_id)
+
+    def test_eligibility_checked_a_second_ahead(self):
+        slot, reqs = self._fire("env-ah")
         self.assertEqual([k for _, k in reqs], ["check", "list", "post"], reqs)
         (check, _), (listed, _), (post, _) = reqs
         self.assertTrue(slot - 1.2 <= check < slot, "check %.3f s from the slot" % (check - slot))
@@ -751,12 +761,7 @@ class FirstAttempt(E2E):
     def test_check_ahead_still_out_at_the_slot_is_the_slots_check(self):
         # The check ahead is answered 2 s late, a second after the slot: no second check; the POST
         # waits for that answer.
-        sim = self.sim(job_seconds=30)
-        sim.fault({"match": {"method": "GET", "path": "^/test-environments/env-so$"},
-                   "action": "slow", "delay": 2.0, "times": 1})
-        d, slot = self.single(sim, env_id="env-so", name="so", delay=3)
-        d.wait_log(r"submitted", timeout=10, ENVIRONMENT="so")
-        reqs = self._requests(sim, "env-so")
+        slot, reqs = self._fire("env-so", {"action": "slow", "delay": 2.0})
         self.assertEqual([k for _, k in reqs], ["check", "list", "post"], reqs)
         self.assertLess(reqs[0][0], slot)
         self.assertGreaterEqual(reqs[2][0], reqs[0][0] + 1.9, "the POST left before the check's answer")
@@ -764,25 +769,17 @@ class FirstAttempt(E2E):
     def test_reload_drops_the_check_ahead(self):
         # A reload plans the slot again: the check still out (answered 3 s late) is dropped and
         # another leaves before the slot; the POST does not wait for the first one's answer.
-        sim = self.sim(job_seconds=30)
-        sim.fault({"match": {"method": "GET", "path": "^/test-environments/env-rl$"},
-                   "action": "slow", "delay": 3.0, "times": 1})
-        d, slot = self.single(sim, env_id="env-rl", name="rl", delay=3)
-        time.sleep(max(0.0, slot - 0.6 - time.time()))
-        d.sighup()
-        d.wait_log(r"submitted", timeout=10, ENVIRONMENT="rl")
-        reqs = self._requests(sim, "env-rl")
+        def reload(d, slot):
+            time.sleep(max(0.0, slot - 0.6 - time.time()))
+            d.sighup()
+
+        slot, reqs = self._fire("env-rl", {"action": "slow", "delay": 3.0}, reload)
         self.assertEqual([k for _, k in reqs], ["check", "check", "list", "post"], reqs)
         self.assertLess(reqs[1][0], slot)
         self.assertLess(reqs[3][0], slot + 1.0, "the POST waited for the dropped check")
 
     def test_failed_check_ahead_is_made_again_at_the_slot(self):
-        sim = self.sim(job_seconds=30)
-        sim.fault({"match": {"method": "GET", "path": "^/test-environments/env-fa$"},
-                   "action": "status", "status": 500, "times": 1})
-        d, slot = self.single(sim, env_id="env-fa", name="fa", delay=3)
-        d.wait_log(r"submitted", timeout=10, ENVIRONMENT="fa")
-        reqs = self._requests(sim, "env-fa")
+        slot, reqs = self._fire("env-fa", {"action": "status", "status": 500})
         self.assertEqual(sorted(k for _, k in reqs), ["check", "check", "list", "post"], reqs)
         self.assertLess(reqs[0][0], slot)
         self.assertEqual(reqs[0][1], "check")
