@@ -5,10 +5,10 @@
  *
  *   IDLE (the eligibility check leaves a second ahead of the slot) ->
  *   CHECKING (already refreshed for this slot? the intent written; the
- *   eligibility check's answer, if still out: at once) -> SUBMITTING (POST)
- *   -> TRACKING (polling the job) -> IDLE, with BACKOFF between failed attempts, and
- *   LISTING -> INTENT -> SUBMITTING for a retry, a deferred slot and a
- *   slot whose submission a restart interrupted.
+ *   eligibility check's answer, if still out: at once) -> SUBMITTING
+ *   (POST) -> TRACKING (polling the job) -> IDLE, with BACKOFF between
+ *   failed attempts, and LISTING -> INTENT -> SUBMITTING for a retry, a
+ *   deferred slot and a slot whose submission a restart interrupted.
  *
  * Events (timers, answers) are kept apart from states: each handler looks at
  * the state it is in, and env_enter_state() changes it.
