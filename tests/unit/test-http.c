@@ -217,13 +217,20 @@ static void loop_for(Fixture *f, uint64_t usec) {
         loop_until(f, &fired, 1);
 }
 
-static void fixture_init(Fixture *f, const HttpOptions *options) {
-        HttpOptions defaults = {
+/* The options most tests use: TIMEOUT_USEC a call, MAX_CONCURRENT at once. */
+static HttpOptions test_options(uint64_t timeout_usec, unsigned max_concurrent) {
+        return (HttpOptions) {
                 .user_agent = "refreshd-test/1.0",
-                .timeout_usec = 10 * USEC_PER_SEC,
-                .max_body = 4 * MiB,
-                .max_concurrent = 4,
+                .timeout_usec = timeout_usec,
+                .max_body = MiB,
+                .max_concurrent = max_concurrent,
         };
+}
+
+static void fixture_init(Fixture *f, const HttpOptions *options) {
+        HttpOptions defaults = test_options(10 * USEC_PER_SEC, 4);
+
+        defaults.max_body = 4 * MiB;
 
         *f = (Fixture) {};
         assert_int_equal(sd_event_new(&f->event), 0);
@@ -595,12 +602,7 @@ static void test_gzip(void **state) {
 static void test_body_cap(void **state) {
         _cleanup_(fixture_done) Fixture f = {};
         _cleanup_(call_clear) Call over = {}, under = {};
-        HttpOptions o = {
-                .user_agent = "refreshd-test/1.0",
-                .timeout_usec = 10 * USEC_PER_SEC,
-                .max_body = MiB,
-                .max_concurrent = 2,
-        };
+        HttpOptions o = test_options(10 * USEC_PER_SEC, 2);
 
         fixture_init(&f, &o);
         sim_reset(&f);
@@ -624,12 +626,7 @@ static void test_body_cap(void **state) {
 static void test_timeout(void **state) {
         _cleanup_(fixture_done) Fixture f = {};
         _cleanup_(call_clear) Call c = {};
-        HttpOptions o = {
-                .user_agent = "refreshd-test/1.0",
-                .timeout_usec = USEC_PER_SEC,
-                .max_body = MiB,
-                .max_concurrent = 4,
-        };
+        HttpOptions o = test_options(USEC_PER_SEC, 4);
 
         fixture_init(&f, &o);
         sim_reset(&f);
@@ -670,12 +667,7 @@ static void test_timeout_after_earlier(void **state) {
         _cleanup_(sd_event_source_unrefp) sd_event_source *later = NULL;
         _cleanup_free_ char *slow_url = sim_url("/test-environments/t-early-slow");
         Late late = { .f = &f, .call = &hang, .url = sim_url("/test-environments/t-early-hang") };
-        HttpOptions o = {
-                .user_agent = "refreshd-test/1.0",
-                .timeout_usec = USEC_PER_SEC,
-                .max_body = MiB,
-                .max_concurrent = 2,
-        };
+        HttpOptions o = test_options(USEC_PER_SEC, 2);
 
         fixture_init(&f, &o);
         sim_reset(&f);
@@ -765,13 +757,8 @@ static int make_certificate(const char *cert, const char *key) {
 
 static void tls_get(const char *ca_file, const char *url, Call *c) {
         _cleanup_(fixture_done) Fixture f = {};
-        HttpOptions o = {
-                .user_agent = "refreshd-test/1.0",
-                .ca_file = ca_file,
-                .timeout_usec = 10 * USEC_PER_SEC,
-                .max_body = MiB,
-                .max_concurrent = 1,
-        };
+        HttpOptions o = test_options(10 * USEC_PER_SEC, 1);
+        o.ca_file = ca_file;
 
         fixture_init(&f, &o);
         call_submit(&f, c, GET(url));
@@ -874,12 +861,7 @@ static void test_handle_reuse(void **state) {
         _cleanup_free_ char *url_d = sim_url("/test-environments/t-reuse-d");
         const char *headers[] = { "X-Refreshd-Test: reuse", NULL };
         Call calls[5] = {};
-        HttpOptions o = {
-                .user_agent = "refreshd-test/1.0",
-                .timeout_usec = 10 * USEC_PER_SEC,
-                .max_body = MiB,
-                .max_concurrent = 1,
-        };
+        HttpOptions o = test_options(10 * USEC_PER_SEC, 1);
         HttpRequestSpec post = {
                 .method = HTTP_METHOD_POST,
                 .headers = headers,
@@ -948,12 +930,7 @@ static void test_post_never_resent(void **state) {
         _cleanup_(fixture_done) Fixture f = {};
         _cleanup_(call_clear) Call get = {}, post = {}, again = {};
         _cleanup_free_ char *url = sim_url("/test-environments/t-resend/jobs");
-        HttpOptions o = {
-                .user_agent = "refreshd-test/1.0",
-                .timeout_usec = 10 * USEC_PER_SEC,
-                .max_body = MiB,
-                .max_concurrent = 1,
-        };
+        HttpOptions o = test_options(10 * USEC_PER_SEC, 1);
         HttpRequestSpec spec = {
                 .method = HTTP_METHOD_POST,
                 .url = url,
@@ -1014,12 +991,7 @@ static void test_cancel(void **state) {
         _cleanup_free_ char *url = sim_url("/test-environments/t-cancel");
         _cleanup_(sd_event_source_unrefp) sd_event_source *cancel = NULL, *stop = NULL;
         Call calls[2] = {};
-        HttpOptions o = {
-                .user_agent = "refreshd-test/1.0",
-                .timeout_usec = 10 * USEC_PER_SEC,
-                .max_body = MiB,
-                .max_concurrent = 1,
-        };
+        HttpOptions o = test_options(10 * USEC_PER_SEC, 1);
 
         fixture_init(&f, &o);
         sim_reset(&f);
@@ -1259,12 +1231,7 @@ static void test_free_in_callback(void **state) {
         _cleanup_free_ char *url = sim_url("/test-environments/t-free-cb");
         _cleanup_(call_clear) Call first = {};
         Call others[3] = {};
-        HttpOptions o = {
-                .user_agent = "refreshd-test/1.0",
-                .timeout_usec = 10 * USEC_PER_SEC,
-                .max_body = MiB,
-                .max_concurrent = 2,
-        };
+        HttpOptions o = test_options(10 * USEC_PER_SEC, 2);
 
         fixture_init(&f, &o);
         sim_reset(&f);
@@ -1289,12 +1256,7 @@ static void test_free_pending(void **state) {
         _cleanup_free_ char *url = sim_url("/test-environments/t-free");
         Fixture f;
         Call calls[3] = {};
-        HttpOptions o = {
-                .user_agent = "refreshd-test/1.0",
-                .timeout_usec = 10 * USEC_PER_SEC,
-                .max_body = MiB,
-                .max_concurrent = 2,
-        };
+        HttpOptions o = test_options(10 * USEC_PER_SEC, 2);
 
         fixture_init(&f, &o);
         sim_reset(&f);
