@@ -1,13 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Config loading in three steps: libyaml's event parser builds a small tree
- * of nodes that remember their line and column (aliases refused, depth
- * bounded), the key tables below check every mapping against what it may
- * hold, and per-type parsers turn scalars into values. Every problem is
- * recorded and loading goes on, so one run of `refreshd check` shows them
- * all. The environments, most of the file, are loaded one by one as they
- * are read, and their part of the tree is dropped after each (see
- * parse_environments()).
+ * Config loading in three steps: yamltree.c reads the file into nodes that
+ * remember their line and column, the key tables below check every mapping
+ * against what it may hold, and per-type parsers turn scalars into values.
+ * Every problem is recorded and loading goes on, so one run of `refreshd
+ * check` shows them all. The environments, most of the file, are loaded one
+ * by one as they are read, and their part of the tree is dropped after each
+ * (see loader_on_stream()).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -16,16 +15,15 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <curl/curl.h>
-#include <yaml.h>
 
 #include "config.h"
 #include "duration.h"
 #include "macro.h"
+#include "sort.h"
+#include "yamltree.h"
 
-#define YAML_MAX_DEPTH 32
 #define MIN_INTERVAL_HORIZON (1461 * 86400) /* four years, leap day included */
 #define MIN_INTERVAL_MAX (366 * 24 * 3600 * USEC_PER_SEC)
 _Static_assert(sizeof(EnvConfig) == 80, "an EnvConfig is 80 bytes");
@@ -127,135 +125,7 @@ void diags_clear(Diags *d) {
         *d = (Diags) {};
 }
 
-/* ---- the YAML tree ---- */
-
-typedef enum NodeKind {
-        NODE_SCALAR,
-        NODE_MAPPING,
-        NODE_SEQUENCE,
-} NodeKind;
-
-typedef struct Node Node;
-struct Node {
-        char *value;           /* SCALAR */
-        Node **items;          /* MAPPING: key, value, key, value...; SEQUENCE: items */
-        size_t n_items;
-        unsigned line, column; /* from 1 */
-        unsigned start, end;   /* SCALAR: byte offsets of its text in the file (at most CONFIG_MAX_SIZE) */
-        NodeKind kind;
-        bool plain;            /* SCALAR written without quotes */
-};
-
-/* The tree lives only while the file is read, and all of it goes at once:
- * nodes, their text and their lists come from large blocks mapped from the
- * system and unmapped at the end. As separate allocations, the 110,000
- * nodes of 10,000 environments cost twice the memory and left the heap
- * fragmented after the load. */
-#define ARENA_BLOCK_SIZE ((size_t) 1024 * 1024)
-
-/* Under AddressSanitizer the free part of a block is poisoned and each
- * allocation is followed by a poisoned gap, so that reading past a node or
- * a scalar's text is caught as it is with malloc(). */
-#if defined(__SANITIZE_ADDRESS__)
-#define ARENA_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ARENA_ASAN 1
-#endif
-#endif
-#ifdef ARENA_ASAN
-#include <sanitizer/asan_interface.h>
-#define ARENA_REDZONE 16
-#else
-#define ASAN_POISON_MEMORY_REGION(addr, size) ((void) (addr), (void) (size))
-#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void) (addr), (void) (size))
-#define ARENA_REDZONE 0
-#endif
-
-typedef struct ArenaBlock ArenaBlock;
-struct ArenaBlock {
-        ArenaBlock *next;
-        size_t size, used; /* the whole mapping, header included */
-};
-
-static void arena_done(Arena *a) {
-        while (a->blocks) {
-                ArenaBlock *b = a->blocks;
-                a->blocks = b->next;
-                ASAN_UNPOISON_MEMORY_REGION(b, b->size); /* a later mapping may reuse the addresses */
-                munmap(b, b->size);
-        }
-}
-
-static void *arena_alloc(Arena *a, size_t size, size_t align) {
-        ArenaBlock *b = a->blocks;
-        size_t at;
-
-        if (b) {
-                at = (b->used + ARENA_REDZONE + align - 1) & ~(align - 1);
-                if (at + size <= b->size) {
-                        b->used = at + size;
-                        ASAN_UNPOISON_MEMORY_REGION((uint8_t *) b + at, size);
-                        return (uint8_t *) b + at;
-                }
-        }
-        size_t header = (sizeof(ArenaBlock) + 15) & ~(size_t) 15;
-        size_t want = header + size + ARENA_REDZONE > ARENA_BLOCK_SIZE ? header + size + ARENA_REDZONE
-                                                                          : ARENA_BLOCK_SIZE;
-        b = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (b == MAP_FAILED)
-                return NULL;
-        *b = (ArenaBlock) { .next = a->blocks, .size = want, .used = header + size };
-        a->blocks = b;
-        ASAN_POISON_MEMORY_REGION((uint8_t *) b + header, want - header);
-        ASAN_UNPOISON_MEMORY_REGION((uint8_t *) b + header, size);
-        return (uint8_t *) b + header;
-}
-
-/* How far the arena is used, to go back to with arena_release(). */
-typedef struct ArenaMark {
-        ArenaBlock *block;
-        size_t used;
-} ArenaMark;
-
-static ArenaMark arena_mark(const Arena *a) {
-        return (ArenaMark) { .block = a->blocks, .used = a->blocks ? a->blocks->used : 0 };
-}
-
-/* Frees everything allocated since M. */
-static void arena_release(Arena *a, ArenaMark m) {
-        while (a->blocks && a->blocks != m.block) {
-                ArenaBlock *b = a->blocks;
-                a->blocks = b->next;
-                ASAN_UNPOISON_MEMORY_REGION(b, b->size);
-                munmap(b, b->size);
-        }
-        if (a->blocks) {
-                ASAN_POISON_MEMORY_REGION((uint8_t *) a->blocks + m.used, a->blocks->used - m.used);
-                a->blocks->used = m.used;
-        }
-}
-
-static char *arena_strdup(Arena *a, const char *s) {
-        size_t n = strlen(s) + 1;
-        char *p = arena_alloc(a, n, 1);
-
-        if (p)
-                memcpy(p, s, n);
-        return p;
-}
-
-static const char *node_kind_to_string(NodeKind k) {
-        switch (k) {
-        case NODE_SCALAR:
-                return "a scalar";
-        case NODE_MAPPING:
-                return "a mapping";
-        case NODE_SEQUENCE:
-                return "a list";
-        }
-        return NULL;
-}
+/* ---- the loader ---- */
 
 typedef struct EnvSection EnvSection;
 
@@ -269,34 +139,22 @@ typedef struct NameAt {
 typedef struct Loader {
         Config *config;
         Diags *diags;      /* where problems go: the caller's, or PENDING */
-        /* The text: given (config_load_string()), or read from FD by
-         * libyaml as it goes and read again only if a message needs it
-         * (loader_text()), so that a 10,000-environment file is not held
-         * in memory beside the config it becomes. */
-        const char *text;
-        size_t size;
-        int fd;
-        char *file_text;   /* TEXT when read from FD */
-        size_t n_read;     /* bytes libyaml has read from FD */
-        int read_error;    /* reading FD failed: -errno, or -EFBIG past CONFIG_MAX_SIZE */
+        YamlTree *tree;
         char *dir;         /* the config file's directory */
         int64_t now;
         const char *context; /* the mapping being read, for messages: "zuora", "environment 'uat'" */
         Tz **zones;        /* loaded zones, shared by environments */
         size_t n_zones;
-        Arena arena;       /* the YAML tree */
-        Node **stack;      /* children of the collections being read, innermost last */
-        size_t n_stack, stack_allocated;
         int oom;
 
-        /* Loading environments while the file is read (parse_environments()). */
-        Diags *file_diags;         /* the caller's */
-        Diags pending;             /* what loading found: kept only if the whole file parses */
-        const Node *defaults_node; /* the root's first 'defaults' value, once read */
-        EnvSection *defaults;      /* loaded from it, when ENVS_NODE is set */
-        bool envs_seen;            /* the root's first 'environments' key was read */
-        const Node *envs_node;     /* its list, if loaded as read */
-        size_t envs_allocated;     /* room in config->envs */
+        /* Loading environments while the file is read (the stream hooks). */
+        Diags *file_diags;             /* the caller's */
+        Diags pending;                 /* what loading found: kept only if the whole file parses */
+        const YamlNode *defaults_node; /* the root's first 'defaults' value, once read */
+        EnvSection *defaults;          /* loaded from it, when ENVS_NODE is set */
+        bool envs_seen;                /* the root's first 'environments' key was read */
+        const YamlNode *envs_node;     /* its list, if loaded as read */
+        size_t envs_allocated;         /* room in config->envs */
         NameAt *names;
         size_t n_names, names_allocated;
 
@@ -319,295 +177,14 @@ _printf_(5, 6) static void loader_diag(Loader *l, unsigned line, unsigned column
 #define error_at(l, node, ...) loader_diag(l, (node)->line, (node)->column, false, __VA_ARGS__)
 #define warning_at(l, node, ...) loader_diag(l, (node)->line, (node)->column, true, __VA_ARGS__)
 
-/* libyaml's input from FD. */
-static int loader_read(void *userdata, unsigned char *buffer, size_t size, size_t *ret_size) {
-        Loader *l = userdata;
-        ssize_t n;
-
-        do
-                n = read(l->fd, buffer, size);
-        while (n < 0 && errno == EINTR);
-        if (n < 0) {
-                l->read_error = -errno;
-                return 0;
-        }
-        l->n_read += (size_t) n;
-        if (l->n_read > CONFIG_MAX_SIZE) {
-                /* It grew past the limit since config_load() looked. */
-                l->read_error = -EFBIG;
-                return 0;
-        }
-        *ret_size = (size_t) n;
-        return 1;
-}
-
-/* The text, for a message that needs to look at it; NULL when it cannot
- * be read again (a pipe). A file changed while it was loaded may then
- * point a message at the wrong place, never anywhere outside the text. */
-static const char *loader_text(Loader *l) {
-        size_t size = 0;
-        ssize_t n;
-
-        if (l->text || l->fd < 0)
-                return l->text;
-        l->file_text = malloc(CONFIG_MAX_SIZE + 1);
-        if (!l->file_text) {
-                l->fd = -EBADF;
-                return NULL;
-        }
-        while (size < CONFIG_MAX_SIZE) {
-                n = pread(l->fd, l->file_text + size, CONFIG_MAX_SIZE - size, (off_t) size);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;
-                size += (size_t) n;
-        }
-        if (size == 0) {
-                l->file_text = mfree(l->file_text);
-                l->fd = -EBADF; /* not again */
-                return NULL;
-        }
-        l->file_text[size] = 0;
-        l->text = l->file_text;
-        l->size = size;
-        return l->text;
-}
-
-/* Line and column (from 1) of byte OFFSET of the text; 0:0 (the whole
- * file) when the text cannot be read. */
-static void offset_to_position(Loader *l, size_t offset, unsigned *ret_line, unsigned *ret_column) {
-        unsigned line = 1, column = 1;
-
-        if (!loader_text(l)) {
-                *ret_line = *ret_column = 0;
-                return;
-        }
-        for (size_t i = 0; i < offset && i < l->size; i++) {
-                if (l->text[i] == '\n') {
-                        line++;
-                        column = 1;
-                } else if (((unsigned char) l->text[i] & 0xC0) != 0x80)
-                        column++;
-        }
-        *ret_line = line;
-        *ret_column = column;
-}
-
-static void yaml_error(Loader *l, const yaml_parser_t *p) {
-        unsigned line, column;
-        const char *problem = p->problem ? p->problem : "invalid YAML";
-
-        if (p->error == YAML_READER_ERROR && l->read_error == -EFBIG) {
-                loader_diag(l, 0, 0, false, "the file is more than %d bytes long; a config may be at most %d bytes",
-                            CONFIG_MAX_SIZE, CONFIG_MAX_SIZE);
-                return;
-        }
-        if (p->error == YAML_READER_ERROR && l->read_error < 0) {
-                loader_diag(l, 0, 0, false, "cannot read the config file: %s", strerror(-l->read_error));
-                return;
-        }
-        if (p->error == YAML_READER_ERROR) {
-                offset_to_position(l, p->problem_offset, &line, &column);
-                loader_diag(l, line, column, false, "not valid UTF-8 text: %s (byte offset %zu)", problem,
-                            p->problem_offset);
-                return;
-        }
-        line = (unsigned) p->problem_mark.line + 1;
-        column = (unsigned) p->problem_mark.column + 1;
-        if (loader_text(l) && p->problem_mark.index < l->size && l->text[p->problem_mark.index] == '\t')
-                loader_diag(l, line, column, false,
-                            "tab character in indentation; YAML allows only spaces there");
-        else if (p->context)
-                loader_diag(l, line, column, false, "invalid YAML: %s %s", problem, p->context);
-        else
-                loader_diag(l, line, column, false, "invalid YAML: %s", problem);
-}
-
-static Node *node_new(Loader *l, NodeKind kind, const yaml_mark_t *m) {
-        Node *n = arena_alloc(&l->arena, sizeof(Node), _Alignof(Node));
-        if (!n)
-                return NULL;
-        *n = (Node) {
-                .kind = kind,
-                .line = (unsigned) m->line + 1,
-                .column = (unsigned) m->column + 1,
-        };
-        return n;
-}
-
-static int stack_push(Loader *l, Node *n) {
-        if (GROW(l->stack, l->stack_allocated, l->n_stack, 256) < 0)
-                return -ENOMEM;
-        l->stack[l->n_stack++] = n;
-        return 0;
-}
-
-static int parse_node_from(Loader *l, yaml_parser_t *p, yaml_event_t *event, unsigned depth, Node **ret);
-static int parse_root_value(Loader *l, yaml_parser_t *p, const Node *key, Node **ret);
-
-/* Reads the next node from the event stream; -EINVAL after a reported
- * problem, -ENODATA at the end of a collection. */
-static int parse_node(Loader *l, yaml_parser_t *p, unsigned depth, Node **ret) {
-        yaml_event_t ev;
-
-        if (!yaml_parser_parse(p, &ev)) {
-                yaml_error(l, p);
-                return -EINVAL;
-        }
-        return parse_node_from(l, p, &ev, depth, ret);
-}
-
-/* The node that EVENT (consumed) starts. */
-static int parse_node_from(Loader *l, yaml_parser_t *p, yaml_event_t *event, unsigned depth, Node **ret) {
-        yaml_event_t ev = *event;
-        Node *n = NULL;
-        int r;
-
-        switch (ev.type) {
-        case YAML_SCALAR_EVENT: {
-                size_t len = ev.data.scalar.length;
-                n = node_new(l, NODE_SCALAR, &ev.start_mark);
-                if (n)
-                        n->value = arena_alloc(&l->arena, len + 1, 1);
-                if (!n || !n->value) {
-                        yaml_event_delete(&ev);
-                        return -ENOMEM;
-                }
-                memcpy(n->value, ev.data.scalar.value, len);
-                n->value[len] = 0;
-                n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-                n->start = (unsigned) ev.start_mark.index;
-                n->end = (unsigned) ev.end_mark.index;
-                if (memchr(n->value, 0, len)) {
-                        error_at(l, n, "NUL character in a value");
-                        yaml_event_delete(&ev);
-                        return -EINVAL;
-                }
-                break;
-        }
-        case YAML_MAPPING_START_EVENT:
-        case YAML_SEQUENCE_START_EVENT:
-                n = node_new(l, ev.type == YAML_MAPPING_START_EVENT ? NODE_MAPPING : NODE_SEQUENCE,
-                             &ev.start_mark);
-                if (!n) {
-                        yaml_event_delete(&ev);
-                        return -ENOMEM;
-                }
-                if (depth >= YAML_MAX_DEPTH) {
-                        error_at(l, n, "nested more than %d levels deep", YAML_MAX_DEPTH);
-                        yaml_event_delete(&ev);
-                        return -EINVAL;
-                }
-                break;
-        case YAML_ALIAS_EVENT:
-                loader_diag(l, (unsigned) ev.start_mark.line + 1, (unsigned) ev.start_mark.column + 1, false,
-                            "YAML aliases ('*%s') are not supported; write the value out", ev.data.alias.anchor);
-                yaml_event_delete(&ev);
-                return -EINVAL;
-        case YAML_MAPPING_END_EVENT:
-        case YAML_SEQUENCE_END_EVENT:
-                yaml_event_delete(&ev);
-                return -ENODATA;
-        default:
-                loader_diag(l, (unsigned) ev.start_mark.line + 1, (unsigned) ev.start_mark.column + 1, false,
-                            "unexpected YAML structure");
-                yaml_event_delete(&ev);
-                return -EINVAL;
-        }
-        yaml_event_delete(&ev);
-
-        if (n->kind != NODE_SCALAR) {
-                /* The children gather on the stack; once the collection ends
-                 * they move to an array of exactly their number. */
-                size_t base = l->n_stack;
-                for (;;) {
-                        Node *child = NULL;
-
-                        if (depth == 0 && n->kind == NODE_MAPPING && (l->n_stack - base) % 2 == 1)
-                                r = parse_root_value(l, p, l->stack[l->n_stack - 1], &child);
-                        else
-                                r = parse_node(l, p, depth + 1, &child);
-                        if (r == -ENODATA)
-                                break;
-                        if (r >= 0)
-                                r = stack_push(l, child);
-                        if (r < 0) {
-                                l->n_stack = base;
-                                return r;
-                        }
-                }
-                n->n_items = l->n_stack - base;
-                if (n->n_items > 0) {
-                        n->items = arena_alloc(&l->arena, n->n_items * sizeof(Node *), _Alignof(Node *));
-                        if (!n->items) {
-                                l->n_stack = base;
-                                return -ENOMEM;
-                        }
-                        memcpy(n->items, l->stack + base, n->n_items * sizeof(Node *));
-                }
-                l->n_stack = base;
-        }
-
-        *ret = n;
-        return 0;
-}
-
-/* Parses the whole text into one document's root node (NULL when empty). */
-static int parse_document(Loader *l, Node **ret) {
-        Node *root = NULL;
-        yaml_parser_t p;
-        yaml_event_t ev;
-        int r = 0;
-
-        if (!yaml_parser_initialize(&p))
-                return -ENOMEM;
-        if (l->text)
-                yaml_parser_set_input_string(&p, (const unsigned char *) l->text, l->size);
-        else
-                yaml_parser_set_input(&p, loader_read, l);
-        yaml_parser_set_encoding(&p, YAML_UTF8_ENCODING);
-
-        for (bool done = false; !done;) {
-                if (!yaml_parser_parse(&p, &ev)) {
-                        yaml_error(l, &p);
-                        r = -EINVAL;
-                        break;
-                }
-                switch (ev.type) {
-                case YAML_DOCUMENT_START_EVENT:
-                        if (root) {
-                                loader_diag(l, (unsigned) ev.start_mark.line + 1,
-                                            (unsigned) ev.start_mark.column + 1, false,
-                                            "more than one YAML document in the file");
-                                r = -EINVAL;
-                                done = true;
-                                break;
-                        }
-                        r = parse_node(l, &p, 0, &root);
-                        if (r == -ENODATA)
-                                r = -EINVAL;
-                        if (r < 0)
-                                done = true;
-                        break;
-                case YAML_STREAM_END_EVENT:
-                        done = true;
-                        break;
-                default:
-                        break;
-                }
-                yaml_event_delete(&ev);
-        }
-        yaml_parser_delete(&p);
-        if (r < 0)
-                return r;
-        *ret = root;
-        return 0;
+/* The YAML tree's problems are errors of the file. */
+static void loader_on_yaml_diag(void *userdata, unsigned line, unsigned column, const char *message) {
+        loader_diag(userdata, line, column, false, "%s", message);
 }
 
 /* ---- key tables ---- */
 
-typedef int (*KeyParser)(Loader *l, const Node *key, const Node *value, void *target);
+typedef int (*KeyParser)(Loader *l, const YamlNode *key, const YamlNode *value, void *target);
 
 typedef struct KeyInfo {
         const char *name;
@@ -661,23 +238,23 @@ static const char *did_you_mean(const KeyInfo *table, const char *key) {
 }
 
 /* CONTEXT names the mapping in messages ("zuora", "environment 'uat'"). */
-static int parse_mapping(Loader *l, const Node *map, const KeyInfo *table, void *target, const char *context) {
+static int parse_mapping(Loader *l, const YamlNode *map, const KeyInfo *table, void *target, const char *context) {
         bool seen[32] = {};
 
         l->context = context;
 
-        if (map->kind != NODE_MAPPING) {
+        if (map->kind != YAML_KIND_MAPPING) {
                 error_at(l, map, "%s must be a mapping of keys to values, not %s", context,
-                         node_kind_to_string(map->kind));
+                         yaml_kind_to_string(map->kind));
                 return 0;
         }
         for (size_t i = 0; i + 1 < map->n_items; i += 2) {
-                const Node *key = map->items[i], *value = map->items[i + 1];
+                const YamlNode *key = map->items[i], *value = map->items[i + 1];
                 const KeyInfo *k;
 
-                if (key->kind != NODE_SCALAR) {
+                if (key->kind != YAML_KIND_SCALAR) {
                         error_at(l, key, "keys in %s must be plain words, not %s", context,
-                                 node_kind_to_string(key->kind));
+                                 yaml_kind_to_string(key->kind));
                         continue;
                 }
                 for (k = table; k->name; k++)
@@ -708,10 +285,10 @@ static int parse_mapping(Loader *l, const Node *map, const KeyInfo *table, void 
 
 /* ---- scalar parsers ---- */
 
-static bool want_scalar(Loader *l, const Node *key, const Node *value) {
-        if (value->kind != NODE_SCALAR) {
+static bool want_scalar(Loader *l, const YamlNode *key, const YamlNode *value) {
+        if (value->kind != YAML_KIND_SCALAR) {
                 error_at(l, value, "%s: '%s' must be a single value, not %s", l->context, key->value,
-                         node_kind_to_string(value->kind));
+                         yaml_kind_to_string(value->kind));
                 return false;
         }
         if (value->plain && (value->value[0] == 0 || strcmp(value->value, "~") == 0 ||
@@ -722,7 +299,7 @@ static bool want_scalar(Loader *l, const Node *key, const Node *value) {
         return true;
 }
 
-static int parse_string(Loader *l, const Node *key, const Node *value, void *target) {
+static int parse_string(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
         char **s = target;
 
         if (!want_scalar(l, key, value))
@@ -734,7 +311,7 @@ static int parse_string(Loader *l, const Node *key, const Node *value, void *tar
         return 0;
 }
 
-static int parse_bool(Loader *l, const Node *key, const Node *value, void *target) {
+static int parse_bool(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
         static const char *const yes[] = { "true", "yes", "on" }, *const no[] = { "false", "no", "off" };
         int *b = target;
 
@@ -754,57 +331,7 @@ static int parse_bool(Loader *l, const Node *key, const Node *value, void *targe
         return 0;
 }
 
-/* Where byte OFFSET of a scalar's value was written in the file: the value
- * and its source are walked side by side, so quotes, escapes, block
- * indicators and lines folded into one are accounted for. */
-static void scalar_position(Loader *l, const Node *value, size_t offset, unsigned *ret_line,
-                            unsigned *ret_column) {
-        const char *src = loader_text(l), *v = value->value;
-        size_t i = value->start, end = value->end < l->size ? value->end : l->size, j = 0;
-
-        if (!src) {
-                *ret_line = value->line;
-                *ret_column = value->column;
-                return;
-        }
-
-        /* Skip the opening quote, or a block scalar's header line. */
-        if (i < end && (src[i] == '"' || src[i] == '\''))
-                i++;
-        else if (i < end && (src[i] == '|' || src[i] == '>')) {
-                while (i < end && src[i] != '\n')
-                        i++;
-                while (i < end && (src[i] == '\n' || src[i] == ' '))
-                        i++;
-        }
-        while (i < end && j < offset && v[j]) {
-                if (src[i] == v[j]) {
-                        i++;
-                        j++;
-                } else if (src[i] == '\\' && i + 1 < end) {
-                        /* An escape stands for one character of the value. */
-                        char e = src[i + 1];
-                        i += e == 'x' ? 4 : e == 'u' ? 6 : e == 'U' ? 10 : 2;
-                        for (j++; ((unsigned char) v[j] & 0xC0) == 0x80; j++)
-                                ;
-                } else if (src[i] == ' ' || src[i] == '\n' || src[i] == '\r' || src[i] == '\t') {
-                        /* A line break folded into a space, or indentation. */
-                        while (i < end && (src[i] == ' ' || src[i] == '\n' || src[i] == '\r' || src[i] == '\t'))
-                                i++;
-                        if (v[j] == ' ' || v[j] == '\n')
-                                j++;
-                } else
-                        break; /* lost track: point at the scalar itself */
-        }
-        if (j < offset && v[j]) {
-                *ret_line = value->line;
-                *ret_column = value->column;
-                return;
-        }
-        offset_to_position(l, i, ret_line, ret_column);
-}
-
-static int parse_duration(Loader *l, const Node *key, const Node *value, void *target) {
+static int parse_duration(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
         uint64_t *u = target;
         unsigned line, column;
         size_t at = 0;
@@ -815,7 +342,7 @@ static int parse_duration(Loader *l, const Node *key, const Node *value, void *t
         r = duration_parse(value->value, u, &at);
         if (r >= 0)
                 return 0;
-        scalar_position(l, value, at, &line, &column);
+        yaml_tree_position(l->tree, value, at, &line, &column);
         if (r == -ERANGE)
                 loader_diag(l, line, column, false, "%s: '%s': duration '%s' is too long",
                             l->context, key->value, value->value);
@@ -827,7 +354,7 @@ static int parse_duration(Loader *l, const Node *key, const Node *value, void *t
         return 0;
 }
 
-static int parse_when_ineligible(Loader *l, const Node *key, const Node *value, void *target) {
+static int parse_when_ineligible(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
         WhenIneligible *w = target;
 
         if (!want_scalar(l, key, value))
@@ -841,7 +368,7 @@ static int parse_when_ineligible(Loader *l, const Node *key, const Node *value, 
         return 0;
 }
 
-static int parse_unsigned(Loader *l, const Node *key, const Node *value, void *target) {
+static int parse_unsigned(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
         unsigned *u = target;
         char *end;
         unsigned long v;
@@ -862,10 +389,10 @@ static int parse_unsigned(Loader *l, const Node *key, const Node *value, void *t
 /* A value as written, with where it was, for checks that need the whole
  * section (schedule, timezone) after all keys are read. */
 typedef struct Located {
-        const Node *node;
+        const YamlNode *node;
 } Located;
 
-static int parse_located(Loader *l, const Node *key, const Node *value, void *target) {
+static int parse_located(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
         Located *loc = target;
 
         if (want_scalar(l, key, value))
@@ -974,7 +501,7 @@ static void env_section_inherit(EnvSection *s, const EnvSection *d) {
 }
 
 /* Looks up (or loads once) zone NAME; NULL with a diag when unknown. */
-static Tz *loader_zone(Loader *l, const Node *where, const char *context) {
+static Tz *loader_zone(Loader *l, const YamlNode *where, const char *context) {
         const char *name = where ? where->value : "UTC";
         Tz *tz = NULL;
         int r;
@@ -1004,15 +531,15 @@ static Tz *loader_zone(Loader *l, const Node *where, const char *context) {
         return tz;
 }
 
-static void check_duration_range(Loader *l, const Node *map, const char *context, const char *key, uint64_t v,
+static void check_duration_range(Loader *l, const YamlNode *map, const char *context, const char *key, uint64_t v,
                                  uint64_t min, uint64_t max) {
         char a[DURATION_MAX], b[DURATION_MAX];
 
         if (v == UNSET_DURATION || (v >= min && v <= max))
                 return;
         /* Point at the key's value when we can find it. */
-        for (size_t i = 0; map && map->kind == NODE_MAPPING && i + 1 < map->n_items; i += 2)
-                if (map->items[i]->kind == NODE_SCALAR && strcmp(map->items[i]->value, key) == 0) {
+        for (size_t i = 0; map && map->kind == YAML_KIND_MAPPING && i + 1 < map->n_items; i += 2)
+                if (map->items[i]->kind == YAML_KIND_SCALAR && strcmp(map->items[i]->value, key) == 0) {
                         map = map->items[i + 1];
                         break;
                 }
@@ -1023,7 +550,7 @@ static void check_duration_range(Loader *l, const Node *map, const char *context
                          duration_format(max, b));
 }
 
-static void check_settings(Loader *l, const Node *map, const EnvSection *s, const char *context) {
+static void check_settings(Loader *l, const YamlNode *map, const EnvSection *s, const char *context) {
         check_duration_range(l, map, context, "poll_interval", s->poll_interval, USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC);
         check_duration_range(l, map, context, "submit_ahead", s->submit_ahead, 0, 28 * 24 * 3600 * USEC_PER_SEC);
         check_duration_range(l, map, context, "retry_for", s->retry_for, 0, 7 * 24 * 3600 * USEC_PER_SEC);
@@ -1036,7 +563,7 @@ static bool is_loopback_host(const char *host) {
         return strncmp(host, "127.", 4) == 0 && strspn(host + 4, "0123456789.") == strlen(host + 4);
 }
 
-static void check_base_url(Loader *l, const Node *v, char **ret) {
+static void check_base_url(Loader *l, const YamlNode *v, char **ret) {
         CURLU *u = curl_url();
         char *scheme = NULL, *host = NULL, *user = NULL, *query = NULL, *fragment = NULL;
         CURLUcode rc;
@@ -1087,7 +614,7 @@ finish:
 
 /* Checks a secret file: there, a regular file, readable, not empty, not
  * writable by others. WARN_MODE: warn when group or others may read it. */
-static void check_secret_file(Loader *l, const Node *v, const char *key, const char *path, bool warn_mode) {
+static void check_secret_file(Loader *l, const YamlNode *v, const char *key, const char *path, bool warn_mode) {
         struct stat st;
         int fd;
 
@@ -1120,7 +647,7 @@ static char *path_join(const char *dir, const char *name) {
         return p;
 }
 
-static void check_secret(Loader *l, const Node *zuora, ZuoraSection *z) {
+static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
         Config *c = l->config;
         int n = !!z->secret_file.node + !!z->secret_credential.node + !!z->secret_env.node;
 
@@ -1134,7 +661,7 @@ static void check_secret(Loader *l, const Node *zuora, ZuoraSection *z) {
         }
 
         if (z->secret_file.node) {
-                const Node *v = z->secret_file.node;
+                const YamlNode *v = z->secret_file.node;
                 c->secret_source = SECRET_SOURCE_FILE;
                 c->secret_name = strdup(v->value);
                 c->secret_path = path_join(l->dir, v->value);
@@ -1144,7 +671,7 @@ static void check_secret(Loader *l, const Node *zuora, ZuoraSection *z) {
                 }
                 check_secret_file(l, v, "client_secret_file", c->secret_path, /* warn_mode= */ true);
         } else if (z->secret_credential.node) {
-                const Node *v = z->secret_credential.node;
+                const YamlNode *v = z->secret_credential.node;
                 const char *creds = getenv("CREDENTIALS_DIRECTORY");
 
                 c->secret_source = SECRET_SOURCE_CREDENTIAL;
@@ -1164,7 +691,7 @@ static void check_secret(Loader *l, const Node *zuora, ZuoraSection *z) {
                 check_secret_file(l, v, "client_secret_credential", c->secret_path,
                                   /* warn_mode= */ !(creds && creds[0] == '/'));
         } else {
-                const Node *v = z->secret_env.node;
+                const YamlNode *v = z->secret_env.node;
                 const char *val;
 
                 c->secret_source = SECRET_SOURCE_ENV;
@@ -1186,12 +713,12 @@ static void check_secret(Loader *l, const Node *zuora, ZuoraSection *z) {
         }
 }
 
-static void load_zuora(Loader *l, const Node *node) {
+static void load_zuora(Loader *l, const YamlNode *node) {
         Config *c = l->config;
         ZuoraSection z = { .request_timeout = UNSET_DURATION };
 
         parse_mapping(l, node, zuora_keys, &z, "zuora");
-        if (node->kind != NODE_MAPPING)
+        if (node->kind != YAML_KIND_MAPPING)
                 goto finish;
 
         if (z.base_url.node)
@@ -1246,7 +773,7 @@ static bool valid_id(const char *s) {
 }
 
 /* Warns about "0 2 1-7 * SUN": it fires on days 1-7 OR on Sundays. */
-static void warn_either_days(Loader *l, const Node *v, const char *context) {
+static void warn_either_days(Loader *l, const YamlNode *v, const char *context) {
         char f[6][64];
         int n = sscanf(v->value, "%63s %63s %63s %63s %63s %63s", f[0], f[1], f[2], f[3], f[4], f[5]);
         static const char *const weeks[] = { "1-7", "8-14", "15-21", "22-28" };
@@ -1351,7 +878,7 @@ static int loader_schedule(Loader *l, EnvConfig *e, const char *text, CronError 
         return 0;
 }
 
-static void check_schedule(Loader *l, EnvConfig *e, const Node *v, const char *context) {
+static void check_schedule(Loader *l, EnvConfig *e, const YamlNode *v, const char *context) {
         CronError err = {};
         int64_t a, b;
         char ta[TZ_ISO_MAX], tb[TZ_ISO_MAX], gap[DURATION_MAX], min[DURATION_MAX];
@@ -1364,7 +891,7 @@ static void check_schedule(Loader *l, EnvConfig *e, const Node *v, const char *c
         }
         if (r < 0) {
                 unsigned line, column;
-                scalar_position(l, v, err.offset, &line, &column);
+                yaml_tree_position(l->tree, v, err.offset, &line, &column);
                 loader_diag(l, line, column, false, "%s: 'schedule' \"%s\": %s", context, v->value, err.message);
                 return;
         }
@@ -1385,7 +912,7 @@ static void check_schedule(Loader *l, EnvConfig *e, const Node *v, const char *c
         }
 }
 
-static void load_environment(Loader *l, const Node *node, size_t index, const EnvSection *defaults) {
+static void load_environment(Loader *l, const YamlNode *node, size_t index, const EnvSection *defaults) {
         Config *c = l->config;
         EnvSection s;
         char context[128];
@@ -1393,9 +920,9 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
         env_section_unset(&s);
         /* Name it first, so every message about it can say which it is. */
         const char *name = NULL;
-        for (size_t i = 0; node->kind == NODE_MAPPING && i + 1 < node->n_items; i += 2)
-                if (node->items[i]->kind == NODE_SCALAR && strcmp(node->items[i]->value, "name") == 0 &&
-                    node->items[i + 1]->kind == NODE_SCALAR)
+        for (size_t i = 0; node->kind == YAML_KIND_MAPPING && i + 1 < node->n_items; i += 2)
+                if (node->items[i]->kind == YAML_KIND_SCALAR && strcmp(node->items[i]->value, "name") == 0 &&
+                    node->items[i + 1]->kind == YAML_KIND_SCALAR)
                         name = node->items[i + 1]->value;
         if (name) {
                 /* "environment '%.64s'", without snprintf(): this runs for every environment. */
@@ -1407,7 +934,7 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
                 snprintf(context, sizeof(context), "environment #%zu", index + 1);
 
         parse_mapping(l, node, env_keys, &s, context);
-        if (node->kind != NODE_MAPPING)
+        if (node->kind != YAML_KIND_MAPPING)
                 return;
         /* Only its own values: a bad default was reported once already. */
         check_settings(l, node, &s, context);
@@ -1430,7 +957,7 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
         };
 
         if (s.name_node.node) {
-                const Node *v = s.name_node.node;
+                const YamlNode *v = s.name_node.node;
                 if (!valid_name(v->value))
                         error_at(l, v, "%s: 'name' must be 1 to 64 characters of A-Z a-z 0-9 _ . -", context);
                 e->name = arena_strdup(&c->strings, v->value);
@@ -1440,7 +967,7 @@ static void load_environment(Loader *l, const Node *node, size_t index, const En
                         l->names[l->n_names++] = (NameAt) { .name = e->name, .line = v->line, .column = v->column };
         }
         if (s.id_node.node) {
-                const Node *v = s.id_node.node;
+                const YamlNode *v = s.id_node.node;
                 if (!valid_id(v->value))
                         error_at(l, v, "%s: 'id' '%s' is not a Zuora test environment id (letters, digits and -)",
                                  context, v->value);
@@ -1462,35 +989,6 @@ static int compare_names_at(const void *a, const void *b) {
         return x->line != y->line ? (x->line < y->line ? -1 : 1) : (x->column < y->column ? -1 : x->column > y->column);
 }
 
-static void sift_names_at(NameAt *a, size_t root, size_t n) {
-        for (;;) {
-                size_t child = 2 * root + 1;
-                if (child >= n)
-                        return;
-                if (child + 1 < n && compare_names_at(&a[child], &a[child + 1]) < 0)
-                        child++;
-                if (compare_names_at(&a[root], &a[child]) >= 0)
-                        return;
-                NameAt t = a[root];
-                a[root] = a[child];
-                a[child] = t;
-                root = child;
-        }
-}
-
-/* Heapsort: in place, where qsort() mallocs a copy of the array (160 KB at
- * 10,000 environments, on top of two configs during a reload). */
-static void sort_names_at(NameAt *a, size_t n) {
-        for (size_t i = n / 2; i-- > 0;)
-                sift_names_at(a, i, n);
-        for (size_t end = n; end-- > 1;) {
-                NameAt t = a[0];
-                a[0] = a[end];
-                a[end] = t;
-                sift_names_at(a, 0, end);
-        }
-}
-
 /* Names must be unique: sorted, duplicates are neighbours (N log N, where
  * comparing each with all before it took seconds at 10,000 environments). */
 static void check_duplicate_names(Loader *l) {
@@ -1498,7 +996,7 @@ static void check_duplicate_names(Loader *l) {
 
         if (l->n_names < 2)
                 return;
-        sort_names_at(names, l->n_names);
+        sort_in_place(names, l->n_names, sizeof(NameAt), compare_names_at);
         for (size_t i = 1, first = 0; i < l->n_names; i++) {
                 if (strcmp(names[i].name, names[first].name) != 0) {
                         first = i;
@@ -1511,7 +1009,7 @@ static void check_duplicate_names(Loader *l) {
 }
 
 /* After the last environment of list NODE of N_ITEMS items. */
-static void load_environments_end(Loader *l, const Node *node, size_t n_items) {
+static void load_environments_end(Loader *l, const YamlNode *node, size_t n_items) {
         Config *c = l->config;
 
         if (n_items == 0)
@@ -1527,10 +1025,10 @@ static void load_environments_end(Loader *l, const Node *node, size_t n_items) {
         }
 }
 
-static void load_environments(Loader *l, const Node *node, const EnvSection *defaults) {
-        if (node->kind != NODE_SEQUENCE) {
+static void load_environments(Loader *l, const YamlNode *node, const EnvSection *defaults) {
+        if (node->kind != YAML_KIND_SEQUENCE) {
                 error_at(l, node, "'environments' must be a list (each item starting with '- name: ...'), not %s",
-                         node_kind_to_string(node->kind));
+                         yaml_kind_to_string(node->kind));
                 return;
         }
         for (size_t i = 0; i < node->n_items; i++)
@@ -1538,7 +1036,7 @@ static void load_environments(Loader *l, const Node *node, const EnvSection *def
         load_environments_end(l, node, node->n_items);
 }
 
-static void load_defaults(Loader *l, const Node *node, EnvSection *d) {
+static void load_defaults(Loader *l, const YamlNode *node, EnvSection *d) {
         EnvSection s;
 
         env_section_unset(&s);
@@ -1562,8 +1060,8 @@ static void load_defaults(Loader *l, const Node *node, EnvSection *d) {
                 d->timezone.node = NULL; /* reported once; environments then use UTC quietly */
 }
 
-static void load_root(Loader *l, const Node *root) {
-        const Node *zuora = NULL, *defaults = NULL, *envs = NULL;
+static void load_root(Loader *l, const YamlNode *root) {
+        const YamlNode *zuora = NULL, *defaults = NULL, *envs = NULL;
         EnvSection d;
 
         if (!root) {
@@ -1571,11 +1069,11 @@ static void load_root(Loader *l, const Node *root) {
                 return;
         }
         parse_mapping(l, root, top_keys, NULL, "the config file");
-        if (root->kind != NODE_MAPPING)
+        if (root->kind != YAML_KIND_MAPPING)
                 return;
         for (size_t i = 0; i + 1 < root->n_items; i += 2) {
-                const Node *k = root->items[i];
-                if (k->kind != NODE_SCALAR)
+                const YamlNode *k = root->items[i];
+                if (k->kind != YAML_KIND_SCALAR)
                         continue;
                 if (strcmp(k->value, "zuora") == 0 && !zuora)
                         zuora = root->items[i + 1];
@@ -1595,66 +1093,54 @@ static void load_root(Loader *l, const Node *root) {
                 load_environments(l, envs, &d);
 }
 
-/* A value of the root mapping, after KEY. The environments are most of a
- * config (11 nodes each): the first 'environments' list, if it follows the
- * first 'defaults', is loaded item by item as it is read, and each item's
- * nodes are freed before the next is read, so that at 10,000 environments
- * the tree takes a few KB instead of 7 MB. What loading finds goes to
- * PENDING, and reaches the caller only if the whole file parses: a file
- * with a YAML error reports just that, as when the tree was built first.
- * Any other order of keys gets the whole tree, as before. */
-static int parse_root_value(Loader *l, yaml_parser_t *p, const Node *key, Node **ret) {
-        bool is_defaults = false, stream = false;
-        yaml_event_t ev;
-        Node *n;
-        int r;
+/* The environments are most of a config (11 nodes each): the first
+ * 'environments' list, if it follows the first 'defaults', is loaded item by
+ * item as it is read, and each item's nodes are freed before the next is
+ * read, so that at 10,000 environments the tree takes a few KB instead of
+ * 7 MB. What loading finds goes to PENDING, and reaches the caller only if
+ * the whole file parses: a file with a YAML error reports just that, as
+ * when the tree was built first. Any other order of keys gets the whole
+ * tree. */
+static bool key_is(const YamlNode *key, const char *name) {
+        return key->kind == YAML_KIND_SCALAR && strcmp(key->value, name) == 0;
+}
 
-        if (!yaml_parser_parse(p, &ev)) {
-                yaml_error(l, p);
-                return -EINVAL;
-        }
-        if (key->kind == NODE_SCALAR && strcmp(key->value, "defaults") == 0 && !l->defaults_node)
-                is_defaults = true;
-        else if (key->kind == NODE_SCALAR && strcmp(key->value, "environments") == 0 && !l->envs_seen) {
-                l->envs_seen = true;
-                stream = l->defaults_node && ev.type == YAML_SEQUENCE_START_EVENT;
-        }
-        if (!stream) {
-                r = parse_node_from(l, p, &ev, 1, ret);
-                if (r >= 0 && is_defaults)
-                        l->defaults_node = *ret;
-                return r;
-        }
+static bool loader_on_stream(void *userdata, const YamlNode *key, bool sequence) {
+        Loader *l = userdata;
 
-        n = node_new(l, NODE_SEQUENCE, &ev.start_mark);
-        yaml_event_delete(&ev);
-        if (!n)
-                return -ENOMEM;
-        l->envs_node = n;
+        if (!key_is(key, "environments") || l->envs_seen)
+                return false;
+        l->envs_seen = true;
+        if (!sequence || !l->defaults_node)
+                return false;
         l->diags = &l->pending;
         load_defaults(l, l->defaults_node, l->defaults);
         l->diags = l->file_diags;
+        return true;
+}
 
-        size_t i = 0;
-        for (;; i++) {
-                ArenaMark mark = arena_mark(&l->arena);
-                Node *item = NULL;
+static void loader_on_value(void *userdata, const YamlNode *key, const YamlNode *value) {
+        Loader *l = userdata;
 
-                r = parse_node(l, p, 2, &item);
-                if (r == -ENODATA)
-                        break;
-                if (r < 0)
-                        return r;
-                l->diags = &l->pending;
-                load_environment(l, item, i, l->defaults);
-                l->diags = l->file_diags;
-                arena_release(&l->arena, mark);
-        }
+        if (key_is(key, "defaults") && !l->defaults_node)
+                l->defaults_node = value;
+}
+
+static void loader_on_item(void *userdata, const YamlNode *item, size_t index) {
+        Loader *l = userdata;
+
         l->diags = &l->pending;
-        load_environments_end(l, n, i);
+        load_environment(l, item, index, l->defaults);
         l->diags = l->file_diags;
-        *ret = n; /* its items are gone: N_ITEMS stays 0 */
-        return 0;
+}
+
+static void loader_on_end(void *userdata, const YamlNode *sequence, size_t n) {
+        Loader *l = userdata;
+
+        l->envs_node = sequence;
+        l->diags = &l->pending;
+        load_environments_end(l, sequence, n);
+        l->diags = l->file_diags;
 }
 
 /* ---- entry points ---- */
@@ -1696,70 +1182,85 @@ static char *dir_of(const char *path) {
         return strndup(path, slash - path);
 }
 
-/* Loads TEXT (SIZE bytes), or with TEXT NULL, the file open at FD. */
-static int config_load_from(const char *path, const char *text, size_t size, int fd, int64_t now, Config **ret,
-                            Diags *diags) {
-        Node *root = NULL;
-        EnvSection defaults;
-        Loader l = { .diags = diags, .file_diags = diags, .defaults = &defaults, .text = text, .size = size,
-                     .fd = text ? -EBADF : fd, .now = now };
-        int r;
-
+static int loader_init(Loader *l, const char *path, int64_t now, Diags *diags) {
         free(diags->path);
         diags->path = strdup(path);
-        l.dir = dir_of(path);
-        l.config = calloc(1, sizeof(Config));
-        if (!diags->path || !l.dir || !l.config) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        *l.config = (Config) {
+        l->dir = dir_of(path);
+        l->config = calloc(1, sizeof(Config));
+        if (!diags->path || !l->dir || !l->config)
+                return -ENOMEM;
+        *l->config = (Config) {
                 .n_ref = 1,
                 .path = strdup(path),
                 .request_timeout = 30 * USEC_PER_SEC,
                 .max_concurrent_requests = 8,
         };
-        if (!l.config->path) {
-                r = -ENOMEM;
-                goto finish;
-        }
+        return l->config->path ? 0 : -ENOMEM;
+}
 
-        if (size > CONFIG_MAX_SIZE) {
+static void loader_done(Loader *l) {
+        yaml_tree_free(l->tree);
+        free(l->names);
+        free(l->schedules);
+        diags_clear(&l->pending);
+        for (size_t i = 0; i < l->n_zones; i++)
+                tz_unref(l->zones[i]);
+        free(l->zones);
+        free(l->dir);
+        config_free(l->config);
+}
+
+/* Parses the tree and loads what it holds; the problems in DIAGS. */
+static int loader_run(Loader *l, Diags *diags) {
+        const YamlNode *root = NULL;
+        int r;
+
+        r = yaml_tree_parse(l->tree, &root);
+        if (r == -EINVAL && diags->n_errors == 0)
+                loader_diag(l, 0, 0, false, "invalid YAML");
+        if (r >= 0 && diags_append(diags, &l->pending) < 0)
+                r = -ENOMEM;
+        if (r >= 0)
+                load_root(l, root);
+        if (r >= 0 && diags_sort(diags) < 0)
+                r = -ENOMEM;
+        if (l->oom < 0)
+                return l->oom;
+        if (r >= 0 && diags->n_errors > 0)
+                return -EINVAL;
+        if (r >= 0)
+                r = config_index_names(l->config);
+        return r;
+}
+
+/* Loads TEXT (SIZE bytes), or with TEXT NULL, the file open at FD. */
+static int config_load_from(const char *path, const char *text, size_t size, int fd, int64_t now, Config **ret,
+                            Diags *diags) {
+        EnvSection defaults;
+        Loader l = { .diags = diags, .file_diags = diags, .defaults = &defaults, .now = now };
+        const YamlHooks hooks = {
+                .userdata = &l,
+                .diag = loader_on_yaml_diag,
+                .stream = loader_on_stream,
+                .value = loader_on_value,
+                .item = loader_on_item,
+                .end = loader_on_end,
+        };
+        int r;
+
+        r = loader_init(&l, path, now, diags);
+        if (r >= 0 && size > CONFIG_MAX_SIZE) {
                 loader_diag(&l, 0, 0, false, "the file is %zu bytes long; a config may be at most %d bytes", size,
                             CONFIG_MAX_SIZE);
                 r = -EINVAL;
-                goto finish;
         }
-
-        r = parse_document(&l, &root);
-        if (r == -EINVAL && diags->n_errors == 0)
-                loader_diag(&l, 0, 0, false, "invalid YAML");
-        if (r >= 0 && diags_append(diags, &l.pending) < 0)
-                r = -ENOMEM;
         if (r >= 0)
-                load_root(&l, root);
-        if (r >= 0 && diags_sort(diags) < 0)
-                r = -ENOMEM;
-        if (l.oom < 0)
-                r = l.oom;
-        else if (r >= 0 && diags->n_errors > 0)
-                r = -EINVAL;
+                r = yaml_tree_new(text, size, fd, CONFIG_MAX_SIZE, &hooks, &l.tree);
         if (r >= 0)
-                r = config_index_names(l.config);
+                r = loader_run(&l, diags);
         if (r >= 0)
                 *ret = TAKE_PTR(l.config);
-finish:
-        arena_done(&l.arena);
-        free(l.stack);
-        free(l.names);
-        free(l.schedules);
-        free(l.file_text);
-        diags_clear(&l.pending);
-        for (size_t i = 0; i < l.n_zones; i++)
-                tz_unref(l.zones[i]);
-        free(l.zones);
-        free(l.dir);
-        config_free(l.config);
+        loader_done(&l);
         return r;
 }
 

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "arena.h"
 #include "cron.h"
 #include "tz.h"
 
@@ -33,11 +34,6 @@ typedef enum WhenIneligible {
         _WHEN_INELIGIBLE_MAX,
         _WHEN_INELIGIBLE_INVALID = -EINVAL,
 } WhenIneligible;
-
-/* Memory handed out from large blocks and freed all at once (config.c). */
-typedef struct Arena {
-        struct ArenaBlock *blocks; /* the newest first */
-} Arena;
 
 /* The strings are in the Config's STRINGS, and environments with the same
  * schedule text share one string and one CronSpec (owned by the Config). */

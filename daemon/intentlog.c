@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "intentlog.h"
 #include "macro.h"
 
@@ -129,24 +130,6 @@ int intent_record_decode(const uint8_t buf[INTENT_LOG_RECORD_SIZE], IntentRecord
         return 0;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t size, off_t offset) {
-        while (size > 0) {
-                ssize_t n = pwrite(fd, buf, size, offset);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        return -EIO;
-                buf = (const uint8_t *) buf + n;
-                size -= n;
-                offset += n;
-        }
-        return 0;
-}
-
 /* Writes zeros from FROM to the log's full size and flushes the file and
  * DIRFD (the file may be new). */
 static int fill(int fd, int dirfd, off_t from) {
@@ -239,25 +222,6 @@ static int collect(Found *f, const uint8_t *chunk, size_t n, uint64_t log_id, ui
         return 0;
 }
 
-static int read_some(int fd, uint8_t *buf, size_t size, size_t *ret_n) {
-        size_t got = 0;
-
-        while (got < size) {
-                ssize_t n = read(fd, buf + got, size - got);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                got += n;
-        }
-        *ret_n = got;
-        return 0;
-}
-
 int intent_log_replay(const char *dir, uint64_t log_id, uint64_t after_seq,
                       int (*apply)(const IntentRecord *r, void *userdata), void *userdata) {
         _cleanup_free_ char *path = NULL;
@@ -283,7 +247,7 @@ int intent_log_replay(const char *dir, uint64_t log_id, uint64_t after_seq,
                 return -ENOMEM;
         for (size_t read_records = 0; read_records < INTENT_LOG_RECORDS && r >= 0;) {
                 size_t n = 0;
-                r = read_some(fd, chunk, READ_CHUNK * INTENT_LOG_RECORD_SIZE, &n);
+                r = read_full(fd, chunk, READ_CHUNK * INTENT_LOG_RECORD_SIZE, &n);
                 if (r < 0 || n < INTENT_LOG_RECORD_SIZE)
                         break;
                 n /= INTENT_LOG_RECORD_SIZE;

@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "macro.h"
 #include "secret.h"
 
@@ -73,18 +74,10 @@ static int secret_read_file(const char *path, Secret **ret) {
                 return -EBADFD;
         if (st.st_mode & S_IWOTH)
                 return -EPERM;
-        while (size < sizeof(buf)) {
-                ssize_t n = read(fd, buf + size, sizeof(buf) - size);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        explicit_bzero(buf, size);
-                        return r;
-                }
-                if (n == 0)
-                        break;
-                size += n;
+        r = read_full(fd, buf, sizeof(buf), &size);
+        if (r < 0) {
+                explicit_bzero(buf, sizeof(buf));
+                return r;
         }
         if (size > SECRET_MAX_SIZE)
                 r = -EFBIG;

@@ -25,20 +25,19 @@
  * written back in the canonical one; duplicate keys are refused (RFC 8259
  * leaves their meaning open), and so are strings that are not UTF-8 once
  * their escapes are decoded (a lone "\udc00"; yajl only checks the raw
- * bytes' shape). Comments are tolerated, as yajl_tree_parse() allows them.
+ * bytes' shape). Comments are tolerated.
  * state_format() checks the same invariants, so it never writes a file that
  * state_parse() refuses, and a file it wrote reads back to the same text.
  *
- * Parsing is two passes over the text: yajl's event parser first checks the
- * syntax, bounds the nesting, finds the line and column of an error and
- * notes where each environment's value lies; then yajl_tree_parse() builds
- * the trees that are walked here: one of the top level without the
- * environments, then one per environment, dropped once read. (A tree of the
- * whole file takes four to five times its size: 25 MB at 10,000
- * environments with 1,000 jobs in flight.) The tree parser is never handed
- * text that fails, so its error paths (which leak in some yajl versions,
- * and give no position) are not taken, and its recursive free never meets a
- * deep tree.
+ * Both directions walk one table of fields (env_fields and the tables it
+ * points to): a field added later is one line there. The reader is json.c's
+ * tree with the top level's "environments" streamed: each environment
+ * becomes an entry as soon as its value is read, and its part of the tree
+ * is dropped (a tree of the whole file takes four to five times its size:
+ * 25 MB at 10,000 environments with 1,000 jobs in flight). Problems are
+ * reported in the order a reader of the whole file finds them: the syntax,
+ * then the top level, the names, and only then the first environment that
+ * does not fit.
  */
 #include <assert.h>
 #include <dirent.h>
@@ -53,14 +52,14 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yajl/yajl_gen.h>
-#include <yajl/yajl_parse.h>
-#include <yajl/yajl_tree.h>
 
+#include "fileio.h"
 #include "intentlog.h"
+#include "json.h"
 #include "macro.h"
 #include "state.h"
 #include "tz.h"
+#include "utf8.h"
 
 #define STATE_VERSION 1
 #define STATE_SIZE_MAX ((size_t) 16 * 1024 * 1024)
@@ -69,23 +68,6 @@
 #define STATE_ASIDE_MAX 1000
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(State *, state_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(StateJob *, state_job_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(StateLastJob *, state_last_job_free);
-
-static void yajl_tree_freep(yajl_val *v) {
-        if (*v)
-                yajl_tree_free(*v);
-}
-
-static void yajl_freep(yajl_handle *h) {
-        if (*h)
-                yajl_free(*h);
-}
-
-static void yajl_gen_freep(yajl_gen *g) {
-        if (*g)
-                yajl_gen_free(*g);
-}
 
 static void unlink_and_freep(char **p) {
         if (*p) {
@@ -309,51 +291,152 @@ void state_prune(State *s, const char *const *names, size_t n) {
         index_drop(s); /* entries moved */
 }
 
-/* ---- UTF-8 ---- */
+/* ---- the fields ---- */
 
-/* Length of the UTF-8 sequence (RFC 3629) at P, N bytes available; 0 if there is none. */
-static size_t utf8_char_len(const unsigned char *p, size_t n) {
-        unsigned char lo = 0x80, hi = 0xBF;
-        size_t len;
+/* What state.json holds, one line a field: the reader and the writer both
+ * walk these tables, in this order (the order the file is written in). */
+typedef enum FieldKind {
+        FIELD_STRING,   /* char *, or NULL */
+        FIELD_ENV_ID,   /* StateEnv.id: in the block of its name */
+        FIELD_TIME,     /* int64_t, STATE_TIME_UNSET: null */
+        FIELD_PROGRESS, /* int, negative: null */
+        FIELD_OBJECT,   /* a pointer to a struct of its own, or NULL */
+        FIELD_INLINE,   /* an object whose fields live in the parent's struct */
+} FieldKind;
 
-        if (p[0] < 0x80)
-                return 1;
-        if (p[0] >= 0xC2 && p[0] <= 0xDF)
-                len = 2;
-        else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-                len = 3;
-                if (p[0] == 0xE0)
-                        lo = 0xA0; /* overlong */
-                else if (p[0] == 0xED)
-                        hi = 0x9F; /* surrogates */
-        } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-                len = 4;
-                if (p[0] == 0xF0)
-                        lo = 0x90; /* overlong */
-                else if (p[0] == 0xF4)
-                        hi = 0x8F; /* beyond U+10FFFF */
-        } else
-                return 0;
-        if (n < len || p[1] < lo || p[1] > hi)
-                return 0;
-        for (size_t i = 2; i < len; i++)
-                if ((p[i] & 0xC0) != 0x80)
-                        return 0;
-        return len;
+typedef struct FieldSet FieldSet;
+
+typedef struct Field {
+        const char *key;
+        FieldKind kind;
+        bool required;         /* present and not null */
+        size_t offset;         /* in the struct */
+        const FieldSet *set;   /* OBJECT and INLINE: their fields */
+} Field;
+
+struct FieldSet {
+        const Field *fields;
+        size_t n;
+        size_t size;              /* OBJECT: the struct to allocate ... */
+        void (*init)(void *p);    /* ... with everything unset ... */
+        void (*free)(void *p);    /* ... and to free */
+        size_t present;           /* INLINE: the offset of the time field that is unset when it is absent */
+};
+
+#define FIELDS(f) f, ELEMENTSOF(f)
+
+static void state_job_init(void *p) {
+        *(StateJob *) p = (StateJob) { .progress = -1, .submitted_at = STATE_TIME_UNSET, .slot = STATE_TIME_UNSET };
 }
 
-static bool utf8_is_valid(const char *s) {
-        size_t n = strlen(s);
+static void state_job_free_void(void *p) {
+        state_job_free(p);
+}
 
-        for (size_t i = 0, len; i < n; i += len) {
-                len = utf8_char_len((const unsigned char *) s + i, n - i);
-                if (len == 0)
-                        return false;
+static void state_last_job_init(void *p) {
+        *(StateLastJob *) p = (StateLastJob) { .ended_at = STATE_TIME_UNSET, .slot = STATE_TIME_UNSET };
+}
+
+static void state_last_job_free_void(void *p) {
+        state_last_job_free(p);
+}
+
+static const Field intent_fields[] = {
+        { "slot", FIELD_TIME, true, offsetof(StateEnv, intent_slot) },
+        { "track_id", FIELD_STRING, false, offsetof(StateEnv, intent_track_id) },
+        { "sent_at", FIELD_TIME, false, offsetof(StateEnv, intent_sent_at) },
+};
+
+static const FieldSet intent_set = { FIELDS(intent_fields), .present = offsetof(StateEnv, intent_slot) };
+
+static const Field job_fields[] = {
+        { "id", FIELD_STRING, true, offsetof(StateJob, id) },
+        { "polling_url", FIELD_STRING, true, offsetof(StateJob, polling_url) },
+        { "status", FIELD_STRING, false, offsetof(StateJob, status) },
+        { "progress", FIELD_PROGRESS, false, offsetof(StateJob, progress) },
+        { "submitted_at", FIELD_TIME, true, offsetof(StateJob, submitted_at) },
+        { "slot", FIELD_TIME, false, offsetof(StateJob, slot) },
+};
+
+static const FieldSet job_set = {
+        FIELDS(job_fields), sizeof(StateJob), state_job_init, state_job_free_void,
+};
+
+static const Field last_job_fields[] = {
+        /* No id when the submission itself failed ("SUBMIT_FAILED"). */
+        { "id", FIELD_STRING, false, offsetof(StateLastJob, id) },
+        { "status", FIELD_STRING, false, offsetof(StateLastJob, status) },
+        { "message", FIELD_STRING, false, offsetof(StateLastJob, message) },
+        { "ended_at", FIELD_TIME, true, offsetof(StateLastJob, ended_at) },
+        { "slot", FIELD_TIME, false, offsetof(StateLastJob, slot) },
+};
+
+static const FieldSet last_job_set = {
+        FIELDS(last_job_fields), sizeof(StateLastJob), state_last_job_init, state_last_job_free_void,
+};
+
+static const Field env_fields[] = {
+        { "id", FIELD_ENV_ID, false, offsetof(StateEnv, id) },
+        { "since", FIELD_TIME, false, offsetof(StateEnv, since) },
+        { "last_slot", FIELD_TIME, false, offsetof(StateEnv, last_slot) },
+        { "last_submitted", FIELD_TIME, false, offsetof(StateEnv, last_submitted) },
+        { "intent", FIELD_INLINE, false, 0, &intent_set },
+        { "deferred_until", FIELD_TIME, false, offsetof(StateEnv, deferred_until) },
+        { "zuora_last_refresh", FIELD_TIME, false, offsetof(StateEnv, zuora_last_refresh) },
+        { "zuora_next_refresh", FIELD_TIME, false, offsetof(StateEnv, zuora_next_refresh) },
+        { "job", FIELD_OBJECT, false, offsetof(StateEnv, job), &job_set },
+        { "last_job", FIELD_OBJECT, false, offsetof(StateEnv, last_job), &last_job_set },
+};
+
+static const FieldSet env_set = { FIELDS(env_fields) };
+
+#define FIELD_AT(p, f, type) ((type *) ((uint8_t *) (p) + (f)->offset))
+
+/* What tz_format_utc() can write: years 0000 to 9999. */
+#define STATE_TIME_MIN INT64_C(-62167219200)
+#define STATE_TIME_MAX INT64_C(253402300799)
+
+static bool time_is_writable(int64_t t) {
+        return t == STATE_TIME_UNSET || (t >= STATE_TIME_MIN && t <= STATE_TIME_MAX);
+}
+
+/* Whether P's fields of SET can be written so that the reader takes them
+ * back: required ones there, times within years 0000 to 9999. */
+static bool fields_writable(const FieldSet *set, const void *p) {
+        for (size_t i = 0; i < set->n; i++) {
+                const Field *f = &set->fields[i];
+
+                switch (f->kind) {
+                case FIELD_STRING:
+                        if (f->required && !*FIELD_AT(p, f, char *const))
+                                return false;
+                        break;
+                case FIELD_ENV_ID:
+                case FIELD_PROGRESS:
+                        break;
+                case FIELD_TIME: {
+                        int64_t t = *FIELD_AT(p, f, const int64_t);
+                        if ((f->required && t == STATE_TIME_UNSET) || !time_is_writable(t))
+                                return false;
+                        break;
+                }
+                case FIELD_OBJECT: {
+                        const void *o = *FIELD_AT(p, f, void *const);
+                        if (o && !fields_writable(f->set, o))
+                                return false;
+                        break;
+                }
+                case FIELD_INLINE:
+                        if (*(const int64_t *) ((const uint8_t *) p + f->set->present) != STATE_TIME_UNSET &&
+                            !fields_writable(f->set, p))
+                                return false;
+                        break;
+                }
         }
         return true;
 }
 
-/* ---- parsing ---- */
+/* ---- reading ---- */
 
 /* Refuses the file, saying why in *RETERR_MESSAGE. */
 _printf_(2, 3) static int bad(char **reterr_message, const char *fmt, ...) {
@@ -372,405 +455,129 @@ _printf_(2, 3) static int bad(char **reterr_message, const char *fmt, ...) {
         return -EBADMSG;
 }
 
-/* A syntax error at byte OFFSET of TEXT, as a line and column (both counted from 1, columns in bytes). */
-static int bad_at(char **reterr_message, const char *text, size_t offset, const char *what) {
-        unsigned line = 1, column = 1;
-
-        for (size_t i = 0; i < offset; i++)
-                if (text[i] == '\n') {
-                        line++;
-                        column = 1;
-                } else
-                        column++;
-        return bad(reterr_message, "line %u, column %u: not JSON: %s", line, column, what);
-}
-
-/* Where an environment's value lies in the text. */
-typedef struct EnvSpan {
-        char *name;         /* as yajl_tree_parse() keeps a key: up to a NUL */
-        size_t start, end;  /* text[start] is '{', text[end - 1] its '}'; end 0: not an object */
-} EnvSpan;
-
-/* The members of the top level's (first) "environments" object, if it is one. */
-typedef struct EnvIndex {
-        EnvSpan *spans;
-        size_t n, n_allocated;
-        size_t open, close; /* just after its '{' and just after its '}' */
-        bool found;
-} EnvIndex;
-
-static void env_index_done(EnvIndex *x) {
-        for (size_t i = 0; i < x->n; i++)
-                free(x->spans[i].name);
-        free(x->spans);
-}
-
-typedef struct JsonCheck {
-        yajl_handle handle;
-        unsigned depth;
-        bool too_deep;
-        bool out_of_memory;
-        EnvIndex *index;
-        bool envs_next;     /* the top-level key just read is "environments" */
-        bool in_envs;       /* between the braces of that object */
-        bool member_next;   /* an environment's name was read, its value not yet */
-} JsonCheck;
-
-/* A value starts; OBJECT: it is an object (its '{' just read). */
-static void json_check_on_value(JsonCheck *c, bool object) {
-        size_t offset = yajl_get_bytes_consumed(c->handle);
-
-        if (c->envs_next && object && !c->index->found) {
-                c->index->found = c->in_envs = true;
-                c->index->open = offset;
-        } else if (c->in_envs && c->depth == 2 && c->member_next && object)
-                c->index->spans[c->index->n - 1].start = offset - 1;
-        if (c->depth == 1)
-                c->envs_next = false;
-        if (c->depth == 2)
-                c->member_next = false;
-}
-
-static int json_check_on_open(JsonCheck *c, bool object) {
-        json_check_on_value(c, object);
-        if (++c->depth > STATE_DEPTH_MAX) {
-                c->too_deep = true;
-                return 0; /* cancels the parse */
-        }
-        return 1;
-}
-
-static int json_check_on_start_map(void *userdata) {
-        return json_check_on_open(userdata, true);
-}
-
-static int json_check_on_start_array(void *userdata) {
-        return json_check_on_open(userdata, false);
-}
-
-static int json_check_on_end_map(void *userdata) {
-        JsonCheck *c = userdata;
-        size_t offset = yajl_get_bytes_consumed(c->handle);
-
-        c->depth--;
-        if (c->in_envs && c->depth == 2 && c->index->spans[c->index->n - 1].start > 0)
-                c->index->spans[c->index->n - 1].end = offset;
-        else if (c->in_envs && c->depth == 1) {
-                c->index->close = offset;
-                c->in_envs = false;
-        }
-        return 1;
-}
-
-static int json_check_on_end_array(void *userdata) {
-        JsonCheck *c = userdata;
-
-        c->depth--;
-        return 1;
-}
-
-static int json_check_on_scalar(void *userdata) {
-        json_check_on_value(userdata, false);
-        return 1;
-}
-
-static int json_check_on_boolean(void *userdata, int b) {
-        return json_check_on_scalar(userdata);
-}
-
-static int json_check_on_number(void *userdata, const char *s, size_t len) {
-        return json_check_on_scalar(userdata);
-}
-
-static int json_check_on_string(void *userdata, const unsigned char *s, size_t len) {
-        return json_check_on_scalar(userdata);
-}
-
-static int json_check_on_map_key(void *userdata, const unsigned char *key, size_t len) {
-        JsonCheck *c = userdata;
-        EnvIndex *x = c->index;
-
-        /* Compared up to a NUL, as yajl_tree_parse() keeps keys: "environments\u0000x" is the same key. */
-        if (c->depth == 1)
-                c->envs_next = strnlen((const char *) key, len) == strlen("environments") &&
-                        memcmp(key, "environments", strlen("environments")) == 0;
-        if (!c->in_envs || c->depth != 2)
-                return 1;
-        if (x->n == x->n_allocated) {
-                size_t want = x->n_allocated ? x->n_allocated * 2 : 64;
-                EnvSpan *spans = reallocarray(x->spans, want, sizeof(EnvSpan));
-                if (!spans) {
-                        c->out_of_memory = true;
-                        return 0;
-                }
-                x->spans = spans;
-                x->n_allocated = want;
-        }
-        /* A key is kept up to its first NUL, as yajl_tree_parse() keeps it. */
-        x->spans[x->n] = (EnvSpan) { .name = strndup((const char *) key, len) };
-        if (!x->spans[x->n].name) {
-                c->out_of_memory = true;
-                return 0;
-        }
-        x->n++;
-        c->member_next = true;
-        return 1;
-}
-
-/* The first pass: is TEXT one JSON value that yajl_tree_parse() will accept,
- * and not too deep? Notes where the environments lie in INDEX. */
-static int json_check(const char *text, size_t size, EnvIndex *index, char **reterr_message) {
-        static const yajl_callbacks callbacks = {
-                .yajl_null = json_check_on_scalar,
-                .yajl_boolean = json_check_on_boolean,
-                .yajl_number = json_check_on_number,
-                .yajl_string = json_check_on_string,
-                .yajl_start_map = json_check_on_start_map,
-                .yajl_map_key = json_check_on_map_key,
-                .yajl_end_map = json_check_on_end_map,
-                .yajl_start_array = json_check_on_start_array,
-                .yajl_end_array = json_check_on_end_array,
-        };
-        _cleanup_(yajl_freep) yajl_handle h = NULL;
-        JsonCheck c = { .index = index };
-        yajl_status st;
-        size_t offset = size;
-        const char *nul;
-        unsigned char *e;
-        int r;
-
-        /* yajl_tree_parse() reads up to the first NUL, and yajl skips comments without looking inside. */
-        nul = memchr(text, 0, size);
-        if (nul)
-                return bad_at(reterr_message, text, nul - text, "NUL byte");
-
-        h = c.handle = yajl_alloc(&callbacks, NULL, &c);
-        if (!h)
-                return -ENOMEM;
-        (void) yajl_config(h, yajl_allow_comments, 1); /* as yajl_tree_parse() does */
-
-        st = yajl_parse(h, (const unsigned char *) text, size);
-        if (st != yajl_status_ok)
-                offset = yajl_get_bytes_consumed(h);
-        else
-                st = yajl_complete_parse(h);
-        if (st == yajl_status_ok)
-                return 0;
-        if (c.out_of_memory)
-                return -ENOMEM;
-        if (c.too_deep)
-                return bad_at(reterr_message, text, offset, "nested too deeply");
-
-        /* "parse error: premature EOF\n": keep what comes after the kind. */
-        e = yajl_get_error(h, /* verbose= */ 0, NULL, 0);
-        if (!e)
-                return -ENOMEM;
-        char *what = strstr((char *) e, ": ");
-        what = what ? what + 2 : (char *) e;
-        what[strcspn(what, "\n")] = 0;
-        r = bad_at(reterr_message, text, offset, what);
-        yajl_free_error(h, e);
-        return r;
-}
-
 /* "environments.uat" + "job" → "environments.uat.job"; the top level has the empty prefix. */
 #define PATH_FMT "%s%s%s"
 #define PATH(prefix, key) (prefix), (*(prefix) ? "." : ""), (key)
 
-/* The value of KEY in object OBJ, or NULL when it is absent or null. */
-static int object_get(
-                yajl_val obj, const char *prefix, const char *key, yajl_val *ret, char **reterr_message) {
-        yajl_val found = NULL;
-        bool seen = false;
+/* The value of KEY in object OBJ, or NULL when it is absent or null. Keys
+ * are compared as C strings, as state.json's keys are kept: "a\u0000b" is
+ * "a". A key given twice is refused (RFC 8259 leaves its meaning open). */
+static int object_get(const JsonNode *obj, const char *prefix, const char *key, const JsonNode **ret,
+                      char **reterr_message) {
+        const JsonNode *found = NULL;
 
-        for (size_t i = 0; i < obj->u.object.len; i++) {
-                if (strcmp(obj->u.object.keys[i], key) != 0)
+        for (const JsonNode *c = obj->first; c; c = c->next) {
+                if (strcmp(c->key, key) != 0)
                         continue;
-                if (seen)
+                if (found)
                         return bad(reterr_message, PATH_FMT ": duplicate key", PATH(prefix, key));
-                seen = true;
-                found = obj->u.object.values[i];
+                found = c;
         }
-        *ret = YAJL_IS_NULL(found) ? NULL : found;
+        *ret = found && found->type != JSON_NULL ? found : NULL;
         return 0;
 }
 
-static int get_object(
-                yajl_val obj, const char *prefix, const char *key, yajl_val *ret, char **reterr_message) {
-        yajl_val v;
-        int r;
+/* A string as state.json keeps it: up to its first NUL, and UTF-8. */
+static int read_string(const JsonNode *v, const char *prefix, const char *key, char **ret, char **reterr_message) {
+        char *s;
 
-        r = object_get(obj, prefix, key, &v, reterr_message);
-        if (r < 0)
-                return r;
-        if (v && !YAJL_IS_OBJECT(v))
-                return bad(reterr_message, PATH_FMT ": not an object", PATH(prefix, key));
-        *ret = v;
-        return 0;
-}
-
-static int get_string(
-                yajl_val obj,
-                const char *prefix,
-                const char *key,
-                bool required,
-                char **ret,
-                char **reterr_message) {
-        yajl_val v;
-        char *s = NULL;
-        int r;
-
-        r = object_get(obj, prefix, key, &v, reterr_message);
-        if (r < 0)
-                return r;
-        if (!v && required)
-                return bad(reterr_message, PATH_FMT ": missing", PATH(prefix, key));
-        if (v) {
-                if (!YAJL_IS_STRING(v))
-                        return bad(reterr_message, PATH_FMT ": not a string", PATH(prefix, key));
-                if (!utf8_is_valid(v->u.string))
-                        return bad(reterr_message, PATH_FMT ": not UTF-8", PATH(prefix, key));
-                s = strdup(v->u.string);
-                if (!s)
-                        return -ENOMEM;
-        }
+        if (v->type != JSON_STRING)
+                return bad(reterr_message, PATH_FMT ": not a string", PATH(prefix, key));
+        if (!utf8_is_valid(v->text))
+                return bad(reterr_message, PATH_FMT ": not UTF-8", PATH(prefix, key));
+        s = strdup(v->text);
+        if (!s)
+                return -ENOMEM;
         free(*ret);
         *ret = s;
         return 0;
 }
 
-static int get_time(
-                yajl_val obj,
-                const char *prefix,
-                const char *key,
-                bool required,
-                int64_t *ret,
-                char **reterr_message) {
+static int read_time(const JsonNode *v, const char *prefix, const char *key, int64_t *ret, char **reterr_message) {
         char buf[TZ_ISO_MAX];
-        yajl_val v;
         int64_t t;
-        int r;
 
-        r = object_get(obj, prefix, key, &v, reterr_message);
-        if (r < 0)
-                return r;
-        if (!v) {
-                if (required)
-                        return bad(reterr_message, PATH_FMT ": missing", PATH(prefix, key));
-                *ret = STATE_TIME_UNSET;
-                return 0;
-        }
         /* Only times we can write back: "0000-01-01T00:00:00+01:00" reads, but is in year -1. */
-        if (!YAJL_IS_STRING(v) || tz_parse_iso8601(v->u.string, &t) < 0 ||
+        if (v->type != JSON_STRING || strlen(v->text) != v->text_len || tz_parse_iso8601(v->text, &t) < 0 ||
             tz_format_utc(t, buf, sizeof(buf)) < 0)
                 return bad(reterr_message, PATH_FMT ": not a time", PATH(prefix, key));
         *ret = t;
         return 0;
 }
 
-static int get_progress(yajl_val obj, const char *prefix, const char *key, int *ret, char **reterr_message) {
-        yajl_val v;
-        int r;
+static int read_progress(const JsonNode *v, const char *prefix, const char *key, int *ret, char **reterr_message) {
+        int64_t i;
 
-        r = object_get(obj, prefix, key, &v, reterr_message);
-        if (r < 0)
-                return r;
-        if (!v) {
-                *ret = -1;
-                return 0;
-        }
-        if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0 || YAJL_GET_INTEGER(v) > INT_MAX)
+        if (json_integer(v, &i) < 0 || i < 0 || i > INT_MAX)
                 return bad(reterr_message, PATH_FMT ": not a non-negative integer", PATH(prefix, key));
-        *ret = (int) YAJL_GET_INTEGER(v);
+        *ret = (int) i;
         return 0;
 }
 
-static int parse_intent(yajl_val obj, const char *prefix, StateEnv *e, char **reterr_message) {
-        _cleanup_free_ char *p = NULL;
-        yajl_val v;
+static int fields_read(const FieldSet *set, const JsonNode *obj, const char *prefix, void *p, char **reterr_message);
+
+/* An object of its own at *SLOT, from V. */
+static int read_object(const FieldSet *set, const JsonNode *v, const char *path, void **slot, char **reterr_message) {
+        void *o = malloc(set->size);
         int r;
 
-        r = get_object(obj, prefix, "intent", &v, reterr_message);
-        if (r < 0 || !v)
-                return r;
-        if (asprintf(&p, "%s.intent", prefix) < 0)
+        if (!o)
                 return -ENOMEM;
-        r = get_time(v, p, "slot", /* required= */ true, &e->intent_slot, reterr_message);
-        if (r < 0)
+        set->init(o);
+        r = fields_read(set, v, path, o, reterr_message);
+        if (r < 0) {
+                set->free(o);
                 return r;
-        r = get_string(v, p, "track_id", /* required= */ false, &e->intent_track_id, reterr_message);
-        if (r < 0)
-                return r;
-        return get_time(v, p, "sent_at", /* required= */ false, &e->intent_sent_at, reterr_message);
-}
-
-static int parse_job(yajl_val obj, const char *prefix, StateJob **ret, char **reterr_message) {
-        _cleanup_(state_job_freep) StateJob *j = NULL;
-        _cleanup_free_ char *p = NULL;
-        yajl_val v;
-        int r;
-
-        r = get_object(obj, prefix, "job", &v, reterr_message);
-        if (r < 0 || !v)
-                return r;
-        if (asprintf(&p, "%s.job", prefix) < 0)
-                return -ENOMEM;
-        j = calloc(1, sizeof(StateJob));
-        if (!j)
-                return -ENOMEM;
-        r = get_string(v, p, "id", /* required= */ true, &j->id, reterr_message);
-        if (r < 0)
-                return r;
-        r = get_string(v, p, "polling_url", /* required= */ true, &j->polling_url, reterr_message);
-        if (r < 0)
-                return r;
-        r = get_string(v, p, "status", /* required= */ false, &j->status, reterr_message);
-        if (r < 0)
-                return r;
-        r = get_progress(v, p, "progress", &j->progress, reterr_message);
-        if (r < 0)
-                return r;
-        r = get_time(v, p, "submitted_at", /* required= */ true, &j->submitted_at, reterr_message);
-        if (r < 0)
-                return r;
-        r = get_time(v, p, "slot", /* required= */ false, &j->slot, reterr_message);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(j);
+        }
+        set->free(*slot);
+        *slot = o;
         return 0;
 }
 
-static int parse_last_job(yajl_val obj, const char *prefix, StateLastJob **ret, char **reterr_message) {
-        _cleanup_(state_last_job_freep) StateLastJob *j = NULL;
-        _cleanup_free_ char *p = NULL;
-        yajl_val v;
-        int r;
+/* The value V (not null) of field F of P; PREFIX names P in messages. */
+static int field_read(const Field *f, const JsonNode *v, const char *prefix, void *p, char **reterr_message) {
+        _cleanup_free_ char *path = NULL;
 
-        r = get_object(obj, prefix, "last_job", &v, reterr_message);
-        if (r < 0 || !v)
-                return r;
-        if (asprintf(&p, "%s.last_job", prefix) < 0)
-                return -ENOMEM;
-        j = calloc(1, sizeof(StateLastJob));
-        if (!j)
-                return -ENOMEM;
-        /* No id when the submission itself failed ("SUBMIT_FAILED"). */
-        r = get_string(v, p, "id", /* required= */ false, &j->id, reterr_message);
-        if (r < 0)
-                return r;
-        r = get_string(v, p, "status", /* required= */ false, &j->status, reterr_message);
-        if (r < 0)
-                return r;
-        r = get_string(v, p, "message", /* required= */ false, &j->message, reterr_message);
-        if (r < 0)
-                return r;
-        r = get_time(v, p, "ended_at", /* required= */ true, &j->ended_at, reterr_message);
-        if (r < 0)
-                return r;
-        r = get_time(v, p, "slot", /* required= */ false, &j->slot, reterr_message);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(j);
+        switch (f->kind) {
+        case FIELD_STRING:
+        case FIELD_ENV_ID:
+                return read_string(v, prefix, f->key, FIELD_AT(p, f, char *), reterr_message);
+        case FIELD_TIME:
+                return read_time(v, prefix, f->key, FIELD_AT(p, f, int64_t), reterr_message);
+        case FIELD_PROGRESS:
+                return read_progress(v, prefix, f->key, FIELD_AT(p, f, int), reterr_message);
+        case FIELD_OBJECT:
+        case FIELD_INLINE:
+                if (v->type != JSON_OBJECT)
+                        return bad(reterr_message, PATH_FMT ": not an object", PATH(prefix, f->key));
+                if (asprintf(&path, PATH_FMT, PATH(prefix, f->key)) < 0)
+                        return -ENOMEM;
+                if (f->kind == FIELD_INLINE)
+                        return fields_read(f->set, v, path, p, reterr_message);
+                return read_object(f->set, v, path, FIELD_AT(p, f, void *), reterr_message);
+        }
+        return -EINVAL;
+}
+
+/* Reads the fields of SET from object OBJ into P; unknown keys are ignored. */
+static int fields_read(const FieldSet *set, const JsonNode *obj, const char *prefix, void *p, char **reterr_message) {
+        for (size_t i = 0; i < set->n; i++) {
+                const Field *f = &set->fields[i];
+                const JsonNode *v;
+                int r;
+
+                r = object_get(obj, prefix, f->key, &v, reterr_message);
+                if (r < 0)
+                        return r;
+                if (!v) {
+                        if (f->required)
+                                return bad(reterr_message, PATH_FMT ": missing", PATH(prefix, f->key));
+                        continue;
+                }
+                r = field_read(f, v, prefix, p, reterr_message);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -790,46 +597,58 @@ static int env_path(const char *name, size_t i, char **ret) {
         return 0;
 }
 
-/* The environment NAME, the Ith, whose value V is (NULL: not an object). */
-static int parse_env(const char *name, size_t i, yajl_val v, StateEnv *e, char **reterr_message) {
-        _cleanup_free_ char *id = NULL;
-        const struct {
-                const char *key;
-                int64_t *t;
-        } times[] = {
-                { "since", &e->since },
-                { "last_slot", &e->last_slot },
-                { "last_submitted", &e->last_submitted },
-                { "deferred_until", &e->deferred_until },
-                { "zuora_last_refresh", &e->zuora_last_refresh },
-                { "zuora_next_refresh", &e->zuora_next_refresh },
-        };
-        _cleanup_free_ char *p = NULL;
+/* The environments as they stream by: each read into an entry at once. The
+ * first problem is kept and reported only after the top level's and the
+ * names' checks, which come first (the order a reader of the whole file
+ * would find them in). */
+typedef struct EnvReader {
+        State *state;
+        char *message;  /* the first environment's problem, or NULL */
+        int r;          /* and its error */
+} EnvReader;
+
+static int env_read(const JsonNode *member, StateEnv *e, size_t i, char **reterr_message) {
+        _cleanup_free_ char *path = NULL, *id = NULL;
         int r;
 
-        r = env_path(name, i, &p);
+        /* The name first, so that every entry has one for the names' check. */
+        r = name_id_dup(member->key, NULL, &e->name, &e->id);
         if (r < 0)
                 return r;
-        if (!YAJL_IS_OBJECT(v))
-                return bad(reterr_message, "%s: not an object", p);
+        r = env_path(e->name, i, &path);
+        if (r < 0)
+                return r;
+        if (member->type != JSON_OBJECT)
+                return bad(reterr_message, "%s: not an object", path);
+        r = fields_read(&env_set, member, path, e, reterr_message);
+        /* The id was read into a string of its own: into the name's block with it. */
+        id = TAKE_PTR(e->id);
+        if (r < 0 || !id)
+                return r;
+        free(e->name);
+        e->name = NULL;
+        return name_id_dup(member->key, id, &e->name, &e->id);
+}
 
-        r = get_string(v, p, "id", /* required= */ false, &id, reterr_message);
-        if (r < 0)
-                return r;
-        if (name_id_dup(name, id, &e->name, &e->id) < 0)
+static int env_reader_on_member(const JsonNode *member, void *userdata) {
+        EnvReader *x = userdata;
+        State *s = x->state;
+        StateEnv *e;
+        char *m = NULL;
+        int r;
+
+        if (GROW(s->envs, s->n_allocated, s->n_envs, 64) < 0)
                 return -ENOMEM;
-        for (size_t k = 0; k < ELEMENTSOF(times); k++) {
-                r = get_time(v, p, times[k].key, /* required= */ false, times[k].t, reterr_message);
-                if (r < 0)
-                        return r;
+        e = &s->envs[s->n_envs++];
+        state_env_init(e); /* counted first, so that state_free() frees what is half read */
+        r = env_read(member, e, s->n_envs - 1, x->r < 0 ? NULL : &m);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 && x->r >= 0) {
+                x->r = r;
+                x->message = m;
         }
-        r = parse_intent(v, p, e, reterr_message);
-        if (r < 0)
-                return r;
-        r = parse_job(v, p, &e->job, reterr_message);
-        if (r < 0)
-                return r;
-        return parse_last_job(v, p, &e->last_job, reterr_message);
+        return 0;
 }
 
 static int strcmp_ptr(const void *a, const void *b) {
@@ -837,15 +656,15 @@ static int strcmp_ptr(const void *a, const void *b) {
 }
 
 /* Names must be UTF-8 and unique, compared as the C strings they are kept as: "a\u0000b" is "a". */
-static int check_names(const EnvIndex *x, char **reterr_message) {
+static int check_names(const State *s, char **reterr_message) {
         _cleanup_free_ const char **names = NULL;
         _cleanup_free_ char *p = NULL;
-        size_t n = x->n, bad_index = n;
+        size_t n = s->n_envs, bad_index = n;
         const char *what = NULL;
         int r;
 
         for (size_t i = 0; i < n && !what; i++)
-                if (!utf8_is_valid(x->spans[i].name)) {
+                if (!utf8_is_valid(s->envs[i].name)) {
                         bad_index = i;
                         what = "name not UTF-8";
                 }
@@ -854,86 +673,97 @@ static int check_names(const EnvIndex *x, char **reterr_message) {
                 if (!names)
                         return -ENOMEM;
                 for (size_t i = 0; i < n; i++)
-                        names[i] = x->spans[i].name;
+                        names[i] = s->envs[i].name;
                 qsort(names, n, sizeof(char *), strcmp_ptr);
                 for (size_t i = 1; i < n && !what; i++)
                         if (strcmp(names[i - 1], names[i]) == 0) {
                                 /* The same pointers: find where it was, to name it. */
                                 bad_index = 0;
-                                while (x->spans[bad_index].name != names[i])
+                                while (s->envs[bad_index].name != names[i])
                                         bad_index++;
                                 what = "duplicate key";
                         }
         }
         if (!what)
                 return 0;
-        r = env_path(x->spans[bad_index].name, bad_index, &p);
+        r = env_path(s->envs[bad_index].name, bad_index, &p);
         if (r < 0)
                 return r;
         return bad(reterr_message, "%s: %s", p, what);
 }
 
-/* The text without the environments' members: "{..., "environments": {}, ...}". */
-static char *root_text(const char *text, size_t size, const EnvIndex *x) {
-        char *t;
-
-        if (!x->found)
-                return strndup(text, size); /* yajl_tree_parse() wants a C string; there is no NUL inside */
-        t = malloc(x->open + (size - x->close) + 2);
-        if (!t)
-                return NULL;
-        memcpy(t, text, x->open);
-        memcpy(t + x->open, text + x->close - 1, size - x->close + 1);
-        t[x->open + (size - x->close) + 1] = 0;
-        return t;
-}
-
-/* The Ith environment, from a tree of its own. */
-static int parse_env_at(const char *text, const EnvIndex *x, size_t i, StateEnv *e, char **reterr_message) {
-        _cleanup_(yajl_tree_freep) yajl_val v = NULL;
-        const EnvSpan *span = &x->spans[i];
-
-        if (span->end > 0) {
-                _cleanup_free_ char *t = strndup(text + span->start, span->end - span->start);
-                if (!t)
-                        return -ENOMEM;
-                v = yajl_tree_parse(t, NULL, 0);
-                if (!v)
-                        return -ENOMEM; /* the text passed the same parser */
-        }
-        return parse_env(span->name, i, v, e, reterr_message);
-}
-
 /* "intent_log": {"id": "<16 lowercase hex digits, not all 0>", "seq": N}, or absent (none yet). */
-static int parse_intent_log(yajl_val root, State *s, char **reterr_message) {
-        yajl_val log, id, seq;
+static int parse_intent_log(const JsonNode *root, State *s, char **reterr_message) {
+        const JsonNode *log, *id, *seq;
+        int64_t n;
         char *end;
         int r;
 
-        r = get_object(root, "", "intent_log", &log, reterr_message);
+        r = object_get(root, "", "intent_log", &log, reterr_message);
         if (r < 0 || !log)
                 return r;
+        if (log->type != JSON_OBJECT)
+                return bad(reterr_message, "intent_log: not an object");
         r = object_get(log, "intent_log", "id", &id, reterr_message);
         if (r < 0)
                 return r;
-        if (!id || !YAJL_IS_STRING(id) || strlen(id->u.string) != 16 ||
-            strspn(id->u.string, "0123456789abcdef") != 16 ||
-            (s->log_id = strtoull(id->u.string, &end, 16)) == 0)
+        if (!id || id->type != JSON_STRING || strlen(id->text) != 16 || strspn(id->text, "0123456789abcdef") != 16 ||
+            (s->log_id = strtoull(id->text, &end, 16)) == 0)
                 return bad(reterr_message, "intent_log.id: not 16 hexadecimal digits");
         r = object_get(log, "intent_log", "seq", &seq, reterr_message);
         if (r < 0)
                 return r;
-        if (!seq || !YAJL_IS_INTEGER(seq) || YAJL_GET_INTEGER(seq) < 0)
+        if (!seq || json_integer(seq, &n) < 0 || n < 0)
                 return bad(reterr_message, "intent_log.seq: not a number of records");
-        s->log_seq = s->log_saved_seq = (uint64_t) YAJL_GET_INTEGER(seq);
+        s->log_seq = s->log_saved_seq = (uint64_t) n;
         return 0;
 }
 
+static int parse_version(const JsonNode *root, char **reterr_message) {
+        const JsonNode *v;
+        int64_t version;
+        int r;
+
+        r = object_get(root, "", "version", &v, reterr_message);
+        if (r < 0)
+                return r;
+        if (!v)
+                return bad(reterr_message, "version: missing");
+        if (v->type != JSON_NUMBER)
+                return bad(reterr_message, "version: not a number");
+        if (json_integer(v, &version) < 0 || version != STATE_VERSION)
+                return bad(reterr_message, "unsupported state version %s", v->text);
+        return 0;
+}
+
+/* The checks of the top level, in the order they are reported. */
+static int parse_root(const JsonNode *root, State *s, char **reterr_message) {
+        const JsonNode *envs;
+        int r;
+
+        if (root->type != JSON_OBJECT)
+                return bad(reterr_message, "top level: not an object");
+        r = parse_version(root, reterr_message);
+        if (r < 0)
+                return r;
+        r = object_get(root, "", "environments", &envs, reterr_message);
+        if (r < 0)
+                return r;
+        if (!envs)
+                return bad(reterr_message, "environments: missing");
+        if (envs->type != JSON_OBJECT)
+                return bad(reterr_message, "environments: not an object");
+        r = check_names(s, reterr_message);
+        if (r < 0)
+                return r;
+        return parse_intent_log(root, s, reterr_message);
+}
+
 int state_parse(const char *text, size_t size, State **ret, char **reterr_message) {
-        _cleanup_(yajl_tree_freep) yajl_val root = NULL;
+        _cleanup_(json_doc_done) JsonDoc doc = {};
         _cleanup_(state_freep) State *s = NULL;
-        _cleanup_(env_index_done) EnvIndex index = {};
-        yajl_val v, envs;
+        EnvReader x = {};
+        JsonError e;
         int r;
 
         assert(text || size == 0);
@@ -941,293 +771,150 @@ int state_parse(const char *text, size_t size, State **ret, char **reterr_messag
 
         if (size > STATE_SIZE_MAX)
                 return -EFBIG;
-        if (size == 0)
-                text = "";
-
-        r = json_check(text, size, &index, reterr_message);
-        if (r < 0)
-                return r;
-        {
-                _cleanup_free_ char *t = root_text(text, size, &index);
-                if (!t)
-                        return -ENOMEM;
-                root = yajl_tree_parse(t, NULL, 0);
-        }
-        if (!root)
-                return -ENOMEM; /* the text passed the same parser, so that is what is left */
-        if (!YAJL_IS_OBJECT(root))
-                return bad(reterr_message, "top level: not an object");
-
-        r = object_get(root, "", "version", &v, reterr_message);
-        if (r < 0)
-                return r;
-        if (!v)
-                return bad(reterr_message, "version: missing");
-        if (!YAJL_IS_NUMBER(v))
-                return bad(reterr_message, "version: not a number");
-        if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) != STATE_VERSION)
-                return bad(reterr_message, "unsupported state version %s", v->u.number.r);
-
-        r = get_object(root, "", "environments", &envs, reterr_message);
-        if (r < 0)
-                return r;
-        if (!envs)
-                return bad(reterr_message, "environments: missing");
-        /* One "environments", an object: the one the index describes. */
-        assert(index.found);
-        r = check_names(&index, reterr_message);
-        if (r < 0)
-                return r;
-
         s = state_new();
         if (!s)
                 return -ENOMEM;
-        r = parse_intent_log(root, s, reterr_message);
+        x.state = s;
+        /* The one "environments" (the first, if there are several: then the
+         * top level's check refuses the file) streams by, an entry at a time. */
+        JsonOptions o = {
+                .max_depth = STATE_DEPTH_MAX,
+                .deep_is_error = true,
+                .comments = true,
+                .stream_key = "environments",
+                .stream = env_reader_on_member,
+                .userdata = &x,
+        };
+        r = json_parse(text, size, &o, &doc, &e);
+        if (r == -EBADMSG)
+                r = bad(reterr_message, "line %u, column %u: not JSON: %s", e.line, e.column, e.message);
+        if (r >= 0)
+                r = parse_root(doc.root, s, reterr_message);
+        if (r >= 0 && x.r < 0) {
+                r = x.r;
+                if (reterr_message)
+                        *reterr_message = TAKE_PTR(x.message);
+        }
+        free(x.message);
         if (r < 0)
                 return r;
-        yajl_tree_free(TAKE_PTR(root)); /* the environments' trees come one at a time */
-        if (index.n > 0) {
-                s->envs = reallocarray(NULL, index.n, sizeof(StateEnv));
-                if (!s->envs)
-                        return -ENOMEM;
-                s->n_allocated = index.n;
+        /* Give back the room the array grew by. */
+        if (s->n_envs > 0 && s->n_envs < s->n_allocated) {
+                StateEnv *n = reallocarray(s->envs, s->n_envs, sizeof(StateEnv));
+                if (n) {
+                        s->envs = n;
+                        s->n_allocated = s->n_envs;
+                }
         }
-        for (size_t i = 0; i < index.n; i++) {
-                StateEnv *e = &s->envs[s->n_envs++];
-
-                state_env_init(e); /* counted first, so that state_free() frees what is half parsed */
-                r = parse_env_at(text, &index, i, e, reterr_message);
-                if (r < 0)
-                        return r;
-        }
-
         *ret = TAKE_PTR(s);
         return 0;
 }
 
-/* ---- formatting ---- */
+/* ---- writing ---- */
 
-/* A writer with a sticky error, as ferror() for stdio. */
-typedef struct Writer {
-        yajl_gen gen;
-        int r;
-} Writer;
-
-static void put_status(Writer *w, yajl_gen_status st) {
-        if (w->r >= 0 && st != yajl_gen_status_ok)
-                w->r = -EINVAL; /* only a wrong call sequence (our bug) fails */
-}
-
-/* Strings come from Zuora and operators: bytes that are not UTF-8 become U+FFFD, since yajl would write
- * them as they are and the loader (which checks) would refuse the file. */
-static void put_string(Writer *w, const char *s) {
-        _cleanup_free_ char *fixed = NULL;
-        size_t n, k = 0;
-
-        if (w->r < 0)
-                return;
-        n = strlen(s);
-        for (size_t i = 0; i < n;) {
-                size_t len = utf8_char_len((const unsigned char *) s + i, n - i);
-
-                if (len == 0 && !fixed) {
-                        fixed = malloc(n * 3 + 1);
-                        if (!fixed) {
-                                w->r = -ENOMEM;
-                                return;
-                        }
-                        memcpy(fixed, s, i);
-                        k = i;
-                }
-                if (len == 0) {
-                        memcpy(fixed + k, "\xEF\xBF\xBD", 3);
-                        k += 3;
-                        i++;
-                } else {
-                        if (fixed)
-                                memcpy(fixed + k, s + i, len);
-                        k += len;
-                        i += len;
-                }
-        }
-        put_status(w, yajl_gen_string(w->gen, (const unsigned char *) (fixed ? fixed : s), k));
-}
-
-static void put_null(Writer *w) {
-        if (w->r >= 0)
-                put_status(w, yajl_gen_null(w->gen));
-}
-
-static void put_string_or_null(Writer *w, const char *s) {
-        if (s)
-                put_string(w, s);
-        else
-                put_null(w);
-}
-
-static void put_time(Writer *w, int64_t t) {
+static void put_time(JsonWriter *w, int64_t t) {
         char buf[TZ_ISO_MAX];
 
-        if (w->r < 0)
-                return;
         if (t == STATE_TIME_UNSET)
-                put_null(w);
+                json_put_null(w);
         else if (tz_format_utc(t, buf, sizeof(buf)) < 0)
-                w->r = -EINVAL; /* outside years 0…9999 */
+                json_writer_fail(w, -EINVAL); /* outside years 0…9999 */
         else
-                put_string(w, buf);
+                json_put_string(w, buf);
 }
 
-static void put_int(Writer *w, long long i) {
-        if (w->r >= 0)
-                put_status(w, yajl_gen_integer(w->gen, i));
+static void fields_write(JsonWriter *w, const FieldSet *set, const void *p);
+
+static void field_write(JsonWriter *w, const Field *f, const void *p) {
+        switch (f->kind) {
+        case FIELD_STRING:
+        case FIELD_ENV_ID:
+                json_put_string_or_null(w, *FIELD_AT(p, f, char *const));
+                break;
+        case FIELD_TIME:
+                put_time(w, *FIELD_AT(p, f, const int64_t));
+                break;
+        case FIELD_PROGRESS: {
+                int progress = *FIELD_AT(p, f, const int);
+                if (progress < 0)
+                        json_put_null(w);
+                else
+                        json_put_int(w, progress);
+                break;
+        }
+        case FIELD_OBJECT: {
+                const void *o = *FIELD_AT(p, f, void *const);
+                if (o)
+                        fields_write(w, f->set, o);
+                else
+                        json_put_null(w);
+                break;
+        }
+        case FIELD_INLINE:
+                if (*(const int64_t *) ((const uint8_t *) p + f->set->present) != STATE_TIME_UNSET)
+                        fields_write(w, f->set, p);
+                else
+                        json_put_null(w);
+                break;
+        }
 }
 
-static void put_open(Writer *w) {
-        if (w->r >= 0)
-                put_status(w, yajl_gen_map_open(w->gen));
-}
-
-static void put_close(Writer *w) {
-        if (w->r >= 0)
-                put_status(w, yajl_gen_map_close(w->gen));
+/* P's fields of SET as an object; every one is written, unset ones as null. */
+static void fields_write(JsonWriter *w, const FieldSet *set, const void *p) {
+        json_put_open(w);
+        for (size_t i = 0; i < set->n; i++) {
+                json_put_string(w, set->fields[i].key);
+                field_write(w, &set->fields[i], p);
+        }
+        json_put_close(w);
 }
 
 /* What state_parse() requires of an entry. */
-static bool env_is_valid(const StateEnv *e) {
-        if (!e->name)
-                return false;
-        if (e->job && (!e->job->id || !e->job->polling_url || e->job->submitted_at == STATE_TIME_UNSET))
-                return false;
-        if (e->last_job && e->last_job->ended_at == STATE_TIME_UNSET)
-                return false;
+static bool env_is_writable(const StateEnv *e) {
+        return e->name && fields_writable(&env_set, e);
+}
+
+/* Whether state_generate() will succeed, found without generating. */
+static bool state_is_writable(const State *s) {
+        for (size_t i = 0; i < s->n_envs; i++)
+                if (!env_is_writable(&s->envs[i]))
+                        return false;
         return true;
 }
 
-static void put_env(Writer *w, const StateEnv *e) {
-        if (!env_is_valid(e)) {
-                if (w->r >= 0)
-                        w->r = -EINVAL;
-                return;
-        }
-
-        put_string(w, e->name);
-        put_open(w);
-        put_string(w, "id");
-        put_string_or_null(w, e->id);
-        put_string(w, "since");
-        put_time(w, e->since);
-        put_string(w, "last_slot");
-        put_time(w, e->last_slot);
-        put_string(w, "last_submitted");
-        put_time(w, e->last_submitted);
-        put_string(w, "intent");
-        if (e->intent_slot == STATE_TIME_UNSET)
-                put_null(w);
-        else {
-                put_open(w);
-                put_string(w, "slot");
-                put_time(w, e->intent_slot);
-                put_string(w, "track_id");
-                put_string_or_null(w, e->intent_track_id);
-                put_string(w, "sent_at");
-                put_time(w, e->intent_sent_at);
-                put_close(w);
-        }
-        put_string(w, "deferred_until");
-        put_time(w, e->deferred_until);
-        put_string(w, "zuora_last_refresh");
-        put_time(w, e->zuora_last_refresh);
-        put_string(w, "zuora_next_refresh");
-        put_time(w, e->zuora_next_refresh);
-
-        put_string(w, "job");
-        if (!e->job)
-                put_null(w);
-        else {
-                put_open(w);
-                put_string(w, "id");
-                put_string(w, e->job->id);
-                put_string(w, "polling_url");
-                put_string(w, e->job->polling_url);
-                put_string(w, "status");
-                put_string_or_null(w, e->job->status);
-                put_string(w, "progress");
-                if (e->job->progress < 0)
-                        put_null(w);
-                else
-                        put_int(w, e->job->progress);
-                put_string(w, "submitted_at");
-                put_time(w, e->job->submitted_at);
-                put_string(w, "slot");
-                put_time(w, e->job->slot);
-                put_close(w);
-        }
-
-        put_string(w, "last_job");
-        if (!e->last_job)
-                put_null(w);
-        else {
-                put_open(w);
-                put_string(w, "id");
-                put_string_or_null(w, e->last_job->id);
-                put_string(w, "status");
-                put_string_or_null(w, e->last_job->status);
-                put_string(w, "message");
-                put_string_or_null(w, e->last_job->message);
-                put_string(w, "ended_at");
-                put_time(w, e->last_job->ended_at);
-                put_string(w, "slot");
-                put_time(w, e->last_job->slot);
-                put_close(w);
-        }
-        put_close(w);
-}
-
-/* A generator as state.json is written: indented, for the operator who reads it. PRINT (may be NULL:
- * yajl's own buffer) receives the text. */
-static yajl_gen state_gen_new(yajl_print_t print, void *userdata) {
-        yajl_gen g = yajl_gen_alloc(NULL);
-
-        if (!g)
-                return NULL;
-        if (!yajl_gen_config(g, yajl_gen_beautify, 1) || !yajl_gen_config(g, yajl_gen_indent_string, "  ") ||
-            (print && !yajl_gen_config(g, yajl_gen_print_callback, print, userdata))) {
-                yajl_gen_free(g);
-                return NULL;
-        }
-        return g;
-}
-
-static int state_generate(const State *s, yajl_gen g) {
-        Writer w = { .gen = g };
-
-        put_open(&w);
-        put_string(&w, "version");
-        put_int(&w, STATE_VERSION);
+static int state_generate(const State *s, JsonWriter *w) {
+        json_put_open(w);
+        json_put_string(w, "version");
+        json_put_int(w, STATE_VERSION);
         if (s->log_id != 0) {
                 char id[17];
                 snprintf(id, sizeof(id), "%016" PRIx64, s->log_id);
-                put_string(&w, "intent_log");
-                put_open(&w);
-                put_string(&w, "id");
-                put_string(&w, id);
-                put_string(&w, "seq");
-                put_int(&w, (long long) s->log_seq);
-                put_close(&w);
+                json_put_string(w, "intent_log");
+                json_put_open(w);
+                json_put_string(w, "id");
+                json_put_string(w, id);
+                json_put_string(w, "seq");
+                json_put_int(w, (long long) s->log_seq);
+                json_put_close(w);
         }
-        put_string(&w, "environments");
-        put_open(&w);
-        for (size_t i = 0; i < s->n_envs; i++)
-                put_env(&w, &s->envs[i]);
-        put_close(&w);
-        put_close(&w);
-        return w.r;
+        json_put_string(w, "environments");
+        json_put_open(w);
+        for (size_t i = 0; i < s->n_envs; i++) {
+                if (!env_is_writable(&s->envs[i])) {
+                        json_writer_fail(w, -EINVAL);
+                        break;
+                }
+                json_put_string(w, s->envs[i].name);
+                fields_write(w, &env_set, &s->envs[i]);
+        }
+        json_put_close(w);
+        json_put_close(w);
+        return json_writer_error(w);
 }
 
 int state_format(const State *s, char **ret, size_t *ret_size) {
-        _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
-        const unsigned char *buf;
+        _cleanup_(json_writer_done) JsonWriter w = {};
+        const char *buf;
         size_t len;
         char *text;
         int r;
@@ -1235,16 +922,16 @@ int state_format(const State *s, char **ret, size_t *ret_size) {
         assert(s);
         assert(ret);
 
-        g = state_gen_new(NULL, NULL);
-        if (!g)
-                return -ENOMEM;
-        r = state_generate(s, g);
+        /* Indented, for the operator who reads it. */
+        r = json_writer_init(&w, /* beautify= */ true, NULL, NULL);
         if (r < 0)
                 return r;
-
-        if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok)
-                return -EINVAL;
-        text = strndup((const char *) buf, len); /* strings are escaped, so there is no NUL inside */
+        r = state_generate(s, &w);
+        if (r >= 0)
+                r = json_writer_text(&w, &buf, &len);
+        if (r < 0)
+                return r;
+        text = strndup(buf, len); /* strings are escaped, so there is no NUL inside */
         if (!text)
                 return -ENOMEM;
         *ret = text;
@@ -1254,56 +941,6 @@ int state_format(const State *s, char **ret, size_t *ret_size) {
 }
 
 /* ---- files ---- */
-
-static int read_all(int fd, size_t max, char **ret, size_t *ret_size) {
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0, alloc = 0;
-        struct stat st;
-
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (S_ISREG(st.st_mode) && (uint64_t) st.st_size > max)
-                return -EFBIG;
-
-        /* Room for one byte more than the file has, so that the first read() can see the end. */
-        for (;;) {
-                ssize_t n;
-
-                if (size == alloc) {
-                        size_t want = 4096;
-                        char *b;
-
-                        if (alloc > 0)
-                                want = alloc * 2;
-                        else if (S_ISREG(st.st_mode))
-                                want = (size_t) st.st_size + 1;
-
-                        if (alloc > max)
-                                return -EFBIG;
-                        if (want > max + 1)
-                                want = max + 1;
-                        b = realloc(buf, want);
-                        if (!b)
-                                return -ENOMEM;
-                        buf = b;
-                        alloc = want;
-                }
-                n = read(fd, buf + size, alloc - size);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                size += n;
-        }
-        if (size > max)
-                return -EFBIG;
-        *ret = TAKE_PTR(buf);
-        *ret_size = size;
-        return 0;
-}
 
 /* A process killed in the middle of state_save() leaves its temp file;
  * the next start removes it (best effort: a read-only directory keeps it). */
@@ -1318,14 +955,6 @@ static void remove_stale_temp_files(const char *dir) {
                     strlen(de->d_name) == strlen(STATE_TEMP_NAME))
                         (void) unlinkat(dirfd(d), de->d_name, 0);
         closedir(d);
-}
-
-/* What tz_format_utc() can write: years 0000 to 9999. */
-#define STATE_TIME_MIN INT64_C(-62167219200)
-#define STATE_TIME_MAX INT64_C(253402300799)
-
-static bool time_is_writable(int64_t t) {
-        return t == STATE_TIME_UNSET || (t >= STATE_TIME_MIN && t <= STATE_TIME_MAX);
 }
 
 /* A record of the intent log newer than state.json: the intent, and what
@@ -1407,42 +1036,6 @@ int state_load(const char *dir, State **ret, char **reterr_message) {
         return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t size) {
-        while (size > 0) {
-                ssize_t n = write(fd, buf, size);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        return -EIO;
-                buf += n;
-                size -= n;
-        }
-        return 0;
-}
-
-/* Whether state_generate() will succeed, found without generating. */
-static bool state_is_writable(const State *s) {
-        for (size_t i = 0; i < s->n_envs; i++) {
-                const StateEnv *e = &s->envs[i];
-
-                if (!env_is_valid(e) || !time_is_writable(e->since) || !time_is_writable(e->last_slot) ||
-                    !time_is_writable(e->last_submitted) || !time_is_writable(e->intent_slot) ||
-                    !time_is_writable(e->intent_sent_at) || !time_is_writable(e->deferred_until) ||
-                    !time_is_writable(e->zuora_last_refresh) || !time_is_writable(e->zuora_next_refresh))
-                        return false;
-                if (e->job && (!time_is_writable(e->job->submitted_at) || !time_is_writable(e->job->slot)))
-                        return false;
-                if (e->last_job &&
-                    (!time_is_writable(e->last_job->ended_at) || !time_is_writable(e->last_job->slot)))
-                        return false;
-        }
-        return true;
-}
-
 /* The text goes to the file through a small buffer as it is generated: holding all of it (and yajl's
  * buffer, which doubles as it grows) took 7 MB at every save of 10,000 environments. */
 typedef struct FileSink {
@@ -1474,17 +1067,17 @@ static void file_sink_on_print(void *userdata, const char *str, size_t len) {
 }
 
 static int state_write(int fd, const State *s) {
-        _cleanup_(yajl_gen_freep) yajl_gen g = NULL;
+        _cleanup_(json_writer_done) JsonWriter w = {};
         _cleanup_free_ FileSink *f = malloc(sizeof(FileSink));
         int r;
 
         if (!f)
                 return -ENOMEM;
         *f = (FileSink) { .fd = fd };
-        g = state_gen_new(file_sink_on_print, f);
-        if (!g)
-                return -ENOMEM;
-        r = state_generate(s, g);
+        r = json_writer_init(&w, /* beautify= */ true, file_sink_on_print, f);
+        if (r < 0)
+                return r;
+        r = state_generate(s, &w);
         if (r < 0)
                 return r;
         file_sink_flush(f);

@@ -4,20 +4,9 @@
  * the answers turned into plain values and one verdict. Pure: bytes in,
  * values out; no I/O, no clock (callers pass "now"), no logging.
  *
- * JSON goes through yajl's callback parser into a small tree of our own
- * rather than through yajl_tree_parse(), which needs a NUL-terminated copy of
- * the body, turns comments on, frees its tree recursively (a deep but
- * well-formed body would overflow the stack) and in 2.1.0 leaks on some
- * errors (CVE-2023-33460). Our tree is built without recursion, drops
- * whatever is nested deeper than JSON_DEPTH_MAX (Zuora's answers are three
- * levels deep), and is freed by walking a flat list. yajl validates UTF-8
- * and refuses most trailing garbage (both stay on); the one kind it lets
- * through, a string left open after the value, we refuse ourselves.
- *
- * A token answer holds a bearer token, so every buffer that may hold a byte
- * of an answer is wiped before it is freed: the tree's strings, and yajl's
- * own buffers (it decodes escaped strings into one) through wiping
- * allocation functions. No copy of the body is ever made.
+ * Answers are read with json.c's tree, wiped when freed (a token answer
+ * holds a bearer token), with what is nested deeper than Zuora ever sends
+ * left out.
  *
  * What Zuora might send but does not document is tolerated: unknown keys are
  * ignored, and a member of the wrong type counts as absent.
@@ -29,14 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_parse.h>
 
-#include "civil.h"
+#include "httpdate.h"
+#include "json.h"
 #include "macro.h"
 #include "tz.h"
+#include "utf8.h"
 #include "zuora.h"
-
-#define JSON_DEPTH_MAX 32u
 
 #define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 #define KEY_ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
@@ -63,336 +51,15 @@
                 .scheduled_refresh_time = ZUORA_TIME_UNSET,                                                   \
         })
 
-/* ---- wiped memory ---- */
-
-static void free_wiped(void *p, size_t size) {
-        if (!p)
-                return;
-        explicit_bzero(p, size);
-        free(p);
-}
-
-/* yajl's allocations carry their size in a header, so that they can be
- * wiped when yajl frees them. */
-typedef union WipeHeader {
-        size_t size;
-        max_align_t align;
-} WipeHeader;
-
-static void *wipe_malloc(void *ctx, size_t size) {
-        WipeHeader *h;
-
-        if (size > SIZE_MAX - sizeof(WipeHeader))
-                return NULL;
-        h = malloc(sizeof(WipeHeader) + size);
-        if (!h)
-                return NULL;
-        h->size = size;
-        return h + 1;
-}
-
-static void wipe_free(void *ctx, void *p) {
-        WipeHeader *h;
-
-        if (!p)
-                return;
-        h = (WipeHeader *) p - 1;
-        free_wiped(h, sizeof(WipeHeader) + h->size);
-}
-
-static void *wipe_realloc(void *ctx, void *p, size_t size) {
-        WipeHeader *h;
-        void *n;
-
-        if (!p)
-                return wipe_malloc(ctx, size);
-        /* Never realloc(): it could leave the old bytes behind unwiped. */
-        n = wipe_malloc(ctx, size);
-        if (!n)
-                return NULL;
-        h = (WipeHeader *) p - 1;
-        memcpy(n, p, h->size < size ? h->size : size);
-        wipe_free(ctx, p);
-        return n;
-}
-
-/* ---- a JSON tree ---- */
-
-typedef enum JsonType {
-        JSON_NULL,
-        JSON_BOOLEAN,
-        JSON_NUMBER,
-        JSON_STRING,
-        JSON_OBJECT,
-        JSON_ARRAY,
-} JsonType;
-
-typedef struct JsonNode JsonNode;
-struct JsonNode {
-        JsonType type;
-        char *key; /* the member name when the parent is an object; NUL-terminated */
-        size_t key_len;
-        char *text; /* a string's value, or a number as written; NUL-terminated */
-        size_t text_len;
-        JsonNode *parent;
-        JsonNode *first, *last; /* members or elements, in document order */
-        JsonNode *next;         /* the next sibling */
-        JsonNode *link;         /* the next node of the document: freeing needs no recursion */
+/* Zuora's answers are three levels deep: what is nested deeper than
+ * this is left out of the tree, and the answer still read. */
+static const JsonOptions json_options = {
+        .max_depth = 32,
+        .wipe = true,
 };
 
-typedef struct JsonDoc {
-        JsonNode *root;
-        JsonNode *nodes;   /* every node, newest first */
-        JsonNode *open;    /* the innermost open container that is kept */
-        unsigned depth;    /* containers open and kept */
-        uint64_t skipping; /* containers open inside one too deep to keep */
-        char *key;         /* a member name waiting for its value */
-        size_t key_len;
-        yajl_handle handle;
-        size_t end;        /* where the top value ended in the body ... */
-        bool ended;        /* ... if it ended before yajl_complete_parse() */
-        int error;
-} JsonDoc;
-
-static char *memdup_nul(const void *p, size_t size) {
-        char *s;
-
-        if (size == SIZE_MAX)
-                return NULL;
-        s = malloc(size + 1);
-        if (!s)
-                return NULL;
-        memcpy(s, p, size);
-        s[size] = 0;
-        return s;
-}
-
-static void json_drop_key(JsonDoc *d) {
-        free_wiped(d->key, d->key_len + 1);
-        d->key = NULL;
-        d->key_len = 0;
-}
-
-static void json_doc_done(JsonDoc *d) {
-        JsonNode *n = d->nodes;
-
-        while (n) {
-                JsonNode *next = n->link;
-                free_wiped(n->key, n->key_len + 1);
-                free_wiped(n->text, n->text_len + 1);
-                free(n);
-                n = next;
-        }
-        json_drop_key(d);
-        *d = (JsonDoc) {};
-}
-
-/* Notes where the top value ended: inside a callback, yajl has consumed
- * exactly the bytes up to the end of the current token. */
-static void json_mark_end(JsonDoc *d) {
-        if (!d->handle)
-                return; /* in yajl_complete_parse(): a number at the very end */
-        d->end = yajl_get_bytes_consumed(d->handle);
-        d->ended = true;
-}
-
-static int json_add(JsonDoc *d, JsonType type, const void *text, size_t len) {
-        bool container = type == JSON_OBJECT || type == JSON_ARRAY;
-        JsonNode *n;
-
-        if (d->skipping > 0 || (container && d->depth >= JSON_DEPTH_MAX)) {
-                /* Too deep to matter: drop it, counting containers so that the end
-                 * of the outermost dropped one is recognised. */
-                if (container)
-                        d->skipping++;
-                json_drop_key(d);
-                return 1;
-        }
-
-        n = calloc(1, sizeof(JsonNode));
-        if (!n)
-                goto oom;
-        n->link = d->nodes;
-        d->nodes = n;
-        n->type = type;
-        if (text) {
-                n->text = memdup_nul(text, len);
-                if (!n->text)
-                        goto oom;
-                n->text_len = len;
-        }
-        n->key = TAKE_PTR(d->key);
-        n->key_len = d->key_len;
-        d->key_len = 0;
-
-        if (d->open) {
-                n->parent = d->open;
-                if (d->open->last)
-                        d->open->last->next = n;
-                else
-                        d->open->first = n;
-                d->open->last = n;
-        } else {
-                d->root = n; /* yajl allows one value at the top, not several */
-                if (!container)
-                        json_mark_end(d);
-        }
-
-        if (container) {
-                d->open = n;
-                d->depth++;
-        }
-        return 1;
-
-oom:
-        d->error = -ENOMEM;
-        return 0;
-}
-
-static int json_on_null(void *ctx) {
-        return json_add(ctx, JSON_NULL, NULL, 0);
-}
-
-static int json_on_boolean(void *ctx, int b) {
-        return json_add(ctx, JSON_BOOLEAN, NULL, 0);
-}
-
-static int json_on_number(void *ctx, const char *s, size_t len) {
-        /* As written: huge numbers are no error, and our own reader clamps them. */
-        return json_add(ctx, JSON_NUMBER, s, len);
-}
-
-static int json_on_string(void *ctx, const unsigned char *s, size_t len) {
-        return json_add(ctx, JSON_STRING, s, len);
-}
-
-static int json_on_start_map(void *ctx) {
-        return json_add(ctx, JSON_OBJECT, NULL, 0);
-}
-
-static int json_on_start_array(void *ctx) {
-        return json_add(ctx, JSON_ARRAY, NULL, 0);
-}
-
-static int json_on_end(void *ctx) {
-        JsonDoc *d = ctx;
-
-        if (d->skipping > 0)
-                d->skipping--;
-        else if (d->open) {
-                d->open = d->open->parent;
-                d->depth--;
-                if (!d->open)
-                        json_mark_end(d);
-        }
-        return 1;
-}
-
-static int json_on_key(void *ctx, const unsigned char *key, size_t len) {
-        JsonDoc *d = ctx;
-
-        if (d->skipping > 0)
-                return 1;
-        json_drop_key(d);
-        d->key = memdup_nul(key, len);
-        if (!d->key) {
-                d->error = -ENOMEM;
-                return 0;
-        }
-        d->key_len = len;
-        return 1;
-}
-
-static const yajl_callbacks json_callbacks = {
-        .yajl_null = json_on_null,
-        .yajl_boolean = json_on_boolean,
-        .yajl_number = json_on_number,
-        .yajl_string = json_on_string,
-        .yajl_start_map = json_on_start_map,
-        .yajl_map_key = json_on_key,
-        .yajl_end_map = json_on_end,
-        .yajl_start_array = json_on_start_array,
-        .yajl_end_array = json_on_end,
-};
-
-/* Parses one JSON value filling the whole body (whitespace aside). -EBADMSG
- * when it is not that: empty, truncated, trailing garbage, invalid UTF-8. */
-static int json_parse(const char *body, size_t size, JsonDoc *ret) {
-        yajl_alloc_funcs afs = {
-                .malloc = wipe_malloc,
-                .realloc = wipe_realloc,
-                .free = wipe_free,
-        };
-        JsonDoc d = {};
-        yajl_handle h;
-        yajl_status s;
-        int r;
-
-        if (!body)
-                size = 0;
-        /* RFC 8259 §8.1: a parser may ignore a byte order mark rather than fail. */
-        if (size >= 3 && memcmp(body, "\xEF\xBB\xBF", 3) == 0) {
-                body += 3;
-                size -= 3;
-        }
-        if (size == 0)
-                return -EBADMSG;
-
-        h = yajl_alloc(&json_callbacks, &afs, &d);
-        if (!h)
-                return -ENOMEM;
-        /* The defaults, spelled out: strict JSON, one value, UTF-8 checked. */
-        yajl_config(h, yajl_allow_comments, 0);
-        yajl_config(h, yajl_dont_validate_strings, 0);
-        yajl_config(h, yajl_allow_trailing_garbage, 0);
-        yajl_config(h, yajl_allow_multiple_values, 0);
-        yajl_config(h, yajl_allow_partial_values, 0);
-
-        d.handle = h;
-        s = yajl_parse(h, (const unsigned char *) body, size);
-        d.handle = NULL;
-        if (s == yajl_status_ok)
-                s = yajl_complete_parse(h);
-        yajl_free(h);
-
-        /* yajl 2.1.0 takes a string left open after the value for a token
-         * still to come, and so accepts '{}"…' : check the rest ourselves. */
-        if (s == yajl_status_ok && d.ended)
-                for (size_t i = d.end; i < size; i++)
-                        if (!strchr(" \t\r\n", body[i]) || body[i] == 0) {
-                                s = yajl_status_error;
-                                break;
-                        }
-
-        if (s != yajl_status_ok || !d.root || d.open || d.skipping > 0) {
-                r = d.error < 0 ? d.error : -EBADMSG;
-                json_doc_done(&d);
-                return r;
-        }
-        *ret = d;
-        return 0;
-}
-
-/* The first member KEY of object O; NULL when O is not an object or has none. */
-static const JsonNode *json_get(const JsonNode *o, const char *key) {
-        size_t n = strlen(key);
-
-        if (!o || o->type != JSON_OBJECT)
-                return NULL;
-        for (const JsonNode *c = o->first; c; c = c->next)
-                if (c->key_len == n && memcmp(c->key, key, n) == 0)
-                        return c;
-        return NULL;
-}
-
-/* The text of a string or number, or NULL. A string holding U+0000 (yajl
- * decodes "\u0000" to a NUL byte) is no usable text either. */
-static const char *json_text(const JsonNode *v, bool number_too) {
-        if (!v || !(v->type == JSON_STRING || (number_too && v->type == JSON_NUMBER)))
-                return NULL;
-        if (strlen(v->text) != v->text_len)
-                return NULL;
-        return v->text;
+static int zuora_json_parse(const char *body, size_t size, JsonDoc *ret) {
+        return json_parse(body, size, &json_options, ret, NULL);
 }
 
 static const char *json_get_string(const JsonNode *o, const char *key) {
@@ -589,7 +256,7 @@ int zuora_parse_job(const char *body, size_t size, ZuoraJob *ret) {
 
         assert(ret);
 
-        r = json_parse(body, size, &d);
+        r = zuora_json_parse(body, size, &d);
         if (r < 0)
                 return r;
         return job_from_node(d.root, ret);
@@ -614,7 +281,7 @@ int zuora_parse_job_list(const char *body, size_t size, ZuoraJob **ret, size_t *
         assert(ret);
         assert(ret_n);
 
-        r = json_parse(body, size, &d);
+        r = zuora_json_parse(body, size, &d);
         if (r < 0)
                 return r;
 
@@ -667,7 +334,7 @@ int zuora_parse_token(const char *body, size_t size, char **ret_token, uint64_t 
 
         assert(ret_token);
 
-        r = json_parse(body, size, &d);
+        r = zuora_json_parse(body, size, &d);
         if (r < 0)
                 return r;
 
@@ -709,7 +376,7 @@ int zuora_parse_environment(const char *body, size_t size, int64_t *ret_last, in
         bool has_last, has_next;
         int r;
 
-        r = json_parse(body, size, &d);
+        r = zuora_json_parse(body, size, &d);
         if (r < 0)
                 return r;
         if (d.root->type != JSON_OBJECT)
@@ -730,38 +397,6 @@ int zuora_parse_environment(const char *body, size_t size, int64_t *ret_last, in
 }
 
 /* ---- error text ---- */
-
-#define UTF8_INVALID UINT32_MAX
-
-/* Decodes one UTF-8 character, strictly (RFC 3629: no overlong forms, no
- * surrogates); *ret_n is at least 1, so that a bad byte is skipped alone. */
-static uint32_t utf8_decode(const unsigned char *s, size_t len, size_t *ret_n) {
-        uint32_t c, min;
-        size_t n;
-
-        *ret_n = 1;
-        if (s[0] < 0x80)
-                return s[0];
-        if (s[0] >= 0xc2 && s[0] <= 0xdf)
-                n = 2, c = s[0] & 0x1f, min = 0x80;
-        else if (s[0] >= 0xe0 && s[0] <= 0xef)
-                n = 3, c = s[0] & 0x0f, min = 0x800;
-        else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-                n = 4, c = s[0] & 0x07, min = 0x10000;
-        else
-                return UTF8_INVALID;
-        if (len < n)
-                return UTF8_INVALID;
-        for (size_t i = 1; i < n; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return UTF8_INVALID;
-                c = c << 6 | (s[i] & 0x3f);
-        }
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-                return UTF8_INVALID;
-        *ret_n = n;
-        return c;
-}
 
 /* A bounded text being assembled: whitespace and control characters become
  * one space, never leading or trailing; parts are joined with "; ". Whole
@@ -802,19 +437,17 @@ static bool is_blank_char(uint32_t c) {
 
 /* Appends S, sanitised. With STRIP_TAGS, "<…>" counts as a space (HTML). */
 static void text_append(TextBuf *t, const char *s, size_t len, bool strip_tags) {
-        const unsigned char *u = (const unsigned char *) s;
-
         for (size_t i = 0; i < len && !t->full;) {
                 uint32_t c;
                 size_t n;
 
-                if (strip_tags && u[i] == '<') {
+                if (strip_tags && s[i] == '<') {
                         const char *end = memchr(s + i, '>', len - i);
                         i = end ? (size_t) (end - s) + 1 : len;
                         t->space = true;
                         continue;
                 }
-                c = utf8_decode(u + i, len - i, &n);
+                c = utf8_decode(s + i, len - i, &n);
                 if (c == UTF8_INVALID)
                         text_put(t, "?", 1);
                 else if (is_blank_char(c))
@@ -950,7 +583,7 @@ char *zuora_error_text(const char *body, size_t size) {
         if (!t.buf)
                 return NULL;
 
-        if (json_parse(body, size, &d) >= 0)
+        if (zuora_json_parse(body, size, &d) >= 0)
                 text_append_error_body(&t, d.root);
         if (t.len == 0) {
                 /* Not JSON (an HTML 502 page from a proxy), or JSON in a shape
@@ -1028,162 +661,34 @@ ZuoraVerdict zuora_classify(long status, int transport_error, const char *body, 
 
 /* ---- Retry-After ---- */
 
-typedef struct Cursor {
-        const char *p, *end;
-} Cursor;
-
 static bool is_ows(char c) {
         return c == ' ' || c == '\t';
 }
 
-/* S without leading and trailing whitespace (RFC 9110 §5.5 OWS). */
-static Cursor cursor_trimmed(const char *s) {
-        Cursor c = { s, s + strlen(s) };
+/* S without leading and trailing whitespace (RFC 9110 section 5.5 OWS): its start, and its length in *ret_n. */
+static const char *trimmed(const char *s, size_t *ret_n) {
+        size_t n = strlen(s);
 
-        while (c.p < c.end && is_ows(*c.p))
-                c.p++;
-        while (c.end > c.p && is_ows(c.end[-1]))
-                c.end--;
-        return c;
+        while (n > 0 && is_ows(*s))
+                s++, n--;
+        while (n > 0 && is_ows(s[n - 1]))
+                n--;
+        *ret_n = n;
+        return s;
 }
 
-static bool cursor_char(Cursor *c, char ch) {
-        if (c->p >= c->end || *c->p != ch)
-                return false;
-        c->p++;
-        return true;
-}
-
-static bool cursor_spaces(Cursor *c) {
-        const char *start = c->p;
-
-        while (c->p < c->end && *c->p == ' ')
-                c->p++;
-        return c->p > start;
-}
-
-static bool cursor_digits(Cursor *c, size_t min, size_t max, int *ret) {
-        size_t n = 0;
-        int v = 0;
-
-        while (n < max && c->p + n < c->end && is_digit(c->p[n])) {
-                v = v * 10 + (c->p[n] - '0');
-                n++;
-        }
-        if (n < min)
-                return false;
-        c->p += n;
-        *ret = v;
-        return true;
-}
-
-/* Matches a run of letters against WORDS, case-insensitively; its index in *ret. */
-static bool cursor_word(Cursor *c, const char *const *words, size_t n_words, int *ret) {
-        size_t n = 0;
-
-        while (c->p + n < c->end && ascii_tolower(c->p[n]) >= 'a' && ascii_tolower(c->p[n]) <= 'z')
-                n++;
-        for (size_t i = 0; i < n_words; i++)
-                if (strlen(words[i]) == n) {
-                        size_t j = 0;
-                        while (j < n && ascii_tolower(c->p[j]) == ascii_tolower(words[i][j]))
-                                j++;
-                        if (j == n) {
-                                c->p += n;
-                                *ret = (int) i;
-                                return true;
-                        }
-                }
-        return false;
-}
-
-static bool cursor_time_of_day(Cursor *c, int *h, int *m, int *s) {
-        return cursor_digits(c, 2, 2, h) && cursor_char(c, ':') && cursor_digits(c, 2, 2, m) &&
-                cursor_char(c, ':') && cursor_digits(c, 2, 2, s) && *h <= 23 && *m <= 59 && *s <= 60;
-}
-
-static bool cursor_gmt(Cursor *c) {
-        static const char *const zones[] = { "GMT", "UTC" };
-        int i;
-
-        return cursor_word(c, zones, ELEMENTSOF(zones), &i);
-}
-
-/* An HTTP-date (RFC 9110 §5.6.7): IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT",
- * and the obsolete RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT" and asctime
- * "Sun Nov  6 08:49:37 1994" forms. The weekday is checked for form only. */
-static int parse_http_date(Cursor c, int64_t now, int64_t *ret) {
-        static const char *const days[] = {
-                "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat",
-                "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
-        };
-        static const char *const months[] = {
-                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        };
-        int wday, year, month, day, h, m, s;
-
-        if (!cursor_word(&c, days, ELEMENTSOF(days), &wday))
-                return -EINVAL;
-        if (cursor_char(&c, ',')) {
-                if (!cursor_spaces(&c) || !cursor_digits(&c, 1, 2, &day))
-                        return -EINVAL;
-                if (cursor_char(&c, '-')) {
-                        /* RFC 850 */
-                        if (!cursor_word(&c, months, ELEMENTSOF(months), &month) || !cursor_char(&c, '-'))
-                                return -EINVAL;
-                        const char *y = c.p;
-                        if (!cursor_digits(&c, 2, 4, &year) || (c.p - y != 2 && c.p - y != 4))
-                                return -EINVAL;
-                        if (c.p - y == 2) {
-                                /* A two-digit year more than 50 years ahead is in
-                                 * the past century (RFC 9110 §5.6.7). */
-                                CivilTime now_c;
-                                civil_from_seconds(now < TIME_FORMAT_MIN ? TIME_FORMAT_MIN :
-                                                   now > TIME_FORMAT_MAX ? TIME_FORMAT_MAX : now, &now_c);
-                                int64_t y4 = floor_div(now_c.year, 100) * 100 + year;
-                                if (y4 > now_c.year + 50)
-                                        y4 -= 100;
-                                if (y4 < 0 || y4 > 9999)
-                                        return -EINVAL;
-                                year = (int) y4;
-                        }
-                } else if (!cursor_spaces(&c) || !cursor_word(&c, months, ELEMENTSOF(months), &month) ||
-                           !cursor_spaces(&c) || !cursor_digits(&c, 4, 4, &year))
-                        return -EINVAL;
-                if (!cursor_spaces(&c) || !cursor_time_of_day(&c, &h, &m, &s) || !cursor_spaces(&c) ||
-                    !cursor_gmt(&c))
-                        return -EINVAL;
-        } else {
-                /* asctime */
-                if (!cursor_spaces(&c) || !cursor_word(&c, months, ELEMENTSOF(months), &month) ||
-                    !cursor_spaces(&c) || !cursor_digits(&c, 1, 2, &day) || !cursor_spaces(&c) ||
-                    !cursor_time_of_day(&c, &h, &m, &s) || !cursor_spaces(&c) || !cursor_digits(&c, 4, 4, &year))
-                        return -EINVAL;
-        }
-        if (c.p != c.end)
-                return -EINVAL;
-
-        month++;
-        if (day < 1 || day > days_in_month(year, month))
-                return -EINVAL;
-        if (s == 60)
-                s = 59;
-        *ret = days_from_civil(year, month, day) * SEC_PER_DAY + h * 3600 + m * 60 + s;
-        return 0;
-}
-
-/* Digits only (RFC 9110 §10.2.3 delta-seconds), saturated far beyond any
+/* Digits only (RFC 9110 section 10.2.3 delta-seconds), saturated far beyond any
  * delay we accept. */
-static int parse_seconds(Cursor c, int64_t *ret) {
+static int parse_seconds(const char *s, size_t n, int64_t *ret) {
         int64_t v = 0;
 
-        if (c.p == c.end)
+        if (n == 0)
                 return -EINVAL;
-        for (; c.p < c.end; c.p++) {
-                if (!is_digit(*c.p))
+        for (size_t i = 0; i < n; i++) {
+                if (!is_digit(s[i]))
                         return -EINVAL;
                 if (v < INT64_C(1000000000000000))
-                        v = v * 10 + (*c.p - '0');
+                        v = v * 10 + (s[i] - '0');
         }
         *ret = v;
         return 0;
@@ -1200,21 +705,26 @@ static int64_t seconds_until(int64_t t, int64_t now) {
 
 int zuora_retry_after(const char *retry_after, const char *ratelimit_reset, int64_t now, uint64_t *ret_usec) {
         int64_t v, t, delay = -1;
+        const char *s;
+        size_t n;
 
         assert(ret_usec);
 
         /* Retry-After first: seconds or a date. Anything else is ignored. */
         if (retry_after) {
-                Cursor c = cursor_trimmed(retry_after);
-                if (parse_seconds(c, &v) >= 0)
+                s = trimmed(retry_after, &n);
+                if (parse_seconds(s, n, &v) >= 0)
                         delay = v;
-                else if (parse_http_date(c, now, &t) >= 0)
+                else if (httpdate_parse(s, n, now, &t) >= 0)
                         delay = seconds_until(t, now);
         }
         /* ratelimit-reset is seconds until the window resets; some servers put
          * an epoch time there instead, which no window length reaches. */
-        if (delay < 0 && ratelimit_reset && parse_seconds(cursor_trimmed(ratelimit_reset), &v) >= 0)
-                delay = v >= 1000000000 ? seconds_until(v, now) : v;
+        if (delay < 0 && ratelimit_reset) {
+                s = trimmed(ratelimit_reset, &n);
+                if (parse_seconds(s, n, &v) >= 0)
+                        delay = v >= 1000000000 ? seconds_until(v, now) : v;
+        }
         if (delay < 0)
                 return -ENODATA;
 

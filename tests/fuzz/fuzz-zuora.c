@@ -13,6 +13,7 @@
 
 #include "fuzz.h"
 #include "tz.h"
+#include "utf8.h"
 #include "zuora.h"
 
 #define ID_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
@@ -93,33 +94,15 @@ static void check_same_in_list(const char *data, size_t size, const ZuoraJob *jo
         }
 }
 
-static bool utf8_valid(const unsigned char *u) {
-        while (*u) {
-                size_t n;
-                uint32_t c, min;
-                if (*u < 0x80) {
-                        u++;
-                        continue;
-                }
-                if (*u >= 0xc2 && *u <= 0xdf)
-                        n = 2, c = *u & 0x1f, min = 0x80;
-                else if (*u >= 0xe0 && *u <= 0xef)
-                        n = 3, c = *u & 0x0f, min = 0x800;
-                else if (*u >= 0xf0 && *u <= 0xf4)
-                        n = 4, c = *u & 0x07, min = 0x10000;
-                else
+/* Valid UTF-8 without the characters the error text blanks: C1 controls
+ * and the line and paragraph separators. */
+static bool text_is_clean(const char *s) {
+        size_t n = strlen(s);
+
+        for (size_t i = 0, len; i < n; i += len) {
+                uint32_t c = utf8_decode(s + i, n - i, &len);
+                if (c == UTF8_INVALID || (c >= 0x80 && c < 0xa0) || c == 0x2028 || c == 0x2029)
                         return false;
-                for (size_t i = 1; i < n; i++) {
-                        if ((u[i] & 0xc0) != 0x80)
-                                return false;
-                        c = c << 6 | (u[i] & 0x3f);
-                }
-                if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-                        return false;
-                /* C1 controls and the line/paragraph separators are blanked. */
-                if ((c >= 0x80 && c < 0xa0) || c == 0x2028 || c == 0x2029)
-                        return false;
-                u += n;
         }
         return true;
 }
@@ -175,7 +158,7 @@ static void fuzz_parsers(const char *data, size_t size) {
                 check(text[0] != ' ' && text[len - 1] != ' ' && !strstr(text, "  "));
                 for (size_t i = 0; i < len; i++)
                         check((unsigned char) text[i] >= 0x20 && text[i] != 0x7f);
-                check(utf8_valid((const unsigned char *) text));
+                check(text_is_clean(text));
                 free(text);
         }
 

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "tz.h"
+#include "utf8.h"
 #include "zuora.h"
 
 /* The JobResponse example of "Create a test environment job", without the
@@ -74,36 +75,6 @@ static void expect_job_bad(const char *s) {
         if (r != -EBADMSG)
                 fail_msg("'%s' gave %d, want -EBADMSG", s, r);
         assert_string_equal(j.id, "untouched");
-}
-
-static bool utf8_valid(const char *s) {
-        const unsigned char *u = (const unsigned char *) s;
-
-        while (*u) {
-                size_t n;
-                uint32_t c, min;
-                if (*u < 0x80) {
-                        u++;
-                        continue;
-                }
-                if (*u >= 0xc2 && *u <= 0xdf)
-                        n = 2, c = *u & 0x1f, min = 0x80;
-                else if (*u >= 0xe0 && *u <= 0xef)
-                        n = 3, c = *u & 0x0f, min = 0x800;
-                else if (*u >= 0xf0 && *u <= 0xf4)
-                        n = 4, c = *u & 0x07, min = 0x10000;
-                else
-                        return false;
-                for (size_t i = 1; i < n; i++) {
-                        if ((u[i] & 0xc0) != 0x80)
-                                return false;
-                        c = c << 6 | (u[i] & 0x3f);
-                }
-                if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-                        return false;
-                u += n;
-        }
-        return true;
 }
 
 /* ---- jobs ---- */
@@ -522,7 +493,7 @@ static void test_job_mutations(void **state) {
                 char *text = zuora_error_text(buf, len);
                 if (text) {
                         assert_true(strlen(text) <= 500);
-                        assert_true(utf8_valid(text));
+                        assert_true(utf8_is_valid(text));
                         free(text);
                 }
         }
@@ -920,7 +891,7 @@ static void test_error_text_caps(void **state) {
         text = zuora_error_text(body, 1000);
         assert_non_null(text);
         assert_int_equal(strlen(text), 400);
-        assert_true(utf8_valid(text));
+        assert_true(utf8_is_valid(text));
         free(text);
         free(body);
 
@@ -937,7 +908,7 @@ static void test_error_text_caps(void **state) {
                 assert_non_null(text);
                 assert_true(strlen(text) <= 500);
                 assert_true(strlen(text) >= 497);
-                assert_true(utf8_valid(text));
+                assert_true(utf8_is_valid(text));
                 free(text);
                 free(body);
         }
