@@ -8,7 +8,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <malloc.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -203,20 +202,8 @@ size_t client_pending(const Client *cl) {
         return http_pending(cl->http) + cl->n_queued;
 }
 
-char *client_url(const Client *cl, const char *path_format, ...) {
-        _cleanup_free_ char *path = NULL;
-        char *url;
-        va_list ap;
-        int r;
-
-        va_start(ap, path_format);
-        r = vasprintf(&path, path_format, ap);
-        va_end(ap);
-        if (r < 0)
-                return NULL;
-        if (asprintf(&url, "%s%s", cl->config->base_url, path) < 0)
-                return NULL;
-        return url;
+char *client_url(const Client *cl, ZuoraEndpoint endpoint, const char *env_id, const char *job_id) {
+        return zuora_url(cl->config->base_url, endpoint, env_id, job_id);
 }
 
 /* scheme, host and port of URL, lowercased, into *ret ("https://h:443"). */
@@ -469,7 +456,7 @@ static int token_fetch(Client *cl) {
 
         if (cl->token_request)
                 return 0;
-        url = client_url(cl, "/oauth/token");
+        url = client_url(cl, ZUORA_ENDPOINT_TOKEN, NULL, NULL);
         body = zuora_token_request_body(cl->config->client_id, cl->secret->value);
         if (!url || !body) {
                 secret_string_free(body);

@@ -56,8 +56,8 @@ int client_call(
 
 void client_cancel(ClientCall *call);
 
-/* base_url + PATH ("/test-environments/ID/jobs"). */
-char *client_url(const Client *cl, const char *path_format, ...) __attribute__((format(printf, 2, 3)));
+/* The URL of ENDPOINT for test environment ENV_ID and job JOB_ID, on base_url. */
+char *client_url(const Client *cl, ZuoraEndpoint endpoint, const char *env_id, const char *job_id);
 
 /* Resolves a Location header (absolute or relative) against base_url.
  * -EPERM when it points to another scheme, host or port. */

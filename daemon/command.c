@@ -7,21 +7,16 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <systemd/sd-event.h>
-#include <yajl/yajl_gen.h>
 
 #include "client.h"
 #include "command.h"
+#include "json.h"
 #include "macro.h"
 #include "state.h"
 #include "zuora.h"
-
-
-#define GEN_STR(g, s) yajl_gen_string(g, (const unsigned char *) (s), strlen(s))
-#define GEN_STR_OR_NULL(g, s) ((s) ? GEN_STR(g, s) : yajl_gen_null(g))
 
 /* ---- one call at a time ---- */
 
@@ -92,6 +87,16 @@ static int sync_call(Session *s, HttpMethod method, const char *url, const char 
         return 0;
 }
 
+/* ENDPOINT of the session's environment (and JOB_ID), with BODY for a POST. */
+static int sync_call_env(Session *s, HttpMethod method, ZuoraEndpoint endpoint, const EnvConfig *e, const char *job_id,
+                         const char *body, SyncCall *out) {
+        _cleanup_free_ char *url = client_url(s->client, endpoint, e->id, job_id);
+
+        if (!url)
+                return -ENOMEM;
+        return sync_call(s, method, url, body, out);
+}
+
 static int sync_on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
         *(bool *) userdata = true;
         return 0;
@@ -109,22 +114,18 @@ static int sync_sleep(Session *s, uint64_t usec) {
         return r < 0 ? r : 0;
 }
 
-/* Why a call did not give what was asked, in words for the operator. */
+/* Why a call did not give what was asked, in the daemon's words. */
 static const char *sync_reason(const SyncCall *c, char *buf, size_t size) {
-        if (c->verdict == ZUORA_VERDICT_REAUTH)
-                snprintf(buf, size, "Zuora refused the credentials (401%s%s): check client_id/client_secret",
-                         c->text ? ": " : "", c->text ? c->text : "");
-        else if (c->verdict == ZUORA_VERDICT_FORBIDDEN)
-                snprintf(buf, size,
-                         "403 Forbidden%s%s: the OAuth client's user needs the \"Refresh Central Sandbox\" (or "
-                         "\"Refresh Developer Sandbox\") permission",
-                         c->text ? ": " : "", c->text ? c->text : "");
-        else if (c->status > 0)
-                snprintf(buf, size, "Zuora answered %ld%s%s", c->status, c->text ? ": " : "", c->text ? c->text : "");
-        else
-                snprintf(buf, size, "%s%s", c->token_failed ? "no token: " : "",
-                         c->text ? c->text : "no answer");
-        return buf;
+        ZuoraAnswer a = {
+                .verdict = c->verdict,
+                .status = c->status,
+                .transport_error = c->error < 0,
+                .token_failed = c->token_failed,
+                .body_size = c->body_size,
+                .text = c->text,
+        };
+
+        return zuora_answer_text(&a, buf, size);
 }
 
 static int session_open(Session *s, const char *config_path, const char *env_name) {
@@ -162,15 +163,12 @@ static int session_open(Session *s, const char *config_path, const char *env_nam
 
 /* The newest job of the environment that has not ended, from the list. */
 static int newest_running(Session *s, ZuoraJob *ret, char *why, size_t why_size) {
-        _cleanup_free_ char *url = client_url(s->client, "/test-environments/%s/jobs", s->env->id);
         _cleanup_(sync_call_done) SyncCall c = {};
         ZuoraJob *jobs = NULL;
         size_t n = 0, best = SIZE_MAX;
         int r;
 
-        if (!url)
-                return -ENOMEM;
-        r = sync_call(s, HTTP_METHOD_GET, url, NULL, &c);
+        r = sync_call_env(s, HTTP_METHOD_GET, ZUORA_ENDPOINT_JOBS, s->env, NULL, NULL, &c);
         if (r < 0)
                 return r;
         if (c.verdict != ZUORA_VERDICT_OK || zuora_parse_job_list(c.body, c.body_size, &jobs, &n) < 0) {
@@ -191,69 +189,86 @@ static int newest_running(Session *s, ZuoraJob *ret, char *why, size_t why_size)
         return 1;
 }
 
+/* The start of `refresh` and `cancel`: a session for ENV_NAME, and its
+ * running job looked for (1 with it in *RET, 0 when none runs, < 0 when
+ * the list could not be read: WHY says why). -ECANCELED when the session
+ * could not be opened (the reason was printed). */
+static int session_open_running(Session *s, const char *config_path, const char *env_name, ZuoraJob *ret, char *why,
+                                size_t why_size) {
+        if (session_open(s, config_path, env_name) < 0)
+                return -ECANCELED;
+        return newest_running(s, ret, why, why_size);
+}
+
 /* ---- refresh ---- */
+
+typedef struct Progress {
+        char *status;
+        int progress;
+} Progress;
+
+/* Prints JOB's status when it changed since LAST: one line each, or one
+ * line kept up to date on a terminal. */
+static void print_progress(const char *job_id, const ZuoraJob *job, Progress *last, bool tty) {
+        if (job->progress == last->progress && !last->status == !job->status &&
+            (!job->status || strcmp(job->status, last->status) == 0))
+                return;
+        printf(tty ? "\r\033[Kjob %s: %s %d%%" : "job %s: %s %d%%\n", job_id, job->status ?: "?",
+               job->progress < 0 ? 0 : job->progress);
+        fflush(stdout);
+        free(last->status);
+        last->status = job->status ? strdup(job->status) : NULL;
+        last->progress = job->progress;
+}
 
 static int refresh_wait(Session *s, const char *polling_url, const char *job_id) {
         bool tty = isatty(STDOUT_FILENO);
-        char *last_status = NULL;
-        int last_progress = -2;
+        Progress last = { .progress = -2 };
+        int r = 0;
 
         for (;;) {
                 _cleanup_(sync_call_done) SyncCall c = {};
                 ZuoraJob job = {};
-                int r;
 
                 r = sync_call(s, HTTP_METHOD_GET, polling_url, NULL, &c);
                 if (r < 0)
-                        return r;
+                        break;
                 if (c.verdict == ZUORA_VERDICT_NOT_FOUND) {
                         fprintf(stderr, "%sjob %s is gone: Zuora answers 404 for it\n", tty ? "\n" : "", job_id);
-                        free(last_status);
-                        return 1;
+                        r = 1;
+                        break;
                 }
                 if (c.verdict == ZUORA_VERDICT_OK && zuora_parse_job(c.body, c.body_size, &job) >= 0) {
-                        bool changed = job.progress != last_progress ||
-                                !last_status != !job.status ||
-                                (job.status && last_status && strcmp(job.status, last_status) != 0);
-                        if (changed) {
-                                printf(tty ? "\r\033[Kjob %s: %s %d%%" : "job %s: %s %d%%\n", job_id,
-                                       job.status ? job.status : "?", job.progress < 0 ? 0 : job.progress);
-                                fflush(stdout);
-                                free(last_status);
-                                last_status = job.status ? strdup(job.status) : NULL;
-                                last_progress = job.progress;
-                        }
+                        print_progress(job_id, &job, &last, tty);
                         if (zuora_job_has_ended(&job)) {
-                                bool ok = job.status && strcasecmp(job.status, "COMPLETED") == 0;
                                 if (tty)
                                         putchar('\n');
+                                r = zuora_status_outcome(job.status) == ZUORA_OUTCOME_COMPLETED ? 0 : 1;
                                 zuora_job_done(&job);
-                                free(last_status);
-                                return ok ? 0 : 1;
+                                break;
                         }
                         zuora_job_done(&job);
                 }
                 r = sync_sleep(s, s->env->poll_interval);
-                if (r < 0) {
-                        free(last_status);
-                        return r;
-                }
+                if (r < 0)
+                        break;
         }
+        free(last.status);
+        return r;
 }
 
 int command_refresh(const char *config_path, const char *env_name, bool wait) {
         _cleanup_(session_done) Session s = {};
         _cleanup_(sync_call_done) SyncCall c = {};
-        _cleanup_free_ char *url = NULL, *body = NULL, *polling = NULL;
+        _cleanup_free_ char *body = NULL, *polling = NULL;
         ZuoraJob running = {}, job = {};
         char why[700];
         int r;
 
-        if (session_open(&s, config_path, env_name) < 0)
-                return EXIT_FAILURE;
-
         /* Same rule as the daemon: a job that has not ended covers this. */
-        r = newest_running(&s, &running, why, sizeof(why));
+        r = session_open_running(&s, config_path, env_name, &running, why, sizeof(why));
+        if (r == -ECANCELED)
+                return EXIT_FAILURE;
         if (r > 0) {
                 fprintf(stderr, "refreshd: environment '%s' already has a running job: %s (%s)\n", env_name,
                         running.id, running.status ? running.status : "status unknown");
@@ -264,11 +279,10 @@ int command_refresh(const char *config_path, const char *env_name, bool wait) {
                 fprintf(stderr, "refreshd: cannot list the jobs of '%s' (%s); submitting anyway\n", env_name,
                         r == -EIO ? why : strerror(-r));
 
-        url = client_url(s.client, "/test-environments/%s/jobs", s.env->id);
         body = zuora_job_request_body(ZUORA_TIME_UNSET);
-        if (!url || !body)
+        if (!body)
                 return EXIT_FAILURE;
-        r = sync_call(&s, HTTP_METHOD_POST, url, body, &c);
+        r = sync_call_env(&s, HTTP_METHOD_POST, ZUORA_ENDPOINT_JOBS, s.env, NULL, body, &c);
         if (r < 0) {
                 fprintf(stderr, "refreshd: %s\n", strerror(-r));
                 return EXIT_FAILURE;
@@ -286,7 +300,7 @@ int command_refresh(const char *config_path, const char *env_name, bool wait) {
                 polling = mfree(polling);
         }
         if (!polling)
-                polling = client_url(s.client, "/test-environments/%s/jobs/%s", s.env->id, job.id);
+                polling = client_url(s.client, ZUORA_ENDPOINT_JOB, s.env->id, job.id);
         printf("%s\n%s\n", job.id, polling ? polling : "");
         fflush(stdout);
         r = wait && polling ? refresh_wait(&s, polling, job.id) : EXIT_SUCCESS;
@@ -299,39 +313,30 @@ int command_refresh(const char *config_path, const char *env_name, bool wait) {
 int command_cancel(const char *config_path, const char *env_name) {
         _cleanup_(session_done) Session s = {};
         _cleanup_(sync_call_done) SyncCall c = {};
-        _cleanup_free_ char *url = NULL;
         ZuoraJob running = {}, job = {};
         char why[700];
         int r;
 
-        if (session_open(&s, config_path, env_name) < 0)
+        r = session_open_running(&s, config_path, env_name, &running, why, sizeof(why));
+        if (r == -ECANCELED)
                 return EXIT_FAILURE;
-        r = newest_running(&s, &running, why, sizeof(why));
         if (r <= 0) {
-                fprintf(stderr, "refreshd: %s\n",
-                        r == 0 ? "no running job to cancel" : r == -EIO ? why : strerror(-r));
+                fprintf(stderr, "refreshd: %s\n", r == 0 ? "no running job to cancel" : r == -EIO ? why : strerror(-r));
                 return EXIT_FAILURE;
         }
-        url = client_url(s.client, "/test-environments/%s/jobs/%s/actions", s.env->id, running.id);
-        r = url ? sync_call(&s, HTTP_METHOD_POST, url, "{\"jobAction\":\"CANCEL\"}", &c) : -ENOMEM;
-        if (r < 0) {
+        r = sync_call_env(&s, HTTP_METHOD_POST, ZUORA_ENDPOINT_JOB_ACTIONS, s.env, running.id, ZUORA_CANCEL_BODY, &c);
+        if (r < 0)
                 fprintf(stderr, "refreshd: %s\n", strerror(-r));
-                zuora_job_done(&running);
-                return EXIT_FAILURE;
-        }
-        if (c.verdict != ZUORA_VERDICT_OK) {
+        else if (c.verdict != ZUORA_VERDICT_OK)
                 /* Zuora allows it only before the refresh reaches its reset stage, and says so. */
                 fprintf(stderr, "refreshd: job %s was not cancelled: %s\n", running.id, sync_reason(&c, why, sizeof(why)));
-                zuora_job_done(&running);
-                return EXIT_FAILURE;
-        }
-        if (zuora_parse_job(c.body, c.body_size, &job) >= 0)
+        else if (zuora_parse_job(c.body, c.body_size, &job) >= 0)
                 printf("job %s: %s\n", job.id, job.status ? job.status : "cancel requested");
         else
                 printf("job %s: cancel requested\n", running.id);
         zuora_job_done(&job);
         zuora_job_done(&running);
-        return EXIT_SUCCESS;
+        return r < 0 || c.verdict != ZUORA_VERDICT_OK ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 /* ---- check --online ---- */
@@ -345,12 +350,11 @@ int command_check_online(const char *config_path) {
                 return EXIT_FAILURE;
         for (size_t i = 0; i < s.config->n_envs; i++) {
                 const EnvConfig *e = &s.config->envs[i];
-                _cleanup_free_ char *url = client_url(s.client, "/test-environments/%s", e->id);
                 _cleanup_(sync_call_done) SyncCall c = {};
                 int64_t last, next;
                 char a[TZ_ISO_MAX] = "never", b[TZ_ISO_MAX] = "now";
 
-                if (!url || sync_call(&s, HTTP_METHOD_GET, url, NULL, &c) < 0) {
+                if (sync_call_env(&s, HTTP_METHOD_GET, ZUORA_ENDPOINT_ENVIRONMENT, e, NULL, NULL, &c) < 0) {
                         failed++;
                         continue;
                 }
@@ -375,18 +379,50 @@ int command_check_online(const char *config_path) {
         return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* ---- JSON output ---- */
+
+/* Writes W's text and a newline on standard output. */
+static int json_print(JsonWriter *w) {
+        const char *text;
+        size_t n;
+        int r;
+
+        r = json_writer_text(w, &text, &n);
+        if (r < 0)
+                return r;
+        fwrite(text, 1, n, stdout);
+        putchar('\n');
+        return fflush(stdout) == 0 ? 0 : -errno;
+}
+
+static void put_key_string(JsonWriter *w, const char *key, const char *value) {
+        json_put_string(w, key);
+        json_put_string_or_null(w, value);
+}
+
 /* The keys both `check --json` and `status --json` start an environment with. */
-static void gen_env_identity(yajl_gen g, const EnvConfig *e) {
-        GEN_STR(g, "name");
-        GEN_STR(g, e->name);
-        GEN_STR(g, "id");
-        GEN_STR(g, e->id);
-        GEN_STR(g, "schedule");
-        GEN_STR(g, e->schedule);
-        GEN_STR(g, "timezone");
-        GEN_STR(g, tz_name(e->tz));
-        GEN_STR(g, "enabled");
-        yajl_gen_bool(g, e->enabled);
+static void put_env_identity(JsonWriter *w, const EnvConfig *e) {
+        put_key_string(w, "name", e->name);
+        put_key_string(w, "id", e->id);
+        put_key_string(w, "schedule", e->schedule);
+        put_key_string(w, "timezone", tz_name(e->tz));
+        json_put_string(w, "enabled");
+        json_put_bool(w, e->enabled);
+}
+
+/* T in zone TZ (the userdata), or null. */
+static void put_local_time(JsonWriter *w, int64_t t, void *userdata) {
+        char buf[TZ_ISO_MAX];
+
+        if (t == STATE_TIME_UNSET || tz_format_local(userdata, t, buf, sizeof(buf)) < 0)
+                json_put_null(w);
+        else
+                json_put_string(w, buf);
+}
+
+static void put_key_time(JsonWriter *w, const char *key, const EnvConfig *e, int64_t t) {
+        json_put_string(w, key);
+        put_local_time(w, t, e->tz);
 }
 
 /* ---- check ---- */
@@ -413,16 +449,27 @@ static int check_print_text(const Config *c, int64_t from, unsigned next) {
         return fflush(stdout) == 0 ? 0 : -errno;
 }
 
-static int check_print_json(const Config *c, int64_t from, unsigned next) {
-        yajl_gen g = yajl_gen_alloc(NULL);
-        const unsigned char *buf;
-        size_t len;
+static void check_put_times(JsonWriter *w, const EnvConfig *e, const int64_t *times, unsigned n, bool utc) {
+        json_put_string(w, utc ? "next_utc" : "next");
+        json_put_array_open(w);
+        for (unsigned k = 0; k < n; k++) {
+                char s[TZ_ISO_MAX];
+                if ((utc ? tz_format_utc(times[k], s, sizeof(s)) : tz_format_local(e->tz, times[k], s, sizeof(s))) >= 0)
+                        json_put_string(w, s);
+        }
+        json_put_array_close(w);
+}
 
-        if (!g)
-                return -ENOMEM;
-        yajl_gen_map_open(g);
-        GEN_STR(g, "environments");
-        yajl_gen_array_open(g);
+static int check_print_json(const Config *c, int64_t from, unsigned next) {
+        _cleanup_(json_writer_done) JsonWriter w = {};
+        int r;
+
+        r = json_writer_init(&w, /* beautify= */ false, NULL, NULL);
+        if (r < 0)
+                return r;
+        json_put_open(&w);
+        json_put_string(&w, "environments");
+        json_put_array_open(&w);
         for (size_t i = 0; i < c->n_envs; i++) {
                 const EnvConfig *e = &c->envs[i];
                 int64_t times[1000];
@@ -430,29 +477,15 @@ static int check_print_json(const Config *c, int64_t from, unsigned next) {
 
                 for (int64_t t = from; n < next && cron_next(e->cron, e->tz, t, &t) >= 0; n++)
                         times[n] = t;
-
-                yajl_gen_map_open(g);
-                gen_env_identity(g, e);
-                for (int utc = 0; utc <= 1; utc++) {
-                        GEN_STR(g, utc ? "next_utc" : "next");
-                        yajl_gen_array_open(g);
-                        for (unsigned k = 0; k < n; k++) {
-                                char s[TZ_ISO_MAX];
-                                if ((utc ? tz_format_utc(times[k], s, sizeof(s))
-                                         : tz_format_local(e->tz, times[k], s, sizeof(s))) >= 0)
-                                        GEN_STR(g, s);
-                        }
-                        yajl_gen_array_close(g);
-                }
-                yajl_gen_map_close(g);
+                json_put_open(&w);
+                put_env_identity(&w, e);
+                check_put_times(&w, e, times, n, /* utc= */ false);
+                check_put_times(&w, e, times, n, /* utc= */ true);
+                json_put_close(&w);
         }
-        yajl_gen_array_close(g);
-        yajl_gen_map_close(g);
-        yajl_gen_get_buf(g, &buf, &len);
-        fwrite(buf, 1, len, stdout);
-        putchar('\n');
-        yajl_gen_free(g);
-        return fflush(stdout) == 0 ? 0 : -errno;
+        json_put_array_close(&w);
+        json_put_close(&w);
+        return json_print(&w);
 }
 
 int command_check(const char *config_path, int64_t from, unsigned next, bool json, bool online) {
@@ -483,16 +516,6 @@ int command_check(const char *config_path, int64_t from, unsigned next, bool jso
 
 /* ---- status ---- */
 
-static void time_or_null(yajl_gen g, const EnvConfig *e, int64_t t) {
-        char buf[TZ_ISO_MAX];
-
-        if (t == STATE_TIME_UNSET || tz_format_local(e->tz, t, buf, sizeof(buf)) < 0)
-                yajl_gen_null(g);
-        else
-                yajl_gen_string(g, (const unsigned char *) buf, strlen(buf));
-}
-
-
 static int64_t next_slot(const EnvConfig *e, const StateEnv *st, int64_t now) {
         int64_t t;
 
@@ -503,75 +526,42 @@ static int64_t next_slot(const EnvConfig *e, const StateEnv *st, int64_t now) {
         return cron_next(e->cron, e->tz, now, &t) < 0 ? STATE_TIME_UNSET : t;
 }
 
-static void status_json(const Config *c, State *state, int64_t now) {
-        yajl_gen g = yajl_gen_alloc(NULL);
-        const unsigned char *buf;
-        size_t len;
+/* E's entry in STATE, unless it is of another environment under the same name. */
+static StateEnv *status_entry(State *state, const EnvConfig *e) {
+        StateEnv *st = state_find(state, e->name);
 
-        if (!g)
-                return;
-        yajl_gen_map_open(g);
-        GEN_STR(g, "environments");
-        yajl_gen_array_open(g);
+        return st && st->id && strcmp(st->id, e->id) != 0 ? NULL : st;
+}
+
+static int status_json(const Config *c, State *state, int64_t now) {
+        _cleanup_(json_writer_done) JsonWriter w = {};
+        int r;
+
+        r = json_writer_init(&w, /* beautify= */ false, NULL, NULL);
+        if (r < 0)
+                return r;
+        json_put_open(&w);
+        json_put_string(&w, "environments");
+        json_put_array_open(&w);
         for (size_t i = 0; i < c->n_envs; i++) {
                 const EnvConfig *e = &c->envs[i];
-                StateEnv *st = state_find(state, e->name);
-                if (st && st->id && strcmp(st->id, e->id) != 0)
-                        st = NULL; /* state of another environment under the same name */
+                StateEnv *st = status_entry(state, e);
 
-                yajl_gen_map_open(g);
-                gen_env_identity(g, e);
-                GEN_STR(g, "next_slot");
-                time_or_null(g, e, next_slot(e, st, now));
-                GEN_STR(g, "last_slot");
-                time_or_null(g, e, st ? st->last_slot : STATE_TIME_UNSET);
-                GEN_STR(g, "job");
-                if (st && st->job) {
-                        yajl_gen_map_open(g);
-                        GEN_STR(g, "id");
-                        GEN_STR(g, st->job->id);
-                        GEN_STR(g, "status");
-                        GEN_STR_OR_NULL(g, st->job->status);
-                        GEN_STR(g, "progress");
-                        if (st->job->progress >= 0)
-                                yajl_gen_integer(g, st->job->progress);
-                        else
-                                yajl_gen_null(g);
-                        GEN_STR(g, "polling_url");
-                        GEN_STR(g, st->job->polling_url);
-                        GEN_STR(g, "submitted_at");
-                        time_or_null(g, e, st->job->submitted_at);
-                        GEN_STR(g, "slot");
-                        time_or_null(g, e, st->job->slot);
-                        yajl_gen_map_close(g);
-                } else
-                        yajl_gen_null(g);
-                GEN_STR(g, "last_job");
-                if (st && st->last_job) {
-                        yajl_gen_map_open(g);
-                        GEN_STR(g, "id");
-                        GEN_STR_OR_NULL(g, st->last_job->id);
-                        GEN_STR(g, "status");
-                        GEN_STR_OR_NULL(g, st->last_job->status);
-                        GEN_STR(g, "ended_at");
-                        time_or_null(g, e, st->last_job->ended_at);
-                        GEN_STR(g, "message");
-                        GEN_STR_OR_NULL(g, st->last_job->message);
-                        yajl_gen_map_close(g);
-                } else
-                        yajl_gen_null(g);
-                GEN_STR(g, "zuora_last_refresh");
-                time_or_null(g, e, st ? st->zuora_last_refresh : STATE_TIME_UNSET);
-                GEN_STR(g, "zuora_next_refresh");
-                time_or_null(g, e, st ? st->zuora_next_refresh : STATE_TIME_UNSET);
-                yajl_gen_map_close(g);
+                json_put_open(&w);
+                put_env_identity(&w, e);
+                put_key_time(&w, "next_slot", e, next_slot(e, st, now));
+                put_key_time(&w, "last_slot", e, st ? st->last_slot : STATE_TIME_UNSET);
+                json_put_string(&w, "job");
+                state_write_job(&w, st ? st->job : NULL, put_local_time, e->tz);
+                json_put_string(&w, "last_job");
+                state_write_last_job(&w, st ? st->last_job : NULL, put_local_time, e->tz);
+                put_key_time(&w, "zuora_last_refresh", e, st ? st->zuora_last_refresh : STATE_TIME_UNSET);
+                put_key_time(&w, "zuora_next_refresh", e, st ? st->zuora_next_refresh : STATE_TIME_UNSET);
+                json_put_close(&w);
         }
-        yajl_gen_array_close(g);
-        yajl_gen_map_close(g);
-        yajl_gen_get_buf(g, &buf, &len);
-        fwrite(buf, 1, len, stdout);
-        putchar('\n');
-        yajl_gen_free(g);
+        json_put_array_close(&w);
+        json_put_close(&w);
+        return json_print(&w);
 }
 
 static const char *local(const EnvConfig *e, int64_t t, char buf[static TZ_ISO_MAX]) {
@@ -580,34 +570,34 @@ static const char *local(const EnvConfig *e, int64_t t, char buf[static TZ_ISO_M
         return buf;
 }
 
-static void status_text(const Config *c, State *state, int64_t now) {
-        for (size_t i = 0; i < c->n_envs; i++) {
-                const EnvConfig *e = &c->envs[i];
-                StateEnv *st = state_find(state, e->name);
-                char a[TZ_ISO_MAX], b[TZ_ISO_MAX];
+static void status_text_env(const EnvConfig *e, const StateEnv *st, int64_t now, bool first) {
+        char a[TZ_ISO_MAX], b[TZ_ISO_MAX];
 
-                if (st && st->id && strcmp(st->id, e->id) != 0)
-                        st = NULL;
-                printf("%s%s  %s  %s  \"%s\"%s\n", i ? "\n" : "", e->name, e->id, tz_name(e->tz), e->schedule,
-                       e->enabled ? "" : "  (disabled)");
-                printf("  next slot:  %s%s\n", local(e, next_slot(e, st, now), a),
-                       st && st->deferred_until != STATE_TIME_UNSET ? " (deferred until Zuora allows it)" : "");
-                printf("  last slot:  %s\n", local(e, st ? st->last_slot : STATE_TIME_UNSET, a));
-                if (st && st->job) {
-                        printf("  job:        %s %s", st->job->id, st->job->status ? st->job->status : "SUBMITTED");
-                        if (st->job->progress >= 0)
-                                printf(" %d%%", st->job->progress);
-                        printf(", submitted %s\n", local(e, st->job->submitted_at, a));
-                } else
-                        printf("  job:        -\n");
-                if (st && st->last_job)
-                        printf("  last job:   %s %s, ended %s%s%s\n", st->last_job->id ? st->last_job->id : "-",
-                               st->last_job->status ? st->last_job->status : "?", local(e, st->last_job->ended_at, a),
-                               st->last_job->message ? ": " : "", st->last_job->message ? st->last_job->message : "");
-                if (st && (st->zuora_last_refresh != STATE_TIME_UNSET || st->zuora_next_refresh != STATE_TIME_UNSET))
-                        printf("  zuora:      last refresh %s, next allowed from %s\n",
-                               local(e, st->zuora_last_refresh, a), local(e, st->zuora_next_refresh, b));
-        }
+        printf("%s%s  %s  %s  \"%s\"%s\n", first ? "" : "\n", e->name, e->id, tz_name(e->tz), e->schedule,
+               e->enabled ? "" : "  (disabled)");
+        printf("  next slot:  %s%s\n", local(e, next_slot(e, st, now), a),
+               st && st->deferred_until != STATE_TIME_UNSET ? " (deferred until Zuora allows it)" : "");
+        printf("  last slot:  %s\n", local(e, st ? st->last_slot : STATE_TIME_UNSET, a));
+        if (st && st->job) {
+                printf("  job:        %s %s", st->job->id, st->job->status ? st->job->status : "SUBMITTED");
+                if (st->job->progress >= 0)
+                        printf(" %d%%", st->job->progress);
+                printf(", submitted %s\n", local(e, st->job->submitted_at, a));
+        } else
+                printf("  job:        -\n");
+        if (st && st->last_job)
+                printf("  last job:   %s %s, ended %s%s%s\n", st->last_job->id ? st->last_job->id : "-",
+                       st->last_job->status ? st->last_job->status : "?", local(e, st->last_job->ended_at, a),
+                       st->last_job->message ? ": " : "", st->last_job->message ? st->last_job->message : "");
+        if (st && (st->zuora_last_refresh != STATE_TIME_UNSET || st->zuora_next_refresh != STATE_TIME_UNSET))
+                printf("  zuora:      last refresh %s, next allowed from %s\n", local(e, st->zuora_last_refresh, a),
+                       local(e, st->zuora_next_refresh, b));
+}
+
+static int status_text(const Config *c, State *state, int64_t now) {
+        for (size_t i = 0; i < c->n_envs; i++)
+                status_text_env(&c->envs[i], status_entry(state, &c->envs[i]), now, i == 0);
+        return fflush(stdout) == 0 ? 0 : -errno;
 }
 
 int command_status(const char *config_path, const char *state_dir, bool json) {
@@ -616,7 +606,7 @@ int command_status(const char *config_path, const char *state_dir, bool json) {
         Config *c = NULL;
         State *state = NULL;
         int64_t now = (int64_t) time(NULL);
-        int r;
+        int r, k = 0;
 
         r = config_load(config_path, now, &c, &diags);
         diags_print(&diags, stderr);
@@ -628,13 +618,9 @@ int command_status(const char *config_path, const char *state_dir, bool json) {
                         why ? why : strerror(-r));
                 state = state_new();
         }
-        if (state) {
-                if (json)
-                        status_json(c, state, now);
-                else
-                        status_text(c, state, now);
-        }
+        if (state)
+                k = json ? status_json(c, state, now) : status_text(c, state, now);
         state_free(state);
         config_free(c);
-        return r < 0 || fflush(stdout) != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        return r < 0 || k < 0 || !state ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -12,13 +12,22 @@
  *
  * Events (timers, answers) are kept apart from states: each handler looks at
  * the state it is in, and env_enter_state() changes it.
+ *
+ * An Env knows nothing of the Manager: it reaches the loop, the clock, the
+ * Zuora client, the state and its timers through an EnvHost, which the
+ * manager implements, and a unit test fakes (tests/unit/test-env.c).
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
+#include "client.h"
 #include "config.h"
-#include "manager.h"
+#include "state.h"
+#include "timerq.h"
+#include "zuora.h"
 
 typedef enum EnvState {
         ENV_IDLE,
@@ -32,10 +41,55 @@ typedef enum EnvState {
         _ENV_STATE_INVALID = -EINVAL,
 } EnvState;
 
+typedef enum EnvTimer {
+        ENV_TIMER_SLOT, /* CLOCK_REALTIME: env_on_slot() */
+        ENV_TIMER_WAIT, /* CLOCK_BOOTTIME: env_on_wait(); polls and backoffs */
+        _ENV_TIMER_MAX,
+        _ENV_TIMER_INVALID = -EINVAL,
+} EnvTimer;
+
+typedef struct Env Env;
+typedef struct EnvHost EnvHost;
+
+/* What an environment needs of the world around it. */
+typedef struct EnvHostOps {
+        /* The time on CLOCK_REALTIME or CLOCK_BOOTTIME, µs, as of this turn of the loop. */
+        uint64_t (*now)(EnvHost *h, clockid_t clock);
+        /* Arms timer T of environment E for USEC on its clock (INDEX is E's
+         * entry), or takes it out. */
+        int (*timer_arm)(EnvHost *h, EnvTimer t, Env *e, TimerQueueIndex *index, uint64_t usec);
+        void (*timer_disarm)(EnvHost *h, EnvTimer t, TimerQueueIndex *index);
+        /* Zuora, as client_call(), client_cancel(), client_url() and client_resolve(). */
+        int (*call)(EnvHost *h,
+                    HttpMethod method,
+                    const char *url,
+                    const char *body,
+                    const char *idempotency_key,
+                    const char *track_id,
+                    ClientDoneFunc done,
+                    void *userdata,
+                    ClientCall **ret);
+        void (*cancel)(EnvHost *h, ClientCall *call);
+        char *(*url)(EnvHost *h, ZuoraEndpoint endpoint, const char *env_id, const char *job_id);
+        int (*resolve)(EnvHost *h, const char *location, char **ret_url);
+        /* An entry of the state changed: have it written at the end of this turn. */
+        void (*save_later)(EnvHost *h);
+        /* This environment's checks went out (CHECKING true) or ended: while
+         * any are out, the state waits for their POSTs. */
+        void (*checks_changed)(EnvHost *h, bool checking);
+        /* What the environment would say in STATUS= may have changed. */
+        void (*status_changed)(EnvHost *h);
+} EnvHostOps;
+
+struct EnvHost {
+        const EnvHostOps *ops;
+        State *state; /* the entries, by name; it outlives every Env */
+};
+
 /* 120 bytes, a malloc chunk of 128: one per environment, so every field
  * counts (10,000 environments). */
 struct Env {
-        Manager *manager;
+        EnvHost *host;
         const char *name;       /* EC's: the same in every config it comes from */
         Config *config;         /* a reference: the config this environment came from */
         const EnvConfig *ec;    /* inside CONFIG */
@@ -45,7 +99,6 @@ struct Env {
         unsigned attempt;       /* of the current submission */
         bool removed;           /* gone from the config: follow the job, then go */
         bool deferred;          /* firing at Zuora's nextRefreshTime */
-        bool reauthenticated;
         bool conflict;          /* the POST got a 409: list, adopt or fail */
         bool plan_after_poll;   /* restarted with a job: plan slots after its first poll */
         bool poll_failing;      /* a poll error was logged for this streak */
@@ -55,22 +108,25 @@ struct Env {
         int64_t next_slot;      /* what the slot timer is armed for, or STATE_TIME_UNSET */
         int64_t slot;           /* the slot being worked on */
         int64_t prev_slot;      /* the slot handled before it, or STATE_TIME_UNSET */
-        TimerQueueIndex slot_entry;     /* in the manager's slot queue (CLOCK_REALTIME) */
-        TimerQueueIndex wait_entry;     /* in the manager's wait queue (CLOCK_BOOTTIME): polls, backoff */
-        ClientCall *call;               /* IDLE: the eligibility check ahead of the slot, if out */
-        ClientCall *list_call;          /* CHECKING: the list check beside the eligibility check */
+        TimerQueueIndex slot_entry;     /* the slot timer's entry (CLOCK_REALTIME) */
+        TimerQueueIndex wait_entry;     /* the wait timer's entry (CLOCK_BOOTTIME): polls, backoff */
+        ClientCall *check;              /* the eligibility check: ahead of the slot (IDLE) or at it (CHECKING) */
+        ClientCall *call;               /* the state's request: the list check (CHECKING, LISTING),
+                                         * the POST (SUBMITTING), the poll (TRACKING) */
         uint64_t first_attempt;         /* CLOCK_BOOTTIME µs */
         char *last_error;
 };
 
-int env_new(Manager *m, Config *c, const EnvConfig *ec, Env **ret);
+/* A new environment for EC of config C (a reference is taken), on HOST,
+ * with its entry in the host's state (created if there is none). */
+int env_new(EnvHost *host, Config *c, const EnvConfig *ec, Env **ret);
 Env *env_free(Env *e);
 
 /* Starts the environment: resumes a job in flight or an unfinished slot,
  * catches up a missed slot, or arms the timer for the next one. */
 int env_start(Env *e);
 
-/* The timer queues' callbacks: a slot came; a poll or a retry is due. */
+/* The timers' callbacks (OWNER is the Env): a slot came; a poll or a retry is due. */
 void env_on_slot(void *owner);
 void env_on_wait(void *owner);
 
@@ -84,6 +140,9 @@ void env_replan(Env *e);
 /* Stops scheduling; a job in flight is still followed to its end. Returns
  * true when the environment can be freed now. */
 bool env_remove(Env *e);
+
+/* Whether a removed environment is done and can be freed. */
+bool env_is_finished(const Env *e);
 
 /* The entry whose intent this environment's POST waits to see on disk,
  * or NULL. */

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -19,6 +20,9 @@
 #define assert_not_reached() abort()
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+/* The struct of TYPE whose MEMBER PTR points to. */
+#define container_of(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))
 
 /* Returns the value of *p and sets *p to NULL: hands ownership over. */
 #define TAKE_PTR(p)                                                                                           \

@@ -2,6 +2,22 @@
 /*
  * The command line: parse the arguments, then run one command: `run` (the
  * daemon, here) or one of the operator commands in command.c.
+ *
+ * Layers, top to bottom (a file includes only its own layer and those below
+ * it; tests/cli/test_layers.py checks every include against this list):
+ *   main
+ *   manager command
+ *   env
+ *   client plan store state intentlog report secret timerq
+ *   zuora cron config http tz duration
+ *   json yamltree arena utf8 httpdate sort fileio
+ *   macro civil list refreshd-messages
+ *
+ * main runs one command; the manager owns the loop and hangs one env (an
+ * environment's lifecycle) off it for each environment; an env reaches the
+ * Zuora client, the planner, the state store and the reports, which speak
+ * Zuora's API, the schedule and the config; below them is generic machinery
+ * that knows nothing of refreshd, and at the bottom the smallest helpers.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -264,7 +280,7 @@ static int command_run(const Args *args) {
                 return EXIT_FAILURE;
         }
         r = manager_new(event, args->config_path, args->state_dir, &m);
-        if (r == -EINVAL) {
+        if (r == MANAGER_ERR_CONFIG) {
                 /* EX_CONFIG: the unit's RestartPreventExitStatus= stops a restart loop. */
                 report_log(LOG_ERR, "%s: invalid config, not starting", args->config_path);
                 return EX_CONFIG;

@@ -25,12 +25,11 @@
 
 #include "civil.h"
 #include "env.h"
-#include "intentlog.h"
 #include "macro.h"
 #include "manager.h"
-#include "refreshd-messages.h"
 #include "report.h"
 #include "secret.h"
+#include "sort.h"
 
 #define STATE_DIR_DEFAULT "/var/lib/refreshd"
 
@@ -45,13 +44,24 @@ char *manager_default_state_dir(void) {
         return p;
 }
 
-int64_t manager_now(Manager *m) {
+/* The time on CLOCK, µs, as of this turn of the loop (now, before the loop runs). */
+static uint64_t manager_now_usec(Manager *m, clockid_t clock) {
+        struct timespec ts;
         uint64_t t;
 
-        if (sd_event_now(m->event, CLOCK_REALTIME, &t) < 0)
-                return (int64_t) time(NULL);
-        return (int64_t) (t / USEC_PER_SEC);
+        if (sd_event_now(m->event, clock, &t) >= 0)
+                return t;
+        (void) clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
+
+static int64_t manager_now(Manager *m) {
+        return (int64_t) (manager_now_usec(m, CLOCK_REALTIME) / USEC_PER_SEC);
+}
+
+static void manager_save_later(Manager *m);
+static void manager_checks_changed(Manager *m, bool checking);
+static void manager_update_status(Manager *m);
 
 /* ---- config ---- */
 
@@ -76,6 +86,8 @@ static int load_config(Manager *m, Config **ret_config, Secret **ret_secret) {
 
         r = config_load(m->config_path, manager_now(m), &c, &diags);
         report_diags(&diags);
+        if (r == -EINVAL)
+                return MANAGER_ERR_CONFIG;
         if (r < 0)
                 return r;
         r = secret_read(c, &secret);
@@ -83,7 +95,7 @@ static int load_config(Manager *m, Config **ret_config, Secret **ret_secret) {
                 report_log(LOG_ERR, "%s: cannot read the client secret (%s '%s'): %s", m->config_path,
                            secret_source_to_string(c->secret_source), c->secret_name, strerror(-r));
                 config_free(c);
-                return -EINVAL;
+                return MANAGER_ERR_CONFIG;
         }
         *ret_config = c;
         *ret_secret = secret;
@@ -96,39 +108,33 @@ static int load_state(Manager *m) {
         _cleanup_free_ char *why = NULL, *aside = NULL;
         int r;
 
-        r = state_load(m->state_dir, &m->state, &why);
+        r = store_load(m->store, &m->state, &why);
         if (r >= 0)
                 return 0;
         if (r != -EBADMSG && r != -EFBIG) {
-                report_log(LOG_ERR, "cannot read %s/%s: %s", m->state_dir, STATE_FILE_NAME, why ? why : strerror(-r));
+                report_log(LOG_ERR, "cannot read %s: %s", m->store->description, why ? why : strerror(-r));
                 return r;
         }
         /* Unknown or corrupt state is not fatal: keep it for a human, start clean. */
-        r = state_move_aside(m->state_dir, manager_now(m), &aside);
-        ReportFields f = REPORT_FIELDS_INIT;
-        report_event(REFRESHD_MESSAGE_STATE_CORRUPT, LOG_ERR, &f,
-                     "State file %s/%s is unreadable (%s); moved it to %s and starting with no state", m->state_dir,
-                     STATE_FILE_NAME, why ? why : "corrupt", r >= 0 ? aside : "(could not move it)");
+        r = store_discard(m->store, manager_now(m), &aside);
+        report_state_corrupt(m->store->description, why, r >= 0 ? aside : NULL);
         m->state = state_new();
         return m->state ? 0 : -ENOMEM;
 }
 
-bool manager_save_now(Manager *m) {
-        int r = state_save(m->state_dir, m->state);
+static bool manager_save_now(Manager *m) {
+        int r = store_save(m->store, m->state);
 
         if (r < 0) {
                 /* Keep going in memory; the list check keeps refreshes at most once. */
                 if (!m->save_failing) {
-                        ReportFields f = REPORT_FIELDS_INIT;
-                        report_event(REFRESHD_MESSAGE_STATE_WRITE_FAILED, LOG_ERR, &f,
-                                     "Cannot write %s/%s: %s; keeping state in memory and retrying at each change",
-                                     m->state_dir, STATE_FILE_NAME, strerror(-r));
+                        report_state_write_failed(m->store->description, r);
                         m->save_failing = true;
                 }
                 return false;
         }
         if (m->save_failing)
-                report_log(LOG_NOTICE, "%s/%s is written again", m->state_dir, STATE_FILE_NAME);
+                report_log(LOG_NOTICE, "%s is written again", m->store->description);
         m->save_failing = false;
         return true;
 }
@@ -138,7 +144,7 @@ static void manager_reap(Manager *m) {
 
         for (size_t i = 0; i < m->n_envs; i++) {
                 Env *e = m->envs[i];
-                if (e->removed && e->state == ENV_IDLE)
+                if (env_is_finished(e))
                         env_free(e);
                 else
                         m->envs[k++] = e;
@@ -158,8 +164,6 @@ static int manager_log_intents(Manager *m) {
                 n += env_intent_waiting(m->envs[i]) != NULL;
         if (n == 0)
                 return 0;
-        if (m->intent_fd < 0)
-                return -EBADF;
         waiting = reallocarray(NULL, n, sizeof(StateEnv *));
         if (!waiting)
                 return -ENOMEM;
@@ -169,7 +173,7 @@ static int manager_log_intents(Manager *m) {
                 if (st)
                         waiting[n++] = st;
         }
-        r = state_log_intents(m->state, m->intent_fd, waiting, n);
+        r = store_record_intents(m->store, m->state, waiting, n);
         return r < 0 ? r : 1;
 }
 
@@ -200,7 +204,7 @@ static int manager_on_save_timer(sd_event_source *s, uint64_t usec, void *userda
         return 0;
 }
 
-void manager_checks_changed(Manager *m, bool checking) {
+static void manager_checks_changed(Manager *m, bool checking) {
         if (checking) {
                 m->n_checking++;
                 return;
@@ -230,7 +234,7 @@ static int manager_on_save(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-void manager_save_later(Manager *m) {
+static void manager_save_later(Manager *m) {
         if (m->save_source)
                 (void) sd_event_source_set_enabled(m->save_source, SD_EVENT_ONESHOT);
 }
@@ -306,7 +310,7 @@ static int manager_on_status(sd_event_source *s, uint64_t usec, void *userdata) 
         return 0;
 }
 
-void manager_update_status(Manager *m) {
+static void manager_update_status(Manager *m) {
         uint64_t now = 0, at;
         int enabled = SD_EVENT_OFF;
 
@@ -328,10 +332,7 @@ static int manager_on_terminate(sd_event_source *s, const struct signalfd_siginf
         Manager *m = userdata;
 
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping");
-        ReportFields f = REPORT_FIELDS_INIT;
-        report_event(REFRESHD_MESSAGE_STOPPING, LOG_INFO, &f,
-                     "refreshd stopping on %s; jobs in flight go on at Zuora and are followed again at the next start",
-                     strsignal((int) si->ssi_signo));
+        report_stopping((int) si->ssi_signo);
         (void) manager_save_now(m);
         return sd_event_exit(m->event, 0);
 }
@@ -360,7 +361,7 @@ static Env **manager_sorted_envs(Manager *m, size_t *ret_n) {
         for (size_t i = 0; i < m->n_envs; i++)
                 if (!m->envs[i]->removed)
                         sorted[n++] = m->envs[i];
-        qsort(sorted, n, sizeof(Env *), env_compare_by_name);
+        sort_in_place(sorted, n, sizeof(Env *), env_compare_by_name);
         *ret_n = n;
         return sorted;
 }
@@ -389,7 +390,7 @@ static int manager_add_env(Manager *m, Config *c, const EnvConfig *ec, Env **ret
         if (!n)
                 return -ENOMEM;
         m->envs = n;
-        r = env_new(m, c, ec, &e);
+        r = env_new(&m->host, c, ec, &e);
         if (r < 0)
                 return r;
         m->envs[m->n_envs++] = e;
@@ -408,10 +409,8 @@ static void manager_reload(Manager *m) {
         (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=Reloading", (unsigned long long) now);
 
         r = load_config(m, &c, &secret);
-        ReportFields f = REPORT_FIELDS_INIT;
         if (r < 0) {
-                report_event(REFRESHD_MESSAGE_RELOAD_FAILED, LOG_ERR, &f,
-                             "Reloading %s failed; still running the config loaded before", m->config_path);
+                report_reload_failed(m->config_path);
                 free(m->status_text);
                 m->status_text = NULL;
                 manager_update_status(m);
@@ -445,8 +444,7 @@ static void manager_reload(Manager *m) {
          * environments that is 13 MB of RSS until it is given back. */
         (void) malloc_trim(0);
 
-        report_event(REFRESHD_MESSAGE_RELOADED, LOG_INFO, &f, "Reloaded %s: %zu environment%s", m->config_path,
-                     c->n_envs, c->n_envs == 1 ? "" : "s");
+        report_reloaded(m->config_path, c->n_envs);
         free(m->status_text);
         m->status_text = NULL;
         manager_send_status(m);
@@ -511,79 +509,142 @@ static int manager_on_clock_change(sd_event_source *s, int fd, uint32_t revents,
 
 /* ---- life ---- */
 
+/* ---- what the environments reach the rest through ---- */
+
+static Manager *host_manager(EnvHost *h) {
+        return container_of(h, Manager, host);
+}
+
+static uint64_t host_now(EnvHost *h, clockid_t clock) {
+        return manager_now_usec(host_manager(h), clock);
+}
+
+static TimerQueue *host_queue(Manager *m, EnvTimer t) {
+        return t == ENV_TIMER_SLOT ? m->slots : m->waits;
+}
+
+static int host_timer_arm(EnvHost *h, EnvTimer t, Env *e, TimerQueueIndex *index, uint64_t usec) {
+        return timerq_arm(host_queue(host_manager(h), t), index, usec, e);
+}
+
+static void host_timer_disarm(EnvHost *h, EnvTimer t, TimerQueueIndex *index) {
+        timerq_disarm(host_queue(host_manager(h), t), index);
+}
+
+static int host_call(EnvHost *h,
+                     HttpMethod method,
+                     const char *url,
+                     const char *body,
+                     const char *idempotency_key,
+                     const char *track_id,
+                     ClientDoneFunc done,
+                     void *userdata,
+                     ClientCall **ret) {
+        return client_call(host_manager(h)->client, method, url, body, idempotency_key, track_id, done, userdata, ret);
+}
+
+static void host_cancel(EnvHost *h, ClientCall *call) {
+        client_cancel(call);
+}
+
+static char *host_url(EnvHost *h, ZuoraEndpoint endpoint, const char *env_id, const char *job_id) {
+        return client_url(host_manager(h)->client, endpoint, env_id, job_id);
+}
+
+static int host_resolve(EnvHost *h, const char *location, char **ret_url) {
+        return client_resolve(host_manager(h)->client, location, ret_url);
+}
+
+static void host_save_later(EnvHost *h) {
+        manager_save_later(host_manager(h));
+}
+
+static void host_checks_changed(EnvHost *h, bool checking) {
+        manager_checks_changed(host_manager(h), checking);
+}
+
+static void host_status_changed(EnvHost *h) {
+        manager_update_status(host_manager(h));
+}
+
+static const EnvHostOps host_ops = {
+        .now = host_now,
+        .timer_arm = host_timer_arm,
+        .timer_disarm = host_timer_disarm,
+        .call = host_call,
+        .cancel = host_cancel,
+        .url = host_url,
+        .resolve = host_resolve,
+        .save_later = host_save_later,
+        .checks_changed = host_checks_changed,
+        .status_changed = host_status_changed,
+};
+
+/* ---- life ---- */
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Secret *, secret_free);
+
 int manager_new(sd_event *event, const char *config_path, const char *state_dir, Manager **ret) {
-        Manager *m;
-        Secret *secret = NULL;
+        _cleanup_(manager_freep) Manager *m = NULL;
+        _cleanup_(secret_freep) Secret *secret = NULL;
         int r;
 
         m = calloc(1, sizeof(Manager));
         if (!m)
                 return -ENOMEM;
         m->event = sd_event_ref(event);
-        m->intent_fd = -EBADF;
-        r = timerq_new(event, CLOCK_REALTIME, "slots", env_on_slot, &m->slots);
-        if (r >= 0)
-                r = timerq_new(event, CLOCK_BOOTTIME, "waits", env_on_wait, &m->waits);
-        if (r < 0) {
-                manager_free(m);
-                return r;
-        }
+        m->host.ops = &host_ops;
         m->config_path = strdup(config_path);
         m->state_dir = strdup(state_dir);
-        if (!m->config_path || !m->state_dir) {
-                manager_free(m);
+        if (!m->config_path || !m->state_dir)
                 return -ENOMEM;
-        }
-
-        r = load_config(m, &m->config, &secret);
-        if (r < 0) {
-                manager_free(m);
-                return r;
-        }
-        r = load_state(m);
-        if (r < 0) {
-                secret_free(secret);
-                manager_free(m);
-                return r;
-        }
-        r = intent_log_open(m->state_dir, &m->intent_fd);
+        r = timerq_new(event, CLOCK_REALTIME, "slots", env_on_slot, &m->slots);
         if (r < 0)
-                report_log(LOG_WARNING, "cannot open %s/%s: %s; intents go to %s alone, which is slower",
-                           m->state_dir, INTENT_LOG_FILE_NAME, strerror(-r), STATE_FILE_NAME);
-        r = client_new(event, m->config, secret, &m->client);
-        if (r < 0) {
-                manager_free(m);
                 return r;
-        }
+        r = timerq_new(event, CLOCK_BOOTTIME, "waits", env_on_wait, &m->waits);
+        if (r < 0)
+                return r;
+        r = load_config(m, &m->config, &secret);
+        if (r < 0)
+                return r;
+        r = store_file_new(m->state_dir, &m->store);
+        if (r < 0)
+                return r;
+        r = load_state(m);
+        if (r < 0)
+                return r;
+        m->host.state = m->state;
+        r = client_new(event, m->config, TAKE_PTR(secret), &m->client);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < m->config->n_envs; i++) {
                 r = manager_add_env(m, m->config, &m->config->envs[i], NULL);
-                if (r < 0) {
-                        manager_free(m);
+                if (r < 0)
                         return r;
-                }
         }
-        *ret = m;
+        *ret = TAKE_PTR(m);
         return 0;
 }
 
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        /* In the reverse order of manager_new(). */
         for (size_t i = 0; i < m->n_envs; i++)
                 env_free(m->envs[i]);
         free(m->envs);
-        timerq_free(m->slots);
-        timerq_free(m->waits);
         client_free(m->client);
+        state_free(m->state);
+        store_free(m->store);
+        config_free(m->config);
+        timerq_free(m->waits);
+        timerq_free(m->slots);
         sd_event_source_disable_unref(m->save_source);
         sd_event_source_disable_unref(m->save_timer);
         sd_event_source_disable_unref(m->reload_source);
         sd_event_source_disable_unref(m->clock_source);
         sd_event_source_disable_unref(m->status_source);
-        state_free(m->state);
-        if (m->intent_fd >= 0)
-                (void) close(m->intent_fd);
-        config_free(m->config);
         sd_event_unref(m->event);
         free(m->status_text);
         free(m->config_path);
@@ -647,9 +708,7 @@ int manager_start(Manager *m) {
          * stacks a second config on top. */
         (void) malloc_trim(0);
 
-        ReportFields f = REPORT_FIELDS_INIT;
-        report_event(REFRESHD_MESSAGE_STARTED, LOG_INFO, &f, "refreshd %s started: %zu environment%s from %s, state in %s",
-                     PROJECT_VERSION, m->n_envs, m->n_envs == 1 ? "" : "s", m->config_path, m->state_dir);
+        report_started(m->n_envs, m->config_path, m->state_dir);
         /* STATUS= first, so that it is there when `systemctl start` returns. */
         manager_send_status(m);
         (void) sd_notify(false, "READY=1");

@@ -12,10 +12,15 @@
 
 #include "client.h"
 #include "config.h"
-#include "timerq.h"
+#include "env.h"
 #include "state.h"
+#include "store.h"
+#include "timerq.h"
 
-typedef struct Env Env;
+/* What manager_new() returns when the config (or its client secret) cannot
+ * be used, its problems reported, and what nothing else in refreshd
+ * returns: main() turns it, and only it, into exit status 78 (EX_CONFIG). */
+#define MANAGER_ERR_CONFIG (-ENOEXEC)
 
 typedef struct Manager {
         sd_event *event;
@@ -23,7 +28,9 @@ typedef struct Manager {
         char *state_dir;
         Config *config;
         Client *client;
+        Store *store;
         State *state;
+        EnvHost host;                   /* what the environments reach the rest through */
         Env **envs;
         size_t n_envs;
         TimerQueue *slots;              /* every environment's slot timer (CLOCK_REALTIME) */
@@ -33,7 +40,6 @@ typedef struct Manager {
         sd_event_source *save_timer;    /* CLOCK_MONOTONIC: ends a postponed write's wait */
         uint64_t save_postponed_usec;   /* CLOCK_MONOTONIC: since when state.json waits for POSTs, or 0 */
         unsigned n_checking;            /* environments whose checks are out: a POST may follow */
-        int intent_fd;                  /* the intent log (intentlog.h), or -EBADF: intents go in state.json */
         bool save_failing;              /* an error was logged for this failure streak */
         sd_event_source *reload_source;
         sd_event_source *clock_source;  /* wakes when CLOCK_REALTIME is set */
@@ -42,31 +48,14 @@ typedef struct Manager {
         char *status_text;              /* the last STATUS= sent */
 } Manager;
 
-/* Loads the config (errors printed; -EINVAL when invalid) and the state. */
+/* Loads the config (errors printed; MANAGER_ERR_CONFIG when it cannot be
+ * used) and the state. */
 int manager_new(sd_event *event, const char *config_path, const char *state_dir, Manager **ret);
 Manager *manager_free(Manager *m);
 
 /* Arms every timer, resumes jobs in flight, catches up missed slots and
  * sends READY=1. */
 int manager_start(Manager *m);
-
-/* Asks for state.json to be written at the end of this loop iteration. */
-void manager_save_later(Manager *m);
-
-/* An environment's checks went out (CHECKING is true) or ended: while
- * any are out, state.json waits for their POSTs (at most a second). */
-void manager_checks_changed(Manager *m, bool checking);
-
-/* Writes state.json now; returns whether it worked (failures are logged
- * once per streak). */
-bool manager_save_now(Manager *m);
-
-/* Has the STATUS= line rebuilt (at the end of this loop iteration) and
- * sent when it changed. */
-void manager_update_status(Manager *m);
-
-/* The current wall-clock time, in seconds. */
-int64_t manager_now(Manager *m);
 
 /* The state directory to use when none is given: $STATE_DIRECTORY, else
  * /var/lib/refreshd. Returns a new string. */

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Reporting: one function per event kind, each with its own MESSAGE_ID
- * (refreshd-messages.h), to the journal (sd_journal_send, structured
- * REFRESHD_* fields) or to the console (one logfmt line per event). Also
- * the one-line STATUS= for sd_notify. The manager and the commands call
- * these; nothing below them logs.
+ * (refreshd-messages.h) and its own message, to the journal
+ * (sd_journal_send, structured REFRESHD_* fields) or to the console (one
+ * logfmt line per event). The manager and the environments call these;
+ * nothing below them logs. Each MESSAGE_ID is used here and nowhere else,
+ * which the documentation test checks against the catalog.
  */
 #pragma once
 
@@ -12,6 +13,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "config.h"
+#include "zuora.h"
 
 typedef enum LogTarget {
         LOG_TARGET_AUTO,      /* journal under systemd (JOURNAL_STREAM or INVOCATION_ID), else console */
@@ -47,13 +51,95 @@ void report_init(LogTarget target, FILE *console);
 /* The target actually in use (AUTO resolved). */
 LogTarget report_target(void);
 
-/* Emits one event: MESSAGE_ID is a 32-hex-digit id from
- * refreshd-messages.h, PRIORITY a syslog level (LOG_INFO...). The message
- * must read well on its own. Console: "2026-12-06T03:00:00.004Z info
- * MESSAGE REFRESHD_ENVIRONMENT=uat ..." (logfmt: a value with spaces, '"'
- * or '=' is quoted with '"' and '\' escaped). */
-void report_event(const char *message_id, int priority, const ReportFields *f, const char *format, ...)
-        __attribute__((format(printf, 4, 5)));
+/* ---- the daemon's events ---- */
+
+/* refreshd VERSION started with N_ENVS environments from CONFIG_PATH, state in STATE. */
+void report_started(size_t n_envs, const char *config_path, const char *state);
+
+/* Stopping on signal SIGNO. */
+void report_stopping(int signo);
+
+void report_reloaded(const char *config_path, size_t n_envs);
+void report_reload_failed(const char *config_path);
+
+/* STATE (a file) could not be written, error R. */
+void report_state_write_failed(const char *state, int r);
+
+/* STATE could not be read (WHY) and was moved to ASIDE (NULL: it could not be). */
+void report_state_corrupt(const char *state, const char *why, const char *aside);
+
+/* ---- an environment's events ----
+ *
+ * Each takes the environment's config (its name and id, and the zone the
+ * times in the message are written in) and the event's fields; each writes
+ * its own MESSAGE_ID, at its own priority. */
+
+typedef enum ReportDue {
+        REPORT_DUE_SLOT,         /* its time came */
+        REPORT_DUE_CATCH_UP,     /* missed while refreshd was not running */
+        REPORT_DUE_CLOCK_JUMPED, /* the clock jumped past it */
+        _REPORT_DUE_MAX,
+        _REPORT_DUE_INVALID = -EINVAL,
+} ReportDue;
+
+/* The slot F->slot fires. */
+void report_slot_due(const EnvConfig *ec, const ReportFields *f, ReportDue why);
+
+typedef enum ReportSkipReason {
+        REPORT_SKIP_MISSED,       /* missed while not running, and catch_up is off */
+        REPORT_SKIP_RUNNING,      /* job JOB_ID still runs */
+        REPORT_SKIP_MIN_INTERVAL, /* OTHER_SLOT was submitted less than MIN_INTERVAL before */
+        REPORT_SKIP_SUBMITTING,   /* OTHER_SLOT is still being submitted */
+        _REPORT_SKIP_REASON_MAX,
+        _REPORT_SKIP_REASON_INVALID = -EINVAL,
+} ReportSkipReason;
+
+typedef struct ReportSkip {
+        ReportSkipReason reason;
+        const char *job_id;
+        int64_t other_slot;
+        uint64_t min_interval; /* µs */
+} ReportSkip;
+
+void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const ReportSkip *why);
+
+/* Zuora allows no refresh before ALLOWED_FROM: the slot is DEFERRED to then, or skipped. */
+void report_ineligible(const EnvConfig *ec, const ReportFields *f, int64_t allowed_from, bool deferred);
+
+/* The refresh for the slot failed for good, saying MESSAGE. */
+void report_refresh_failed(const EnvConfig *ec, const ReportFields *f, const char *message);
+
+/* The slot is submitted again after F->retry_in_usec, the ATTEMPTth time, because of WHY. */
+void report_retrying(const EnvConfig *ec, const ReportFields *f, const char *why, unsigned attempt);
+
+void report_submitted(const EnvConfig *ec, const ReportFields *f);
+
+/* Zuora's refresh period refused the slot (REASON); NEXT_ALLOWED may be REPORT_UNSET. */
+void report_rejected(const EnvConfig *ec, const ReportFields *f, const char *reason, int64_t next_allowed);
+
+/* A 403 that is not the period (a missing permission), or a 401: MESSAGE says what to do. */
+void report_forbidden(const EnvConfig *ec, const ReportFields *f, const char *message);
+void report_auth_failed(const EnvConfig *ec, const ReportFields *f, const char *message);
+
+/* The answer's Location URL points away from base_url. */
+void report_foreign_location(const EnvConfig *ec, const ReportFields *f, const char *url);
+
+/* Job F->job_id already refreshes the slot: it is followed instead of a submission. */
+void report_adopted(const EnvConfig *ec, const ReportFields *f);
+
+/* Job F->job_id has the new status F->job_status (with F->progress). */
+void report_job_status(const EnvConfig *ec, const ReportFields *f);
+void report_job_unknown_status(const EnvConfig *ec, const ReportFields *f);
+void report_job_progress(const EnvConfig *ec, const ReportFields *f);
+
+/* Job F->job_id ended with status F->job_status. */
+void report_job_ended(const EnvConfig *ec, const ReportFields *f, ZuoraOutcome outcome);
+
+/* Job F->job_id is gone at Zuora (404). */
+void report_job_lost(const EnvConfig *ec, const ReportFields *f);
+
+/* Polling job F->job_id failed (WHY); it goes on. */
+void report_poll_failed(const EnvConfig *ec, const ReportFields *f, const char *why);
 
 /* A plain log line without a MESSAGE_ID (start-up, config errors). */
 void report_log(int priority, const char *format, ...) __attribute__((format(printf, 2, 3)));

@@ -68,6 +68,8 @@
 #define STATE_ASIDE_MAX 1000
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(State *, state_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(StateJob *, state_job_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(StateLastJob *, state_last_job_free);
 
 static void unlink_and_freep(char **p) {
         if (*p) {
@@ -137,6 +139,82 @@ State *state_free(State *s) {
         free(s->index);
         free(s);
         return NULL;
+}
+
+/* ---- an entry's records ---- */
+
+int state_env_set_intent(StateEnv *e, int64_t slot, const char *track_id, int64_t sent_at) {
+        char *t = track_id ? strdup(track_id) : NULL;
+
+        if (track_id && !t)
+                return -ENOMEM;
+        free(e->intent_track_id);
+        e->intent_track_id = t;
+        e->intent_slot = slot;
+        e->intent_sent_at = sent_at;
+        return 0;
+}
+
+void state_env_clear_intent(StateEnv *e) {
+        e->intent_slot = STATE_TIME_UNSET;
+        e->intent_track_id = mfree(e->intent_track_id);
+        e->intent_sent_at = STATE_TIME_UNSET;
+}
+
+int state_env_follow(StateEnv *e, const char *id, const char *polling_url, const char *status, int progress,
+                     int64_t submitted_at, int64_t slot) {
+        _cleanup_(state_job_freep) StateJob *j = calloc(1, sizeof(StateJob));
+
+        if (!j || !(j->id = strdup(id)) || !(j->polling_url = strdup(polling_url)) ||
+            (status && !(j->status = strdup(status))))
+                return -ENOMEM;
+        j->progress = progress;
+        j->submitted_at = submitted_at;
+        j->slot = slot;
+        state_job_free(e->job);
+        e->job = TAKE_PTR(j);
+        return 0;
+}
+
+bool state_job_set_status(StateJob *j, const char *status) {
+        char *s;
+
+        if (!status || (j->status && strcmp(j->status, status) == 0))
+                return false;
+        s = strdup(status);
+        if (!s)
+                return false; /* the old one stays: the next poll tries again */
+        free(j->status);
+        j->status = s;
+        return true;
+}
+
+/* Makes the last job ID, STATUS, MESSAGE, ENDED_AT, SLOT. */
+static int state_env_set_last_job(StateEnv *e, const char *id, const char *status, const char *message,
+                                  int64_t ended_at, int64_t slot) {
+        _cleanup_(state_last_job_freep) StateLastJob *lj = calloc(1, sizeof(StateLastJob));
+
+        if (!lj || (id && !(lj->id = strdup(id))) || !(lj->status = strdup(status)) ||
+            (message && !(lj->message = strdup(message))))
+                return -ENOMEM;
+        lj->ended_at = ended_at;
+        lj->slot = slot;
+        state_last_job_free(e->last_job);
+        e->last_job = TAKE_PTR(lj);
+        return 0;
+}
+
+int state_env_end_job(StateEnv *e, const char *status, const char *message, int64_t ended_at) {
+        int r;
+
+        assert(e->job);
+        r = state_env_set_last_job(e, e->job->id, status, message, ended_at, e->job->slot);
+        e->job = state_job_free(e->job);
+        return r;
+}
+
+int state_env_end_without_job(StateEnv *e, const char *status, const char *message, int64_t ended_at, int64_t slot) {
+        return state_env_set_last_job(e, NULL, status, message, ended_at, slot);
 }
 
 /* ---- the index by name ---- */
@@ -812,7 +890,7 @@ int state_parse(const char *text, size_t size, State **ret, char **reterr_messag
 
 /* ---- writing ---- */
 
-static void put_time(JsonWriter *w, int64_t t) {
+static void put_utc_time(JsonWriter *w, int64_t t) {
         char buf[TZ_ISO_MAX];
 
         if (t == STATE_TIME_UNSET)
@@ -823,16 +901,25 @@ static void put_time(JsonWriter *w, int64_t t) {
                 json_put_string(w, buf);
 }
 
-static void fields_write(JsonWriter *w, const FieldSet *set, const void *p);
+/* How times are written: UTC in state.json, or as the caller wants. */
+typedef struct TimeWriter {
+        StateTimeWriter put;
+        void *userdata;
+} TimeWriter;
 
-static void field_write(JsonWriter *w, const Field *f, const void *p) {
+static void fields_write(JsonWriter *w, const FieldSet *set, const void *p, const TimeWriter *tw);
+
+static void field_write(JsonWriter *w, const Field *f, const void *p, const TimeWriter *tw) {
         switch (f->kind) {
         case FIELD_STRING:
         case FIELD_ENV_ID:
                 json_put_string_or_null(w, *FIELD_AT(p, f, char *const));
                 break;
         case FIELD_TIME:
-                put_time(w, *FIELD_AT(p, f, const int64_t));
+                if (tw)
+                        tw->put(w, *FIELD_AT(p, f, const int64_t), tw->userdata);
+                else
+                        put_utc_time(w, *FIELD_AT(p, f, const int64_t));
                 break;
         case FIELD_PROGRESS: {
                 int progress = *FIELD_AT(p, f, const int);
@@ -845,14 +932,14 @@ static void field_write(JsonWriter *w, const Field *f, const void *p) {
         case FIELD_OBJECT: {
                 const void *o = *FIELD_AT(p, f, void *const);
                 if (o)
-                        fields_write(w, f->set, o);
+                        fields_write(w, f->set, o, tw);
                 else
                         json_put_null(w);
                 break;
         }
         case FIELD_INLINE:
                 if (*(const int64_t *) ((const uint8_t *) p + f->set->present) != STATE_TIME_UNSET)
-                        fields_write(w, f->set, p);
+                        fields_write(w, f->set, p, tw);
                 else
                         json_put_null(w);
                 break;
@@ -860,13 +947,29 @@ static void field_write(JsonWriter *w, const Field *f, const void *p) {
 }
 
 /* P's fields of SET as an object; every one is written, unset ones as null. */
-static void fields_write(JsonWriter *w, const FieldSet *set, const void *p) {
+static void fields_write(JsonWriter *w, const FieldSet *set, const void *p, const TimeWriter *tw) {
         json_put_open(w);
         for (size_t i = 0; i < set->n; i++) {
                 json_put_string(w, set->fields[i].key);
-                field_write(w, &set->fields[i], p);
+                field_write(w, &set->fields[i], p, tw);
         }
         json_put_close(w);
+}
+
+static void write_record(JsonWriter *w, const FieldSet *set, const void *p, StateTimeWriter put_time,
+                         void *userdata) {
+        if (p)
+                fields_write(w, set, p, put_time ? &(TimeWriter) { put_time, userdata } : NULL);
+        else
+                json_put_null(w);
+}
+
+void state_write_job(JsonWriter *w, const StateJob *j, StateTimeWriter put_time, void *userdata) {
+        write_record(w, &job_set, j, put_time, userdata);
+}
+
+void state_write_last_job(JsonWriter *w, const StateLastJob *lj, StateTimeWriter put_time, void *userdata) {
+        write_record(w, &last_job_set, lj, put_time, userdata);
 }
 
 /* What state_parse() requires of an entry. */
@@ -905,7 +1008,7 @@ static int state_generate(const State *s, JsonWriter *w) {
                         break;
                 }
                 json_put_string(w, s->envs[i].name);
-                fields_write(w, &env_set, &s->envs[i]);
+                fields_write(w, &env_set, &s->envs[i], NULL);
         }
         json_put_close(w);
         json_put_close(w);

@@ -123,3 +123,40 @@ void state_prune(State *s, const char *const *names, size_t n);
 
 StateJob *state_job_free(StateJob *j);
 StateLastJob *state_last_job_free(StateLastJob *j);
+
+/* ---- writing records elsewhere ---- */
+
+typedef struct JsonWriter JsonWriter;
+
+/* Writes time T (STATE_TIME_UNSET: null) as the caller wants it. */
+typedef void (*StateTimeWriter)(JsonWriter *w, int64_t t, void *userdata);
+
+/* Writes job J, or the last job LJ, as state.json holds it (null for NULL),
+ * its times through PUT_TIME (NULL: UTC, as in the file): `status --json`
+ * shows the same records. */
+void state_write_job(JsonWriter *w, const StateJob *j, StateTimeWriter put_time, void *userdata);
+void state_write_last_job(JsonWriter *w, const StateLastJob *lj, StateTimeWriter put_time, void *userdata);
+
+/* ---- an entry's records ---- */
+
+/* The POST for SLOT may now be sent, with TRACK_ID (copied), from SENT_AT. */
+int state_env_set_intent(StateEnv *e, int64_t slot, const char *track_id, int64_t sent_at);
+
+/* The intent is fulfilled, or given up. */
+void state_env_clear_intent(StateEnv *e);
+
+/* Follows job ID at POLLING_URL (STATUS may be NULL, PROGRESS -1), which
+ * refreshes SLOT (STATE_TIME_UNSET: none), from SUBMITTED_AT. */
+int state_env_follow(StateEnv *e, const char *id, const char *polling_url, const char *status, int progress,
+                     int64_t submitted_at, int64_t slot);
+
+/* The job followed took STATUS (a copy); false when it already had it. */
+bool state_job_set_status(StateJob *j, const char *status);
+
+/* The job followed ended at ENDED_AT with STATUS (and MESSAGE, may be
+ * NULL): it becomes the last job, and none is followed. */
+int state_env_end_job(StateEnv *e, const char *status, const char *message, int64_t ended_at);
+
+/* The refresh for SLOT ended at ENDED_AT without a job (STATUS such as
+ * "SUBMIT_FAILED", saying MESSAGE). */
+int state_env_end_without_job(StateEnv *e, const char *status, const char *message, int64_t ended_at, int64_t slot);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "httpdate.h"
 #include "json.h"
@@ -757,6 +758,18 @@ bool zuora_status_is_known(const char *status) {
         return status_in(status, running, ELEMENTSOF(running)) || zuora_status_is_terminal(status);
 }
 
+ZuoraOutcome zuora_status_outcome(const char *status) {
+        static const char *const canceled[] = { "CANCELED", "CANCELLED" };
+
+        if (status && strcasecmp(status, "COMPLETED") == 0)
+                return ZUORA_OUTCOME_COMPLETED;
+        if (status && strcasecmp(status, "FAILED") == 0)
+                return ZUORA_OUTCOME_FAILED;
+        if (status_in(status, canceled, ELEMENTSOF(canceled)))
+                return ZUORA_OUTCOME_CANCELED;
+        return ZUORA_OUTCOME_OTHER;
+}
+
 bool zuora_job_has_ended(const ZuoraJob *j) {
         if (!j)
                 return false;
@@ -926,4 +939,68 @@ const char *zuora_verdict_to_string(ZuoraVerdict v) {
                 break;
         }
         return NULL;
+}
+
+/* ---- URLs ---- */
+
+char *zuora_url(const char *base_url, ZuoraEndpoint endpoint, const char *env_id, const char *job_id) {
+        char *url = NULL;
+        int r = -EINVAL;
+
+        assert(base_url);
+        switch (endpoint) {
+        case ZUORA_ENDPOINT_TOKEN:
+                r = asprintf(&url, "%s/oauth/token", base_url);
+                break;
+        case ZUORA_ENDPOINT_ENVIRONMENT:
+                r = asprintf(&url, "%s/test-environments/%s", base_url, env_id);
+                break;
+        case ZUORA_ENDPOINT_JOBS:
+                r = asprintf(&url, "%s/test-environments/%s/jobs", base_url, env_id);
+                break;
+        case ZUORA_ENDPOINT_JOB:
+                r = asprintf(&url, "%s/test-environments/%s/jobs/%s", base_url, env_id, job_id);
+                break;
+        case ZUORA_ENDPOINT_JOB_ACTIONS:
+                r = asprintf(&url, "%s/test-environments/%s/jobs/%s/actions", base_url, env_id, job_id);
+                break;
+        case _ZUORA_ENDPOINT_MAX:
+        case _ZUORA_ENDPOINT_INVALID:
+                break;
+        }
+        return r < 0 ? NULL : url;
+}
+
+/* ---- words for the operator ---- */
+
+char *zuora_answer_text(const ZuoraAnswer *a, char *buf, size_t size) {
+        const char *text = a->text;
+
+        /* What Zuora said first (a 401 from the token endpoint too), then
+         * why nothing usable came. */
+        if (a->verdict == ZUORA_VERDICT_REAUTH)
+                snprintf(buf, size, "Zuora refused the credentials (401%s%s): check client_id/client_secret",
+                         text ? ": " : "", text ?: "");
+        else if (a->verdict == ZUORA_VERDICT_FORBIDDEN)
+                snprintf(buf, size,
+                         "Zuora answered 403 Forbidden (%s): the OAuth client's user needs the \"Refresh Central "
+                         "Sandbox\" (or \"Refresh Developer Sandbox\") permission",
+                         text ?: "no reason given");
+        else if (a->verdict == ZUORA_VERDICT_PERIOD)
+                snprintf(buf, size, "Zuora refused it: %s", text ?: "(no reason)");
+        else if (a->verdict == ZUORA_VERDICT_FAILED || a->verdict == ZUORA_VERDICT_NOT_FOUND)
+                snprintf(buf, size, "Zuora answered %ld: %s", a->status, text ?: "(no reason given)");
+        else if (a->token_failed)
+                snprintf(buf, size, "no token: %s", text ?: "the token endpoint failed");
+        else if (a->transport_error)
+                snprintf(buf, size, "%s", text ?: "transport error");
+        else if (a->malformed)
+                snprintf(buf, size, "Zuora answered %ld, but %s", a->status,
+                         a->body_size == 0 ? "with no body"
+                                           : "the body is not a job (not JSON, cut short, or without an id)");
+        else if (a->status > 0)
+                snprintf(buf, size, "Zuora answered %ld%s%s", a->status, text ? ": " : "", text ?: "");
+        else
+                snprintf(buf, size, "%s", text ?: "no answer");
+        return buf;
 }

@@ -79,6 +79,18 @@ int zuora_retry_after(const char *retry_after, const char *ratelimit_reset, int6
 /* COMPLETED, FAILED, CANCELED and CANCELLED (any case). */
 bool zuora_status_is_terminal(const char *status);
 
+/* How a job ended, by its status. */
+typedef enum ZuoraOutcome {
+        ZUORA_OUTCOME_COMPLETED,  /* the sandbox is refreshed */
+        ZUORA_OUTCOME_FAILED,
+        ZUORA_OUTCOME_CANCELED,   /* CANCELED or CANCELLED */
+        ZUORA_OUTCOME_OTHER,      /* a jobEndTime under another status, or none */
+        _ZUORA_OUTCOME_MAX,
+        _ZUORA_OUTCOME_INVALID = -EINVAL,
+} ZuoraOutcome;
+
+ZuoraOutcome zuora_status_outcome(const char *status);
+
 /* NEW, QUEUED, IN_PROGRESS and the terminal ones. */
 bool zuora_status_is_known(const char *status);
 
@@ -104,3 +116,40 @@ char *zuora_token_request_body(const char *client_id, const char *client_secret)
 int zuora_parse_time(const char *s, int64_t *ret);
 
 const char *zuora_verdict_to_string(ZuoraVerdict v);
+
+/* The API's resources refreshd uses. */
+typedef enum ZuoraEndpoint {
+        ZUORA_ENDPOINT_TOKEN,        /* /oauth/token */
+        ZUORA_ENDPOINT_ENVIRONMENT,  /* /test-environments/{id} */
+        ZUORA_ENDPOINT_JOBS,         /* /test-environments/{id}/jobs */
+        ZUORA_ENDPOINT_JOB,          /* /test-environments/{id}/jobs/{job} */
+        ZUORA_ENDPOINT_JOB_ACTIONS,  /* /test-environments/{id}/jobs/{job}/actions */
+        _ZUORA_ENDPOINT_MAX,
+        _ZUORA_ENDPOINT_INVALID = -EINVAL,
+} ZuoraEndpoint;
+
+/* BASE_URL (without a trailing '/') and the path of ENDPOINT for test
+ * environment ENV_ID and job JOB_ID (either NULL where the endpoint has
+ * none). A new string, or NULL when out of memory. */
+char *zuora_url(const char *base_url, ZuoraEndpoint endpoint, const char *env_id, const char *job_id);
+
+/* The cancel action's body. */
+#define ZUORA_CANCEL_BODY "{\"jobAction\":\"CANCEL\"}"
+
+/* An answer that did not give what was asked, as the operator is told of
+ * it, by the daemon and the commands alike. */
+typedef struct ZuoraAnswer {
+        ZuoraVerdict verdict;
+        long status;          /* 0: no answer */
+        bool transport_error; /* no answer came: TEXT is the transport's words */
+        bool token_failed;    /* no request was sent: the token could not be had */
+        bool malformed;       /* a 2xx whose body is not what was asked */
+        size_t body_size;
+        const char *text;     /* Zuora's reason or the transport's words; may be NULL */
+} ZuoraAnswer;
+
+/* Into BUF (SIZE bytes): "Zuora refused the credentials (401): check
+ * client_id/client_secret", "Zuora answered 403 Forbidden (…): the OAuth
+ * client's user needs the \"Refresh Central Sandbox\" … permission",
+ * "Zuora answered 400: …", "no token: …", and so on. Returns BUF. */
+char *zuora_answer_text(const ZuoraAnswer *a, char *buf, size_t size);

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "refreshd-messages.h"
-#include "report.h"
+#include "report-internal.h"
 #include "tz.h"
 
 #define TIME_PREFIX_LEN (sizeof("2026-12-06T03:00:00.004Z") - 1)

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "macro.h"
 #include "tz.h"
 #include "utf8.h"
 #include "zuora.h"
@@ -1369,6 +1370,75 @@ static void test_parse_time(void **state) {
         assert_int_equal(t, 42);
 }
 
+/* ---- URLs, outcomes, words ---- */
+
+static void test_urls(void **state) {
+        static const struct {
+                ZuoraEndpoint e;
+                const char *want;
+        } cases[] = {
+                { ZUORA_ENDPOINT_TOKEN, "https://z/v1/oauth/token" },
+                { ZUORA_ENDPOINT_ENVIRONMENT, "https://z/v1/test-environments/E" },
+                { ZUORA_ENDPOINT_JOBS, "https://z/v1/test-environments/E/jobs" },
+                { ZUORA_ENDPOINT_JOB, "https://z/v1/test-environments/E/jobs/J" },
+                { ZUORA_ENDPOINT_JOB_ACTIONS, "https://z/v1/test-environments/E/jobs/J/actions" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *u = zuora_url("https://z/v1", cases[i].e, "E", "J");
+                assert_string_equal(u, cases[i].want);
+                free(u);
+        }
+        assert_null(zuora_url("https://z", _ZUORA_ENDPOINT_MAX, "E", "J"));
+}
+
+static void test_outcomes(void **state) {
+        assert_int_equal(zuora_status_outcome("COMPLETED"), ZUORA_OUTCOME_COMPLETED);
+        assert_int_equal(zuora_status_outcome("completed"), ZUORA_OUTCOME_COMPLETED);
+        assert_int_equal(zuora_status_outcome("FAILED"), ZUORA_OUTCOME_FAILED);
+        assert_int_equal(zuora_status_outcome("CANCELED"), ZUORA_OUTCOME_CANCELED);
+        assert_int_equal(zuora_status_outcome("Cancelled"), ZUORA_OUTCOME_CANCELED);
+        assert_int_equal(zuora_status_outcome("IN_PROGRESS"), ZUORA_OUTCOME_OTHER);
+        assert_int_equal(zuora_status_outcome("COMPLETED_LATER"), ZUORA_OUTCOME_OTHER);
+        assert_int_equal(zuora_status_outcome(NULL), ZUORA_OUTCOME_OTHER);
+}
+
+static const char *answer(ZuoraAnswer a) {
+        static char buf[700];
+        return zuora_answer_text(&a, buf, sizeof(buf));
+}
+
+static void test_answer_text(void **state) {
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_REAUTH, .status = 401 }),
+                            "Zuora refused the credentials (401): check client_id/client_secret");
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_REAUTH, .status = 401, .text = "bad" }),
+                            "Zuora refused the credentials (401: bad): check client_id/client_secret");
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_FORBIDDEN, .status = 403 }),
+                            "Zuora answered 403 Forbidden (no reason given): the OAuth client's user needs the "
+                            "\"Refresh Central Sandbox\" (or \"Refresh Developer Sandbox\") permission");
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_PERIOD, .status = 403, .text = "Only" }),
+                            "Zuora refused it: Only");
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_FAILED, .status = 400 }),
+                            "Zuora answered 400: (no reason given)");
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_RETRY, .status = 503, .text = "busy" }),
+                            "Zuora answered 503: busy");
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_RETRY, .status = 503 }),
+                            "Zuora answered 503");
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_OK, .status = 200, .malformed = true }),
+                            "Zuora answered 200, but with no body");
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_OK, .status = 201, .malformed = true,
+                                                   .body_size = 3 }),
+                            "Zuora answered 201, but the body is not a job (not JSON, cut short, or without an id)");
+        assert_string_equal(answer((ZuoraAnswer) { .transport_error = true, .text = "Connection refused" }),
+                            "Connection refused");
+        assert_string_equal(answer((ZuoraAnswer) { .token_failed = true, .status = 500 }),
+                            "no token: the token endpoint failed");
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_RETRY }), "no answer");
+        /* The token endpoint's own 401 is about the credentials, not "no token". */
+        assert_string_equal(answer((ZuoraAnswer) { .verdict = ZUORA_VERDICT_REAUTH, .status = 401, .token_failed = true }),
+                            "Zuora refused the credentials (401): check client_id/client_secret");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_job_seed),
@@ -1390,6 +1460,9 @@ int main(void) {
                 cmocka_unit_test(test_classify),
                 cmocka_unit_test(test_verdict_to_string),
                 cmocka_unit_test(test_retry_after),
+                cmocka_unit_test(test_urls),
+                cmocka_unit_test(test_outcomes),
+                cmocka_unit_test(test_answer_text),
                 cmocka_unit_test(test_statuses),
                 cmocka_unit_test(test_track_id),
                 cmocka_unit_test(test_job_request_body),
