@@ -21,14 +21,10 @@
 #include <sys/random.h>
 
 #include "duration.h"
-#include "env.h"
+#include "env-internal.h"
 #include "macro.h"
 #include "plan.h"
 #include "report.h"
-
-#define CLOCK_SKEW_SEC 300
-#define BACKOFF_START_USEC (5 * USEC_PER_SEC)
-#define BACKOFF_CAP_USEC (600 * USEC_PER_SEC)
 
 /* What the first attempt at a slot waits for before its POST (Env.waiting). */
 enum {
@@ -37,13 +33,10 @@ enum {
         WAIT_INTENT = 1 << 2, /* the intent on disk */
 };
 
-static void env_enter_state(Env *e, EnvState s);
 static void env_fire(Env *e, int64_t slot);
-static void env_schedule(Env *e);
 static void env_proceed(Env *e);
 static void env_on_listed(const ClientResult *res, void *userdata);
 static void env_on_checked(const ClientResult *res, void *userdata);
-static void env_poll(Env *e);
 
 const char *env_state_to_string(EnvState s) {
         switch (s) {
@@ -70,19 +63,19 @@ const char *env_state_to_string(EnvState s) {
 
 /* ---- the host ---- */
 
-static uint64_t now_usec(const Env *e, clockid_t clock) {
+uint64_t env_now_usec(const Env *e, clockid_t clock) {
         return e->host->ops->now(e->host, clock);
 }
 
-static int64_t now_sec(const Env *e) {
-        return (int64_t) (now_usec(e, CLOCK_REALTIME) / USEC_PER_SEC);
+int64_t env_now(const Env *e) {
+        return (int64_t) (env_now_usec(e, CLOCK_REALTIME) / USEC_PER_SEC);
 }
 
-static void save_later(const Env *e) {
+void env_save_later(const Env *e) {
         e->host->ops->save_later(e->host);
 }
 
-static char *env_url(const Env *e, ZuoraEndpoint endpoint, const char *job_id) {
+char *env_url(const Env *e, ZuoraEndpoint endpoint, const char *job_id) {
         return e->host->ops->url(e->host, endpoint, e->ec->id, job_id);
 }
 
@@ -107,7 +100,7 @@ static void env_cancel_calls(Env *e) {
 
 /* The environment's entry in the state: remembered by index (entries are
  * only ever appended while the daemon runs), checked by name. */
-static StateEnv *env_st(const Env *e) {
+StateEnv *env_st(const Env *e) {
         State *s = e->host->state;
         Env *w = (Env *) e;
         StateEnv *st;
@@ -121,7 +114,7 @@ static StateEnv *env_st(const Env *e) {
 }
 
 /* The fields every event of this environment carries, and the slot. */
-static ReportFields env_fields(const Env *e, int64_t slot) {
+ReportFields env_fields(const Env *e, int64_t slot) {
         ReportFields f = REPORT_FIELDS_INIT;
 
         f.environment = e->name;
@@ -130,7 +123,7 @@ static ReportFields env_fields(const Env *e, int64_t slot) {
         return f;
 }
 
-static void env_set_error(Env *e, const char *text) {
+void env_set_error(Env *e, const char *text) {
         free(e->last_error);
         e->last_error = text ? strdup(text) : NULL;
 }
@@ -191,14 +184,14 @@ static void env_disarm_slot(Env *e) {
         e->host->ops->timer_disarm(e->host, ENV_TIMER_SLOT, &e->slot_entry);
 }
 
-static void env_arm_wait(Env *e, uint64_t delay) {
+void env_arm_wait(Env *e, uint64_t delay) {
         int r = e->host->ops->timer_arm(e->host, ENV_TIMER_WAIT, e, &e->wait_entry,
-                                        now_usec(e, CLOCK_BOOTTIME) + delay);
+                                        env_now_usec(e, CLOCK_BOOTTIME) + delay);
         if (r < 0)
                 report_log(LOG_ERR, "environment '%s': cannot arm a timer: %s", e->name, strerror(-r));
 }
 
-static void env_disarm_wait(Env *e) {
+void env_disarm_wait(Env *e) {
         e->host->ops->timer_disarm(e->host, ENV_TIMER_WAIT, &e->wait_entry);
 }
 
@@ -209,7 +202,7 @@ static uint64_t env_fire_usec(const Env *e) {
 /* Arms the slot timer for the next fire, or first for the eligibility
  * check ahead of it. */
 static void env_arm_fire(Env *e) {
-        env_arm_slot(e, plan_wake_usec(env_fire_usec(e), now_usec(e, CLOCK_REALTIME), e->deferred));
+        env_arm_slot(e, plan_wake_usec(env_fire_usec(e), env_now_usec(e, CLOCK_REALTIME), e->deferred));
 }
 
 /* Forgets the eligibility check made ahead of the slot, and cancels it if
@@ -233,21 +226,21 @@ static void env_plan(Env *e, bool clock_jumped) {
                 return;
 
         for (;;) {
-                p = plan_next(e->ec, &(PlanState) { st->since, st->last_slot, st->deferred_until }, now_sec(e),
+                p = plan_next(e->ec, &(PlanState) { st->since, st->last_slot, st->deferred_until }, env_now(e),
                               clock_jumped);
                 if (p.drop_deferral)
                         st->deferred_until = STATE_TIME_UNSET;
                 if (p.set_since)
-                        st->since = now_sec(e);
+                        st->since = env_now(e);
                 if (p.drop_deferral || p.set_since)
-                        save_later(e);
+                        env_save_later(e);
                 if (p.action != PLAN_SKIP)
                         break;
                 /* Missed while refreshd was not running, and catch_up is off. */
                 ReportFields f = env_fields(e, p.slot);
                 report_slot_skipped(e->ec, &f, &(ReportSkip) { .reason = REPORT_SKIP_MISSED });
                 st->last_slot = p.slot;
-                save_later(e);
+                env_save_later(e);
                 clock_jumped = false;
         }
 
@@ -271,12 +264,12 @@ static void env_plan(Env *e, bool clock_jumped) {
         }
 }
 
-static void env_schedule(Env *e) {
+void env_schedule(Env *e) {
         env_plan(e, /* clock_jumped= */ false);
 }
 
 /* The end of a slot's processing, whatever the outcome. */
-static void env_slot_done(Env *e) {
+void env_slot_done(Env *e) {
         StateEnv *st = env_st(e);
 
         if (st)
@@ -285,7 +278,7 @@ static void env_slot_done(Env *e) {
         e->attempt = 0;
         e->conflict = false;
         env_disarm_wait(e);
-        save_later(e);
+        env_save_later(e);
         if (st && st->job) {
                 /* Tracking goes on; the next slot is still watched, so that
                  * one coming while the job runs is skipped when it comes. */
@@ -296,13 +289,13 @@ static void env_slot_done(Env *e) {
 }
 
 /* The refresh of the current slot failed for good. */
-static void env_fail(Env *e, const char *message) {
+void env_fail(Env *e, const char *message) {
         StateEnv *st = env_st(e);
         ReportFields f = env_fields(e, e->slot);
 
         report_refresh_failed(e->ec, &f, message);
         if (st)
-                (void) state_env_end_without_job(st, "SUBMIT_FAILED", message, now_sec(e), e->slot);
+                (void) state_env_end_without_job(st, "SUBMIT_FAILED", message, env_now(e), e->slot);
         env_slot_done(e);
 }
 
@@ -314,8 +307,8 @@ static void env_record_intent(Env *e) {
         if (getrandom(random, sizeof(random), 0) != sizeof(random))
                 memset(random, 0, sizeof(random));
         zuora_track_id(random, track);
-        (void) state_env_set_intent(env_st(e), e->slot, track, now_sec(e));
-        save_later(e);
+        (void) state_env_set_intent(env_st(e), e->slot, track, env_now(e));
+        env_save_later(e);
 }
 
 /* ---- states ---- */
@@ -356,25 +349,7 @@ static void env_enter_intent(Env *e) {
         env_record_intent(e);
 }
 
-static void env_retry(Env *e, uint64_t delay, int64_t http_status, const char *track_id, const char *why);
-static void env_on_submitted(const ClientResult *res, void *userdata);
-
-/* SUBMITTING: the POST. */
-static void env_enter_submitting(Env *e) {
-        StateEnv *st = env_st(e);
-        _cleanup_free_ char *url = env_url(e, ZUORA_ENDPOINT_JOBS, NULL);
-        _cleanup_free_ char *key = zuora_idempotency_key(e->ec->id, e->slot);
-        _cleanup_free_ char *body = zuora_job_request_body(e->ec->submit_ahead > 0 ? e->slot : ZUORA_TIME_UNSET);
-        int r;
-
-        r = url && key && body ? e->host->ops->call(e->host, HTTP_METHOD_POST, url, body, key, st->intent_track_id,
-                                                    env_on_submitted, e, &e->call)
-                               : -ENOMEM;
-        if (r < 0)
-                env_retry(e, UINT64_MAX, REPORT_UNSET, NULL, strerror(-r));
-}
-
-static void env_enter_state(Env *e, EnvState s) {
+void env_enter_state(Env *e, EnvState s) {
         if ((e->state == ENV_CHECKING) != (s == ENV_CHECKING))
                 e->host->ops->checks_changed(e->host, s == ENV_CHECKING);
         e->state = s;
@@ -410,9 +385,9 @@ static bool env_allowed(Env *e) {
         StateEnv *st = env_st(e);
         int64_t next = st->zuora_next_refresh, until;
 
-        if (!plan_is_ineligible(next, e->slot, now_sec(e)))
+        if (!plan_is_ineligible(next, e->slot, env_now(e)))
                 return true;
-        until = plan_defer_until(e->ec, e->slot, next, now_sec(e));
+        until = plan_defer_until(e->ec, e->slot, next, env_now(e));
         ReportFields f = env_fields(e, e->slot);
         report_ineligible(e->ec, &f, next, until != PLAN_UNSET);
         if (until != PLAN_UNSET)
@@ -446,7 +421,7 @@ static void env_fire(Env *e, int64_t slot) {
         e->prev_slot = st->last_slot;
         st->last_slot = slot;
         st->deferred_until = STATE_TIME_UNSET;
-        save_later(e);
+        env_save_later(e);
 
         if (st->job) {
                 env_skip(e, slot, &(ReportSkip) { .reason = REPORT_SKIP_RUNNING, .job_id = st->job->id });
@@ -462,7 +437,7 @@ static void env_fire(Env *e, int64_t slot) {
 
         e->slot = slot;
         e->attempt = 0;
-        e->first_attempt = now_usec(e, CLOCK_BOOTTIME);
+        e->first_attempt = env_now_usec(e, CLOCK_BOOTTIME);
         st->intent_slot = slot;
         ReportFields f = env_fields(e, slot);
         report_slot_due(e->ec, &f, REPORT_DUE_SLOT);
@@ -494,7 +469,7 @@ void env_on_slot(void *owner) {
         if (slot == STATE_TIME_UNSET)
                 return;
         if (!e->deferred) {
-                uint64_t fire = env_fire_usec(e), now = now_usec(e, CLOCK_REALTIME);
+                uint64_t fire = env_fire_usec(e), now = env_now_usec(e, CLOCK_REALTIME);
                 if (now < fire) {
                         /* Woken ahead of the slot: its eligibility check leaves now. */
                         env_check_ahead(e);
@@ -505,7 +480,7 @@ void env_on_slot(void *owner) {
                         env_drop_check_ahead(e); /* woken late (a suspend): its answer is old */
                 /* After a suspend or a clock step forwards, several slots may be
                  * due at once: they collapse into one fire, for the latest. */
-                int64_t latest = plan_latest_slot(e->ec, slot, now_sec(e));
+                int64_t latest = plan_latest_slot(e->ec, slot, env_now(e));
                 if (latest != PLAN_UNSET)
                         slot = latest;
         }
@@ -516,31 +491,29 @@ void env_on_slot(void *owner) {
         }
         /* Still submitting an earlier slot (retrying): this one is covered by it. */
         st->last_slot = slot;
-        save_later(e);
+        env_save_later(e);
         env_skip(e, slot, &(ReportSkip) { .reason = REPORT_SKIP_SUBMITTING, .other_slot = e->slot });
 }
 
 /* ---- backoff ---- */
 
-/* Full jitter: a uniform delay in [0, min(cap, start * 2^attempt)]. */
+/* A backoff delay for the next attempt. */
 static uint64_t backoff_delay(unsigned attempt) {
-        uint64_t ceiling = BACKOFF_START_USEC << (attempt < 10 ? attempt : 10), r = 0;
+        uint64_t r = 0;
 
-        if (ceiling > BACKOFF_CAP_USEC)
-                ceiling = BACKOFF_CAP_USEC;
         if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-                return ceiling / 2;
-        return r % (ceiling + 1);
+                r = UINT64_MAX / 2;
+        return plan_backoff_usec(attempt, r);
 }
 
 /* Retries the submission after DELAY (or a backoff delay when DELAY is
  * UINT64_MAX), unless retry_for has run out. */
-static void env_retry(Env *e, uint64_t delay, int64_t http_status, const char *track_id, const char *why) {
+void env_retry(Env *e, uint64_t delay, int64_t http_status, const char *track_id, const char *why) {
         if (delay == UINT64_MAX)
                 delay = backoff_delay(e->attempt);
         e->attempt++;
         env_set_error(e, why);
-        if (now_usec(e, CLOCK_BOOTTIME) + delay > e->first_attempt + e->ec->retry_for) {
+        if (env_now_usec(e, CLOCK_BOOTTIME) + delay > e->first_attempt + e->ec->retry_for) {
                 char msg[600];
                 snprintf(msg, sizeof(msg), "%s (gave up after retrying for %s)", why,
                          duration_format(e->ec->retry_for, (char[DURATION_MAX]) {}));
@@ -630,160 +603,6 @@ void env_on_intent_saved(Env *e) {
                 env_enter_state(e, ENV_SUBMITTING);
 }
 
-/* ---- tracking ---- */
-
-static void env_track(Env *e, const ZuoraJob *job, const char *polling_url, bool adopted) {
-        StateEnv *st = env_st(e);
-
-        if (state_env_follow(st, job->id, polling_url, job->status, job->progress, now_sec(e), e->slot) < 0) {
-                report_log(LOG_ERR, "environment '%s': out of memory", e->name);
-                return;
-        }
-        /* min_interval counts from the slot a refresh was submitted for. */
-        if (!adopted)
-                st->last_submitted = e->slot;
-        e->unknown_status_warned = false;
-        e->poll_failing = false;
-        if (adopted) {
-                ReportFields f = env_fields(e, e->slot);
-                f.job_id = job->id;
-                f.job_status = job->status;
-                report_adopted(e->ec, &f);
-        }
-        /* The slot is covered: the intent is fulfilled. */
-        env_slot_done(e);
-        env_enter_state(e, ENV_TRACKING);
-        env_arm_wait(e, e->ec->poll_interval);
-        save_later(e);
-}
-
-/* The job followed ended: it becomes the last job. LOST: it is gone at Zuora. */
-static void env_job_ended(Env *e, const char *status, bool lost) {
-        StateEnv *st = env_st(e);
-        ZuoraOutcome outcome = zuora_status_outcome(status);
-        ReportFields f = env_fields(e, st->job->slot);
-        char message[300];
-
-        f.job_id = st->job->id;
-        f.job_status = status;
-        if (lost) {
-                report_job_lost(e->ec, &f);
-                snprintf(message, sizeof(message), "is gone: Zuora answers 404 for it; the refresh's outcome is unknown");
-        } else {
-                report_job_ended(e->ec, &f, outcome);
-                snprintf(message, sizeof(message), "ended: %s", status);
-        }
-        (void) state_env_end_job(st, status, !lost && outcome == ZUORA_OUTCOME_COMPLETED ? NULL : message,
-                                 now_sec(e));
-        env_disarm_wait(e);
-        save_later(e);
-        env_enter_state(e, ENV_IDLE); /* plans the next slot, unless removed: then the manager frees it */
-}
-
-/* The job's new status and progress, reported as they change. */
-static void env_job_update(Env *e, const ZuoraJob *job, const char *track_id, bool ended) {
-        StateJob *sj = env_st(e)->job;
-        bool status_changed = state_job_set_status(sj, job->status);
-        bool progress_changed = job->progress >= 0 && job->progress != sj->progress;
-        ReportFields f = env_fields(e, sj->slot);
-
-        f.job_id = sj->id;
-        f.track_id = track_id;
-        if (progress_changed)
-                sj->progress = job->progress;
-        if (status_changed && !ended) {
-                /* An end is reported once, as the job's end. */
-                f.job_status = job->status;
-                f.progress = job->progress >= 0 ? job->progress : REPORT_UNSET;
-                report_job_status(e->ec, &f);
-                if (!zuora_status_is_known(job->status) && !e->unknown_status_warned) {
-                        report_job_unknown_status(e->ec, &f);
-                        e->unknown_status_warned = true;
-                }
-        } else if (progress_changed && !status_changed && !ended) {
-                f.job_status = sj->status;
-                f.progress = job->progress;
-                report_job_progress(e->ec, &f);
-        }
-        if ((status_changed && !ended) || (progress_changed && !status_changed && !ended))
-                save_later(e);
-        e->host->ops->status_changed(e->host);
-}
-
-static void env_on_polled_answer(Env *e, const ClientResult *res) {
-        StateEnv *st = env_st(e);
-        ZuoraJob job = {};
-
-        if (res->verdict == ZUORA_VERDICT_NOT_FOUND) {
-                env_job_ended(e, "LOST", /* lost= */ true);
-                return;
-        }
-        if (res->verdict != ZUORA_VERDICT_OK ||
-            zuora_parse_job(res->response->body, res->response->body_size, &job) < 0) {
-                if (!e->poll_failing) {
-                        ReportFields f = env_fields(e, st->job->slot);
-                        f.job_id = st->job->id;
-                        f.track_id = res->track_id;
-                        f.http_status = res->response->status > 0 ? res->response->status : REPORT_UNSET;
-                        report_poll_failed(e->ec, &f,
-                                           res->zuora_text                    ? res->zuora_text
-                                           : res->verdict == ZUORA_VERDICT_OK ? "the answer is not a job"
-                                                                              : zuora_verdict_to_string(res->verdict));
-                        e->poll_failing = true;
-                }
-                env_arm_wait(e, e->ec->poll_interval);
-                return;
-        }
-        e->poll_failing = false;
-
-        bool ended = zuora_job_has_ended(&job);
-        env_job_update(e, &job, res->track_id, ended);
-        if (ended)
-                env_job_ended(e, job.status ?: "ENDED", /* lost= */ false);
-        else
-                env_arm_wait(e, e->ec->poll_interval);
-        zuora_job_done(&job);
-}
-
-static void env_on_polled(const ClientResult *res, void *userdata) {
-        Env *e = userdata;
-
-        e->call = NULL;
-        env_on_polled_answer(e, res);
-        /* After a restart, slots missed meanwhile are planned once the first
-         * poll told whether the job is still running (skip) or not (catch up). */
-        if (e->plan_after_poll) {
-                e->plan_after_poll = false;
-                if (e->state == ENV_TRACKING)
-                        env_schedule(e);
-        }
-}
-
-static void env_poll(Env *e) {
-        StateJob *j = env_st(e)->job;
-        int r;
-
-        r = e->host->ops->call(e->host, HTTP_METHOD_GET, j->polling_url, NULL, NULL, NULL, env_on_polled, e, &e->call);
-        if (r == -EPERM) {
-                /* A polling URL away from base_url (a state file from another
-                 * config): never send the token there; use the usual address. */
-                char *url = env_url(e, ZUORA_ENDPOINT_JOB, j->id);
-                if (url) {
-                        report_log(LOG_WARNING, "environment '%s': job %s: polling at %s instead of %s, which is not on "
-                                   "base_url", e->name, j->id, url, j->polling_url);
-                        free(j->polling_url);
-                        j->polling_url = url;
-                        save_later(e);
-                        r = e->host->ops->call(e->host, HTTP_METHOD_GET, url, NULL, NULL, NULL, env_on_polled, e,
-                                               &e->call);
-                }
-        }
-        if (r < 0) {
-                report_log(LOG_ERR, "environment '%s': cannot poll job %s: %s", e->name, j->id, strerror(-r));
-                env_arm_wait(e, e->ec->poll_interval);
-        }
-}
-
 /* ---- the list check ---- */
 
 /* No job covers the slot (or the list could not be read): on to the POST. */
@@ -792,31 +611,6 @@ static void env_listed_none(Env *e) {
                 env_proceed(e);
         else
                 env_enter_state(e, ENV_INTENT);
-}
-
-/* The newest job of JOBS created at or after the slot (less submit_ahead
- * and the skew allowance), but never one of an earlier slot, or NULL. */
-static const ZuoraJob *env_covering_job(const Env *e, const ZuoraJob *jobs, size_t n) {
-        StateEnv *st = env_st(e);
-        int64_t ahead = (int64_t) (e->ec->submit_ahead / USEC_PER_SEC);
-        int64_t since = e->slot - ahead - CLOCK_SKEW_SEC;
-        const char *previous = st->last_job ? st->last_job->id : NULL;
-        const int64_t earlier[] = { e->prev_slot, st->last_job ? st->last_job->slot : STATE_TIME_UNSET,
-                                    st->last_submitted };
-        const ZuoraJob *found = NULL;
-
-        /* The skew allowance must not reach back to an earlier slot (the
-         * previous one, or after a restart the last one known to have had a
-         * job): no job of an earlier slot covers this one. */
-        for (size_t i = 0; i < ELEMENTSOF(earlier); i++)
-                if (earlier[i] != STATE_TIME_UNSET && earlier[i] < e->slot && earlier[i] - ahead + 1 > since)
-                        since = earlier[i] - ahead + 1;
-        for (size_t i = 0; i < n; i++)
-                if (jobs[i].create_time != ZUORA_TIME_UNSET && jobs[i].create_time >= since &&
-                    !(previous && strcmp(jobs[i].id, previous) == 0) &&
-                    (!found || jobs[i].create_time > found->create_time))
-                        found = &jobs[i];
-        return found;
 }
 
 static void env_on_listed(const ClientResult *res, void *userdata) {
@@ -834,7 +628,11 @@ static void env_on_listed(const ClientResult *res, void *userdata) {
                 env_listed_none(e);
                 return;
         }
-        found = env_covering_job(e, jobs, n);
+        StateEnv *st = env_st(e);
+        const int64_t earlier[] = { e->prev_slot, st->last_job ? st->last_job->slot : STATE_TIME_UNSET,
+                                    st->last_submitted };
+        found = plan_covering_job(e->ec, e->slot, earlier, ELEMENTSOF(earlier), st->last_job ? st->last_job->id : NULL,
+                                  jobs, n);
         if (!found) {
                 zuora_job_list_free(jobs, n);
                 if (e->conflict) {
@@ -851,105 +649,6 @@ static void env_on_listed(const ClientResult *res, void *userdata) {
         if (url)
                 env_track(e, found, url, /* adopted= */ true);
         zuora_job_list_free(jobs, n);
-}
-
-/* ---- submission ---- */
-
-static void env_submitted_ok(Env *e, const ClientResult *res, const ZuoraJob *job, ReportFields *f) {
-        _cleanup_free_ char *url = NULL;
-        int r = res->response->location ? e->host->ops->resolve(e->host, res->response->location, &url) : -ENOENT;
-
-        if (r == -EPERM) {
-                report_foreign_location(e->ec, f, url);
-                url = mfree(url);
-        }
-        if (!url)
-                url = env_url(e, ZUORA_ENDPOINT_JOB, job->id);
-        f->job_id = job->id;
-        f->job_status = job->status;
-        report_submitted(e->ec, f);
-        if (url)
-                env_track(e, job, url, /* adopted= */ false);
-}
-
-/* Zuora's refresh period: the slot is rejected, and deferred by when_ineligible. */
-static void env_submitted_period(Env *e, const ZuoraAnswer *a, const ReportFields *f) {
-        StateEnv *st = env_st(e);
-        int64_t next = st->zuora_next_refresh, until;
-        char msg[800];
-
-        report_rejected(e->ec, f, zuora_answer_text(a, msg, sizeof(msg)), next);
-        until = plan_defer_until(e->ec, e->slot, next, now_sec(e));
-        if (until != PLAN_UNSET)
-                st->deferred_until = until;
-        env_slot_done(e);
-}
-
-static void env_on_submitted(const ClientResult *res, void *userdata) {
-        Env *e = userdata;
-        const HttpResponse *resp = res->response;
-        ReportFields f = env_fields(e, e->slot);
-        ZuoraJob job = {};
-        ZuoraAnswer a = {
-                .verdict = res->verdict,
-                .status = resp->status,
-                .transport_error = resp->error < 0,
-                .token_failed = res->token_failed,
-                .body_size = resp->body_size,
-                .text = res->zuora_text,
-        };
-        char msg[800];
-
-        e->call = NULL;
-        f.track_id = res->track_id;
-        f.http_status = resp->status > 0 ? resp->status : REPORT_UNSET;
-        if (a.verdict == ZUORA_VERDICT_OK && zuora_parse_job(resp->body, resp->body_size, &job) < 0) {
-                a.verdict = ZUORA_VERDICT_RETRY; /* a 2xx we cannot read: the job may exist */
-                a.malformed = true;
-        }
-
-        switch (a.verdict) {
-        case ZUORA_VERDICT_OK:
-                env_submitted_ok(e, res, &job, &f);
-                break;
-        case ZUORA_VERDICT_PERIOD:
-                env_submitted_period(e, &a, &f);
-                break;
-        case ZUORA_VERDICT_FORBIDDEN:
-                report_forbidden(e->ec, &f, zuora_answer_text(&a, msg, sizeof(msg)));
-                env_fail(e, msg);
-                break;
-        case ZUORA_VERDICT_REAUTH:
-                report_auth_failed(e->ec, &f, zuora_answer_text(&a, msg, sizeof(msg)));
-                env_fail(e, msg);
-                break;
-        case ZUORA_VERDICT_FAILED:
-        case ZUORA_VERDICT_NOT_FOUND:
-                zuora_answer_text(&a, msg, sizeof(msg));
-                if (resp->status == 409 && !e->conflict) {
-                        /* A job is already running: perhaps this slot's, from
-                         * a POST whose answer was lost. The list check adopts
-                         * it, or the refresh fails. */
-                        e->conflict = true;
-                        env_set_error(e, msg);
-                        env_enter_state(e, ENV_LISTING);
-                        break;
-                }
-                env_fail(e, msg);
-                break;
-        case ZUORA_VERDICT_RATE_LIMITED: {
-                uint64_t delay = UINT64_MAX;
-                (void) zuora_retry_after(resp->retry_after, resp->ratelimit_reset, now_sec(e), &delay);
-                env_retry(e, delay, resp->status, res->track_id, "Zuora asks to slow down (429)");
-                break;
-        }
-        case ZUORA_VERDICT_RETRY:
-        case _ZUORA_VERDICT_MAX:
-        case _ZUORA_VERDICT_INVALID:
-                env_retry(e, UINT64_MAX, resp->status, res->track_id, zuora_answer_text(&a, msg, sizeof(msg)));
-                break;
-        }
-        zuora_job_done(&job);
 }
 
 /* ---- life ---- */
@@ -970,7 +669,7 @@ int env_start(Env *e) {
                  * check finds a job it may have created, or it is sent again. */
                 e->slot = st->intent_slot;
                 e->attempt = 0;
-                e->first_attempt = now_usec(e, CLOCK_BOOTTIME);
+                e->first_attempt = env_now_usec(e, CLOCK_BOOTTIME);
                 env_enter_state(e, ENV_LISTING);
                 return 0;
         }
@@ -1006,26 +705,4 @@ bool env_remove(Env *e) {
 
 bool env_is_finished(const Env *e) {
         return e->removed && e->state == ENV_IDLE;
-}
-
-bool env_is_busy(const Env *e) {
-        StateEnv *st = env_st(e);
-        return e->state != ENV_IDLE || (st && st->job);
-}
-
-char *env_status_text(const Env *e) {
-        StateEnv *st = env_st(e);
-        char *s = NULL;
-        int r;
-
-        if (st && st->job) {
-                if (st->job->progress >= 0)
-                        r = asprintf(&s, "%s %s %d%%", e->name, st->job->status ?: "SUBMITTED", st->job->progress);
-                else
-                        r = asprintf(&s, "%s %s", e->name, st->job->status ?: "SUBMITTED");
-        } else if (e->state != ENV_IDLE)
-                r = asprintf(&s, "%s %s", e->name, env_state_to_string(e->state));
-        else
-                return NULL;
-        return r < 0 ? NULL : s;
 }

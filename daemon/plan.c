@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+#include <string.h>
+
 #include "macro.h"
 #include "plan.h"
+
+#define BACKOFF_START_USEC (5 * USEC_PER_SEC)
+#define BACKOFF_CAP_USEC (600 * USEC_PER_SEC)
 
 int64_t plan_latest_slot(const EnvConfig *ec, int64_t after, int64_t now) {
         /* Widening windows back from NOW, so that a long downtime with a
@@ -86,4 +91,32 @@ uint64_t plan_wake_usec(uint64_t fire_usec, uint64_t now_usec, bool deferred) {
                 lead = (fire_usec - now_usec) / 2 < PLAN_CHECK_AHEAD_USEC ? (fire_usec - now_usec) / 2
                                                                            : PLAN_CHECK_AHEAD_USEC;
         return lead >= PLAN_CHECK_AHEAD_MIN_USEC ? fire_usec - lead : fire_usec;
+}
+
+const ZuoraJob *plan_covering_job(const EnvConfig *ec, int64_t slot, const int64_t *earlier, size_t n_earlier,
+                                  const char *previous_id, const ZuoraJob *jobs, size_t n) {
+        int64_t ahead = (int64_t) (ec->submit_ahead / USEC_PER_SEC);
+        int64_t since = slot - ahead - PLAN_CLOCK_SKEW_SEC;
+        const ZuoraJob *found = NULL;
+
+        /* The skew allowance must not reach back to an earlier slot (the
+         * previous one, or after a restart the last one known to have had a
+         * job): no job of an earlier slot covers this one. */
+        for (size_t i = 0; i < n_earlier; i++)
+                if (earlier[i] != PLAN_UNSET && earlier[i] < slot && earlier[i] - ahead + 1 > since)
+                        since = earlier[i] - ahead + 1;
+        for (size_t i = 0; i < n; i++)
+                if (jobs[i].create_time != ZUORA_TIME_UNSET && jobs[i].create_time >= since &&
+                    !(previous_id && strcmp(jobs[i].id, previous_id) == 0) &&
+                    (!found || jobs[i].create_time > found->create_time))
+                        found = &jobs[i];
+        return found;
+}
+
+uint64_t plan_backoff_usec(unsigned attempt, uint64_t random) {
+        uint64_t ceiling = BACKOFF_START_USEC << (attempt < 10 ? attempt : 10);
+
+        if (ceiling > BACKOFF_CAP_USEC)
+                ceiling = BACKOFF_CAP_USEC;
+        return random % (ceiling + 1);
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "zuora.h"
 
 #define PLAN_UNSET INT64_MIN
 
@@ -69,6 +70,23 @@ bool plan_is_ineligible(int64_t allowed_from, int64_t slot, int64_t now);
  * ALLOWED_FROM with when_ineligible defer, unless the next slot comes first
  * or ALLOWED_FROM has passed at NOW; PLAN_UNSET when it is skipped. */
 int64_t plan_defer_until(const EnvConfig *ec, int64_t slot, int64_t allowed_from, int64_t now);
+
+/* How far back from a slot a job may have been created and still be its
+ * refresh: our clock and Zuora's may disagree by this much. */
+#define PLAN_CLOCK_SKEW_SEC 300
+
+/* The job of JOBS (N of them) that already refreshes SLOT, whoever started
+ * it: the newest created at or after SLOT (less submit_ahead, less
+ * PLAN_CLOCK_SKEW_SEC), but never one of an earlier slot: the allowance
+ * does not reach back to a slot of EARLIER (N_EARLIER times, PLAN_UNSET
+ * ignored), and PREVIOUS_ID (the last job's id, may be NULL) is never the
+ * one. NULL when none covers it. */
+const ZuoraJob *plan_covering_job(const EnvConfig *ec, int64_t slot, const int64_t *earlier, size_t n_earlier,
+                                  const char *previous_id, const ZuoraJob *jobs, size_t n);
+
+/* The delay before retry ATTEMPT (from 0), full jitter: uniform in
+ * [0, min(10 min, 5 s * 2^ATTEMPT)], drawn from RANDOM. */
+uint64_t plan_backoff_usec(unsigned attempt, uint64_t random);
 
 /* When (µs) the slot timer fires for SLOT: submit_ahead before it, or, for
  * a DEFERRED one, at Zuora's time itself. */

@@ -23,10 +23,10 @@ def read(*parts):
 
 
 def module_of(filename):
-    """daemon/store-file.c and report-internal.h belong to store and report."""
-    base = os.path.basename(filename)
-    name = re.sub(r"\.(c|h)$", "", base)
-    return re.sub(r"-(file|internal)$", "", name)
+    """A module's files are NAME.c, NAME.h and NAME-PART.[ch]: daemon/store-file.c,
+    env-job.c and report-internal.h belong to store, env and report."""
+    name = re.sub(r"\.(c|h)$", "", os.path.basename(filename))
+    return name if name == "refreshd-messages" else name.split("-")[0]
 
 
 def declared_layers(main_c):
@@ -147,6 +147,8 @@ class LayersTest(unittest.TestCase):
     def test_checker_reads_the_modules(self):
         self.assertEqual(module_of("daemon/store-file.c"), "store")
         self.assertEqual(module_of("report-internal.h"), "report")
+        self.assertEqual(module_of("env-job.c"), "env")
+        self.assertEqual(module_of("refreshd-messages.h"), "refreshd-messages")
         graph = includes({"x.c": '#include "x.h"\n#include <yaml.h>\n#include "y.h"\n'})
         self.assertEqual(graph, {"x": {"y"}})
 

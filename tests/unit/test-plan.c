@@ -196,6 +196,57 @@ static void test_times(void **state) {
         config_free(c);
 }
 
+static ZuoraJob job(const char *id, int64_t created) {
+        return (ZuoraJob) { .id = (char *) id, .create_time = created, .progress = -1 };
+}
+
+static void test_covering_job(void **state) {
+        Config *c = config("0 3 * * *", NULL), *ahead = config("0 3 * * *", "    submit_ahead: 10m\n");
+        int64_t slot = T("2026-12-08T03:00:00Z");
+        const int64_t none[] = { PLAN_UNSET };
+        ZuoraJob jobs[] = {
+                job("too-old", slot - PLAN_CLOCK_SKEW_SEC - 1),
+                job("edge", slot - PLAN_CLOCK_SKEW_SEC),
+                job("no-time", ZUORA_TIME_UNSET),
+        };
+
+        /* At the skew allowance's edge: covered; a second before: not. */
+        assert_string_equal(plan_covering_job(&c->envs[0], slot, none, 1, NULL, jobs, 3)->id, "edge");
+        assert_null(plan_covering_job(&c->envs[0], slot, none, 1, NULL, jobs, 1));
+        /* The newest wins; the last job (by id) never covers a new slot. */
+        ZuoraJob two[] = { job("a", slot + 5), job("b", slot + 9), job("c", slot + 7) };
+        assert_string_equal(plan_covering_job(&c->envs[0], slot, none, 1, NULL, two, 3)->id, "b");
+        assert_string_equal(plan_covering_job(&c->envs[0], slot, none, 1, "b", two, 3)->id, "c");
+        /* The allowance stops after an earlier slot that came less than it before. */
+        const int64_t earlier[] = { slot - 60, PLAN_UNSET, slot + 3600 /* later: ignored */ };
+        ZuoraJob near[] = { job("prev", slot - 60), job("after-prev", slot - 59) };
+        assert_string_equal(plan_covering_job(&c->envs[0], slot, earlier, 3, NULL, near, 2)->id, "after-prev");
+        assert_null(plan_covering_job(&c->envs[0], slot, earlier, 3, NULL, near, 1));
+        /* submit_ahead: a job created that long before the slot is its own. */
+        ZuoraJob early[] = { job("early", slot - 600 - PLAN_CLOCK_SKEW_SEC) };
+        assert_non_null(plan_covering_job(&ahead->envs[0], slot, none, 1, NULL, early, 1));
+        assert_null(plan_covering_job(&c->envs[0], slot, none, 1, NULL, early, 1));
+        assert_null(plan_covering_job(&c->envs[0], slot, none, 1, NULL, NULL, 0));
+        config_free(c);
+        config_free(ahead);
+}
+
+static void test_backoff(void **state) {
+        uint64_t s = USEC_PER_SEC;
+
+        /* Full jitter up to 5 s * 2^attempt, at most 10 minutes. */
+        assert_int_equal(plan_backoff_usec(0, UINT64_MAX), UINT64_MAX % (5 * s + 1));
+        assert_int_equal(plan_backoff_usec(0, 5 * s), 5 * s);
+        assert_int_equal(plan_backoff_usec(0, 5 * s + 1), 0);
+        assert_int_equal(plan_backoff_usec(3, 40 * s), 40 * s);
+        assert_int_equal(plan_backoff_usec(7, 600 * s), 600 * s);
+        assert_int_equal(plan_backoff_usec(7, 601 * s), 601 * s % (600 * s + 1));
+        assert_int_equal(plan_backoff_usec(1000, 600 * s), 600 * s);
+        for (unsigned a = 0; a < 40; a++)
+                for (uint64_t r = 0; r < 2000; r += 97)
+                        assert_true(plan_backoff_usec(a, r * 1000003) <= 600 * s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_next_and_first),
@@ -205,6 +256,8 @@ int main(void) {
                 cmocka_unit_test(test_defer_rule),
                 cmocka_unit_test(test_min_interval),
                 cmocka_unit_test(test_times),
+                cmocka_unit_test(test_covering_job),
+                cmocka_unit_test(test_backoff),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * An environment's POST and what its answer means: the job to follow, a
+ * rejection by Zuora's refresh period (deferred by when_ineligible), a
+ * failure for good, a 409 that the list check decides, or a retry after a
+ * backoff (5xx, 429, no answer, an answer that cannot be read).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "env-internal.h"
+#include "macro.h"
+#include "plan.h"
+#include "report.h"
+
+static void env_on_submitted(const ClientResult *res, void *userdata);
+
+/* SUBMITTING: the POST. */
+void env_enter_submitting(Env *e) {
+        StateEnv *st = env_st(e);
+        _cleanup_free_ char *url = env_url(e, ZUORA_ENDPOINT_JOBS, NULL);
+        _cleanup_free_ char *key = zuora_idempotency_key(e->ec->id, e->slot);
+        _cleanup_free_ char *body = zuora_job_request_body(e->ec->submit_ahead > 0 ? e->slot : ZUORA_TIME_UNSET);
+        int r;
+
+        r = url && key && body ? e->host->ops->call(e->host, HTTP_METHOD_POST, url, body, key, st->intent_track_id,
+                                                    env_on_submitted, e, &e->call)
+                               : -ENOMEM;
+        if (r < 0)
+                env_retry(e, UINT64_MAX, REPORT_UNSET, NULL, strerror(-r));
+}
+
+static void env_submitted_ok(Env *e, const ClientResult *res, const ZuoraJob *job, ReportFields *f) {
+        _cleanup_free_ char *url = NULL;
+        int r = res->response->location ? e->host->ops->resolve(e->host, res->response->location, &url) : -ENOENT;
+
+        if (r == -EPERM) {
+                report_foreign_location(e->ec, f, url);
+                url = mfree(url);
+        }
+        if (!url)
+                url = env_url(e, ZUORA_ENDPOINT_JOB, job->id);
+        f->job_id = job->id;
+        f->job_status = job->status;
+        report_submitted(e->ec, f);
+        if (url)
+                env_track(e, job, url, /* adopted= */ false);
+}
+
+/* Zuora's refresh period: the slot is rejected, and deferred by when_ineligible. */
+static void env_submitted_period(Env *e, const ZuoraAnswer *a, const ReportFields *f) {
+        StateEnv *st = env_st(e);
+        int64_t next = st->zuora_next_refresh, until;
+        char msg[800];
+
+        report_rejected(e->ec, f, zuora_answer_text(a, msg, sizeof(msg)), next);
+        until = plan_defer_until(e->ec, e->slot, next, env_now(e));
+        if (until != PLAN_UNSET)
+                st->deferred_until = until;
+        env_slot_done(e);
+}
+
+static void env_on_submitted(const ClientResult *res, void *userdata) {
+        Env *e = userdata;
+        const HttpResponse *resp = res->response;
+        ReportFields f = env_fields(e, e->slot);
+        ZuoraJob job = {};
+        ZuoraAnswer a = {
+                .verdict = res->verdict,
+                .status = resp->status,
+                .transport_error = resp->error < 0,
+                .token_failed = res->token_failed,
+                .body_size = resp->body_size,
+                .text = res->zuora_text,
+        };
+        char msg[800];
+
+        e->call = NULL;
+        f.track_id = res->track_id;
+        f.http_status = resp->status > 0 ? resp->status : REPORT_UNSET;
+        if (a.verdict == ZUORA_VERDICT_OK && zuora_parse_job(resp->body, resp->body_size, &job) < 0) {
+                a.verdict = ZUORA_VERDICT_RETRY; /* a 2xx we cannot read: the job may exist */
+                a.malformed = true;
+        }
+
+        switch (a.verdict) {
+        case ZUORA_VERDICT_OK:
+                env_submitted_ok(e, res, &job, &f);
+                break;
+        case ZUORA_VERDICT_PERIOD:
+                env_submitted_period(e, &a, &f);
+                break;
+        case ZUORA_VERDICT_FORBIDDEN:
+                report_forbidden(e->ec, &f, zuora_answer_text(&a, msg, sizeof(msg)));
+                env_fail(e, msg);
+                break;
+        case ZUORA_VERDICT_REAUTH:
+                report_auth_failed(e->ec, &f, zuora_answer_text(&a, msg, sizeof(msg)));
+                env_fail(e, msg);
+                break;
+        case ZUORA_VERDICT_FAILED:
+        case ZUORA_VERDICT_NOT_FOUND:
+                zuora_answer_text(&a, msg, sizeof(msg));
+                if (resp->status == 409 && !e->conflict) {
+                        /* A job is already running: perhaps this slot's, from
+                         * a POST whose answer was lost. The list check adopts
+                         * it, or the refresh fails. */
+                        e->conflict = true;
+                        env_set_error(e, msg);
+                        env_enter_state(e, ENV_LISTING);
+                        break;
+                }
+                env_fail(e, msg);
+                break;
+        case ZUORA_VERDICT_RATE_LIMITED: {
+                uint64_t delay = UINT64_MAX;
+                (void) zuora_retry_after(resp->retry_after, resp->ratelimit_reset, env_now(e), &delay);
+                env_retry(e, delay, resp->status, res->track_id, "Zuora asks to slow down (429)");
+                break;
+        }
+        case ZUORA_VERDICT_RETRY:
+        case _ZUORA_VERDICT_MAX:
+        case _ZUORA_VERDICT_INVALID:
+                env_retry(e, UINT64_MAX, resp->status, res->track_id, zuora_answer_text(&a, msg, sizeof(msg)));
+                break;
+        }
+        zuora_job_done(&job);
+}
+
