@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 
 #include "client.h"
+#include "list.h"
 #include "macro.h"
 
 /* Zuora's samples renew a token 5 minutes before it expires. */
@@ -23,7 +24,7 @@
 
 struct ClientCall {
         Client *client;
-        ClientCall *prev, *next; /* in client->calls */
+        LIST_FIELDS(ClientCall, calls); /* in client->calls */
         HttpMethod method;
         char *url;
         char *body;
@@ -31,7 +32,7 @@ struct ClientCall {
         ClientDoneFunc done;
         void *userdata;
         HttpRequest *request;
-        ClientCall *queue_next;  /* in client->queue, while QUEUED */
+        LIST_FIELDS(ClientCall, queue); /* in client->queue, while QUEUED */
         bool waiting_token;
         bool queued;
         bool reauthenticated;
@@ -50,12 +51,11 @@ struct Client {
         char *token;
         uint64_t token_expires; /* CLOCK_BOOTTIME µs */
         HttpRequest *token_request;
-        ClientCall *calls;
+        LIST_HEAD(ClientCall) calls;
         /* Calls wait here, in order, while max_concurrent_requests are in
          * flight: a waiting call holds no request yet (no headers, no
          * copies), which at 1,000 polls due together is about 0.4 MB. */
-        ClientCall *queue_head, *queue_tail;
-        size_t n_queued;
+        LIST_HEAD(ClientCall) queue;
         size_t queue_high;            /* the longest it has been since it was last empty */
         unsigned sending;             /* calls with a request in flight */
         sd_event_source *drain;       /* defer: sends waiting calls while there is room */
@@ -77,29 +77,13 @@ static void token_drop(Client *cl) {
         cl->token_expires = 0;
 }
 
-static void queue_remove(Client *cl, ClientCall *call) {
-        ClientCall **p = &cl->queue_head, *prev = NULL;
-
-        while (*p && *p != call) {
-                prev = *p;
-                p = &(*p)->queue_next;
-        }
-        if (!*p)
-                return;
-        *p = call->queue_next;
-        if (cl->queue_tail == call)
-                cl->queue_tail = prev;
-        cl->n_queued--;
-        call->queued = false;
-}
-
 /* A request of a call ended or was cancelled: there is room for another. */
 static void call_request_gone(ClientCall *call) {
         Client *cl = call->client;
 
         call->request = NULL;
         cl->sending--;
-        if (cl->queue_head)
+        if (cl->queue.head)
                 (void) sd_event_source_set_enabled(cl->drain, SD_EVENT_ONESHOT);
 }
 
@@ -111,13 +95,8 @@ static ClientCall *call_free(ClientCall *call) {
                 call_request_gone(call);
         }
         if (call->queued)
-                queue_remove(call->client, call);
-        if (call->prev)
-                call->prev->next = call->next;
-        else if (call->client && call->client->calls == call)
-                call->client->calls = call->next;
-        if (call->next)
-                call->next->prev = call->prev;
+                LIST_REMOVE(queue, &call->client->queue, call);
+        LIST_REMOVE(calls, &call->client->calls, call);
         free(call->url);
         free(call->body);
         free(call->idempotency_key);
@@ -141,7 +120,7 @@ static HttpOptions http_options(const Config *c) {
                 .ca_file = c->ca_file,
                 .timeout_usec = c->request_timeout,
                 .max_body = 1024 * 1024,
-                .max_concurrent = c->max_concurrent_requests,
+                .max_connections = c->max_concurrent_requests,
         };
 }
 
@@ -174,8 +153,8 @@ int client_new(sd_event *event, const Config *c, Secret *secret, Client **ret) {
 Client *client_free(Client *cl) {
         if (!cl)
                 return NULL;
-        while (cl->calls)
-                call_free(cl->calls);
+        while (cl->calls.head)
+                call_free(cl->calls.head);
         sd_event_source_disable_unref(cl->drain);
         if (cl->token_request)
                 http_cancel(cl->token_request);
@@ -199,7 +178,7 @@ int client_reconfigure(Client *cl, const Config *c, Secret *secret) {
 }
 
 size_t client_pending(const Client *cl) {
-        return http_pending(cl->http) + cl->n_queued;
+        return http_pending(cl->http) + cl->queue.n;
 }
 
 char *client_url(const Client *cl, ZuoraEndpoint endpoint, const char *env_id, const char *job_id) {
@@ -376,17 +355,12 @@ static int call_submit(ClientCall *call) {
 static int call_send(ClientCall *call) {
         Client *cl = call->client;
 
-        if (!cl->queue_head && cl->sending < cl->config->max_concurrent_requests)
+        if (!cl->queue.head && cl->sending < cl->config->max_concurrent_requests)
                 return call_submit(call);
         call->queued = true;
-        call->queue_next = NULL;
-        if (cl->queue_tail)
-                cl->queue_tail->queue_next = call;
-        else
-                cl->queue_head = call;
-        cl->queue_tail = call;
-        if (++cl->n_queued > cl->queue_high)
-                cl->queue_high = cl->n_queued;
+        LIST_APPEND(queue, &cl->queue, call);
+        if (cl->queue.n > cl->queue_high)
+                cl->queue_high = cl->queue.n;
         return 0;
 }
 
@@ -395,18 +369,19 @@ static int call_send(ClientCall *call) {
 static int client_on_drain(sd_event_source *s, void *userdata) {
         Client *cl = userdata;
 
-        while (cl->queue_head && cl->sending < cl->config->max_concurrent_requests) {
-                ClientCall *call = cl->queue_head;
+        while (cl->queue.head && cl->sending < cl->config->max_concurrent_requests) {
+                ClientCall *call = cl->queue.head;
                 int r;
 
-                queue_remove(cl, call);
+                LIST_REMOVE(queue, &cl->queue, call);
+                call->queued = false;
                 r = call_submit(call);
                 if (r < 0) {
                         HttpResponse resp = { .error = r, .error_text = strerror(-r), .body = "" };
                         call_finish(call, &resp, zuora_classify(0, r, "", 0, true), /* token_failed= */ false);
                 }
         }
-        if (!cl->queue_head && cl->queue_high >= CLIENT_TRIM_AFTER_QUEUE) {
+        if (!cl->queue.head && cl->queue_high >= CLIENT_TRIM_AFTER_QUEUE) {
                 /* A wave is through (a thousand polls due together): what its
                  * calls and answers held is free, scattered over the heap, and
                  * malloc keeps it unless asked. */
@@ -436,9 +411,9 @@ static void token_on_done(HttpRequest *req, const HttpResponse *resp, void *user
          * the calls that waited for it, or they would wait forever. A done
          * callback may cancel other calls, so start from the head each time. */
         for (;;) {
-                ClientCall *call = cl->calls;
+                ClientCall *call = cl->calls.head;
                 while (call && !call->waiting_token)
-                        call = call->next;
+                        call = call->calls_next;
                 if (!call)
                         break;
                 call->waiting_token = false;
@@ -514,10 +489,7 @@ int client_call(
         };
         if (track_id)
                 snprintf(call->track_id, sizeof(call->track_id), "%s", track_id);
-        call->next = cl->calls;
-        if (cl->calls)
-                cl->calls->prev = call;
-        cl->calls = call;
+        LIST_APPEND(calls, &cl->calls, call);
         if (!call->url || (body && !call->body) || (idempotency_key && !call->idempotency_key)) {
                 call_free(call);
                 return -ENOMEM;

@@ -8,18 +8,17 @@
  * curl_multi_socket_action(). Finished transfers are collected with
  * curl_multi_info_read() after every socket_action call.
  *
- * Requests wait in a FIFO queue and are handed to curl by a defer source,
- * at most max_concurrent at a time. Starting them from the loop, never from
- * inside http_submit() or http_cancel(), means a failure to start is also
- * reported from the loop, and the callers never see a callback while they
- * are still in one of our functions.
+ * A request goes to curl as it is submitted; how many are in flight at
+ * once is the caller's to bound (the Zuora client admits at most
+ * max_concurrent_requests, first come, first sent), and the pool of
+ * connections is bounded here (max_connections: curl holds a transfer
+ * beyond it until a connection is free). A callback never comes from inside
+ * http_submit() or http_cancel(): only from the loop.
  *
- * A queued request is one small allocation: the URL, the header lines and
- * the body, nothing of curl's. A curl easy handle (several KB, plus curl's
- * buffers) is only attached when the request starts. The handles are kept
- * in a pool and reused with curl_easy_reset() and a fresh set of options,
- * so there are never more than max_concurrent of them, however many
- * requests wait.
+ * A request is one small allocation: the URL, the header lines and the
+ * body, on a curl easy handle (several KB, plus curl's buffers) taken from
+ * a pool and reused with curl_easy_reset() and a fresh set of options, so
+ * there are never more handles than requests in flight at the busiest.
  *
  * Done callbacks run from our info-read loop after the easy handle has left
  * the multi handle, so they are outside every curl callback: they may call
@@ -39,6 +38,7 @@
 #include <curl/curl.h>
 
 #include "http.h"
+#include "list.h"
 #include "macro.h"
 
 /* Keeps the system's CAs trusted when a ca_file is added: curl replaces
@@ -56,7 +56,6 @@
 #define HTTP_NEVER UINT64_MAX
 
 typedef enum HttpRequestState {
-        HTTP_REQUEST_QUEUED,   /* waits for a slot; it has no easy handle yet */
         HTTP_REQUEST_RUNNING,  /* on an easy handle, in the multi handle */
         HTTP_REQUEST_FINISHED, /* out of curl; its done callback is running */
         _HTTP_REQUEST_STATE_MAX,
@@ -78,11 +77,6 @@ static const char *const http_header_names[_HTTP_HEADER_MAX] = {
         [HTTP_HEADER_RATELIMIT_RESET] = "RateLimit-Reset",
         [HTTP_HEADER_CONTENT_TYPE] = "Content-Type",
 };
-
-typedef struct HttpRequestList {
-        HttpRequest *head, *tail;
-        size_t n;
-} HttpRequestList;
 
 /* One socket curl asked us to watch; curl_multi_assign() hands it back. */
 /* A curl easy handle and what the transfer on it collects. */
@@ -109,7 +103,7 @@ struct HttpEasy {
 struct HttpRequest {
         Http *http;
         HttpRequestState state;
-        HttpRequest *prev, *next; /* in http->queue or http->running */
+        LIST_FIELDS(HttpRequest, running); /* in http->running while RUNNING */
 
         HttpDoneFunc done;
         void *userdata;
@@ -128,7 +122,7 @@ struct Http {
         sd_event *event;
         CURLM *multi;
         sd_event_source *timer; /* curl's single timeout */
-        sd_event_source *defer; /* starts queued requests, and kicks curl */
+        sd_event_source *defer; /* kicks curl when it asked for a timeout of 0 */
         uint64_t timer_armed;   /* CLOCK_MONOTONIC µs h->timer fires at, or HTTP_NEVER: off */
         bool kick;              /* curl asked for a timeout of 0: the defer source calls it */
 
@@ -136,10 +130,9 @@ struct Http {
         char *ca_file;
         uint64_t timeout_usec;
         size_t max_body;
-        unsigned max_concurrent;
+        unsigned max_connections;
 
-        HttpRequestList queue;
-        HttpRequestList running;
+        LIST_HEAD(HttpRequest) running;
         HttpEasy *idle; /* pooled easy handles, most recently used first */
         unsigned n_easy; /* easy handles in existence, idle or not */
         int epoll_fd;                  /* curl's sockets, watched as one source */
@@ -159,32 +152,6 @@ const char *http_method_to_string(HttpMethod m) {
                 break;
         }
         return NULL;
-}
-
-/* ---- small containers ---- */
-
-static void request_list_append(HttpRequestList *l, HttpRequest *req) {
-        req->prev = l->tail;
-        req->next = NULL;
-        if (l->tail)
-                l->tail->next = req;
-        else
-                l->head = req;
-        l->tail = req;
-        l->n++;
-}
-
-static void request_list_remove(HttpRequestList *l, HttpRequest *req) {
-        if (req->prev)
-                req->prev->next = req->next;
-        else
-                l->head = req->next;
-        if (req->next)
-                req->next->prev = req->prev;
-        else
-                l->tail = req->prev;
-        req->prev = req->next = NULL;
-        l->n--;
 }
 
 /* ---- easy handles ---- */
@@ -207,8 +174,7 @@ static HttpEasy *http_easy_free(HttpEasy *x) {
 }
 
 /* An idle handle from the pool, or a new one. Each running request holds
- * one, and a request gives its handle back before the defer source starts
- * the next, so no more than max_concurrent are ever made. */
+ * one, and gives it back when it is freed. */
 static int http_easy_get(Http *h, HttpEasy **ret) {
         HttpEasy *x = h->idle;
 
@@ -223,7 +189,6 @@ static int http_easy_get(Http *h, HttpEasy **ret) {
                 return 0;
         }
 
-        assert(h->n_easy < h->max_concurrent);
         x = calloc(1, sizeof(HttpEasy));
         if (!x)
                 return -ENOMEM;
@@ -266,15 +231,12 @@ static void http_request_detach(HttpRequest *req) {
         Http *h = req->http;
 
         switch (req->state) {
-        case HTTP_REQUEST_QUEUED:
-                request_list_remove(&h->queue, req);
-                break;
         case HTTP_REQUEST_RUNNING:
                 /* May call our socket callback with CURL_POLL_REMOVE, and drops
                  * a DONE message of this handle that curl_multi_info_read()
                  * has not returned yet. */
                 (void) curl_multi_remove_handle(h->multi, req->easy->curl);
-                request_list_remove(&h->running, req);
+                LIST_REMOVE(running, &h->running, req);
                 break;
         case HTTP_REQUEST_FINISHED:
         case _HTTP_REQUEST_STATE_MAX:
@@ -459,7 +421,8 @@ static int http_request_setup_transfer(HttpRequest *req) {
                 return -EIO;
 
         /* curl's timeouts start when the handle joins the multi handle, so
-         * time spent in our queue does not count. 0 means none, as in curl. */
+         * time spent in the caller's queue does not count (a wait in curl for
+         * a free connection does). 0 means none, as in curl. */
         long ms = (long) ((h->timeout_usec + USEC_PER_MSEC - 1) / USEC_PER_MSEC);
         if (curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms) != CURLE_OK ||
             curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms) != CURLE_OK)
@@ -659,11 +622,6 @@ static void http_destroy(Http *h);
 static bool http_request_finish(HttpRequest *req, const HttpResponse *resp) {
         Http *h = req->http;
 
-        /* A slot may be free now; queued requests start from the loop, so a
-         * request submitted by the callback below lines up behind them. */
-        if (h->queue.n > 0)
-                (void) sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
-
         h->in_callback = true;
         if (req->done)
                 req->done(req, resp, req->userdata);
@@ -700,19 +658,6 @@ static bool http_request_complete(HttpRequest *req, CURLcode code) {
                 .ratelimit_reset = x->headers[HTTP_HEADER_RATELIMIT_RESET],
                 .content_type = x->headers[HTTP_HEADER_CONTENT_TYPE],
                 .elapsed_usec = total > 0 ? (uint64_t) total : 0,
-        };
-        return http_request_finish(req, &resp);
-}
-
-/* A request that never reached curl: nothing was sent. */
-static bool http_request_fail_to_start(HttpRequest *req, const char *why) {
-        char text[CURL_ERROR_SIZE];
-
-        (void) snprintf(text, sizeof(text), "Cannot start the request: %s", why);
-        HttpResponse resp = {
-                .error = -EIO,
-                .error_text = text,
-                .body = "",
         };
         return http_request_finish(req, &resp);
 }
@@ -895,46 +840,29 @@ static int http_on_curl_timer(CURLM *multi, long timeout_ms, void *userdata) {
 
 /* Gives REQ an easy handle from the pool and hands it to curl. On failure
  * the request has no handle and is in no list. */
-static int http_request_start(HttpRequest *req, const char **reterr_why) {
+static int http_request_start(HttpRequest *req) {
         Http *h = req->http;
-        CURLMcode mcode;
         int r;
 
         r = http_easy_get(h, &req->easy);
-        if (r < 0) {
-                *reterr_why = "out of memory";
+        if (r < 0)
                 return r;
-        }
         r = http_request_setup(req);
-        if (r < 0) {
-                *reterr_why = "curl refused an option";
+        if (r < 0)
                 return r;
-        }
-        mcode = curl_multi_add_handle(h->multi, req->easy->curl);
-        if (mcode != CURLM_OK) {
-                *reterr_why = curl_multi_strerror(mcode);
+        if (curl_multi_add_handle(h->multi, req->easy->curl) != CURLM_OK)
                 return -EIO;
-        }
         req->state = HTTP_REQUEST_RUNNING;
-        request_list_append(&h->running, req);
+        LIST_APPEND(running, &h->running, req);
         return 0;
 }
 
-/* The defer source: moves queued requests into curl while slots are free,
- * then calls curl if it asked for a timeout of 0 (as adding a handle does),
- * so a request leaves in the loop turn it was started in. */
+/* The defer source: calls curl when it asked for a timeout of 0 (as
+ * adding a handle does), so a request leaves in the loop turn it was
+ * submitted in. */
 static int http_on_defer(sd_event_source *s, void *userdata) {
         Http *h = userdata;
 
-        while (h->queue.head && h->running.n < h->max_concurrent) {
-                HttpRequest *req = h->queue.head;
-                const char *why = NULL;
-
-                request_list_remove(&h->queue, req);
-                req->state = HTTP_REQUEST_FINISHED;
-                if (http_request_start(req, &why) < 0 && http_request_fail_to_start(req, why))
-                        return 0;
-        }
         if (h->kick) {
                 h->kick = false;
                 (void) http_curl_timeout(h);
@@ -953,9 +881,9 @@ static int http_setup_multi(Http *h) {
             curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_on_curl_timer) != CURLM_OK ||
             curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h) != CURLM_OK)
                 return -EIO;
-        /* Our queue already bounds the transfers; this bounds the pool too,
-         * so idle keep-alive connections make way for new ones. */
-        long max = (long) h->max_concurrent;
+        /* The pool: idle keep-alive connections make way for new ones, and a
+         * transfer beyond it waits in curl for a connection. */
+        long max = (long) h->max_connections;
         if (curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max) != CURLM_OK)
                 return -EIO;
         /* The cache of idle connections would otherwise grow to four times
@@ -992,7 +920,7 @@ static int http_setup_sources(Http *h) {
         r = sd_event_add_defer(h->event, &h->defer, http_on_defer, h);
         if (r < 0)
                 return r;
-        (void) sd_event_source_set_description(h->defer, "http-queue");
+        (void) sd_event_source_set_description(h->defer, "curl-kick");
         (void) sd_event_source_set_priority(h->defer, SD_EVENT_PRIORITY_IMPORTANT);
         return sd_event_source_set_enabled(h->defer, SD_EVENT_OFF);
 }
@@ -1016,7 +944,7 @@ int http_new(sd_event *event, const HttpOptions *options, Http **ret) {
         _cleanup_(http_freep) Http *h = NULL;
         int r;
 
-        if (!event || !options || !ret || options->max_concurrent == 0)
+        if (!event || !options || !ret || options->max_connections == 0)
                 return -EINVAL;
         r = http_global_init();
         if (r < 0)
@@ -1028,7 +956,7 @@ int http_new(sd_event *event, const HttpOptions *options, Http **ret) {
         h->event = sd_event_ref(event);
         h->timeout_usec = options->timeout_usec;
         h->max_body = options->max_body;
-        h->max_concurrent = options->max_concurrent;
+        h->max_connections = options->max_connections;
         h->timer_armed = HTTP_NEVER;
         h->epoll_fd = -1;
         if (options->user_agent && !(h->user_agent = strdup(options->user_agent)))
@@ -1050,8 +978,6 @@ int http_new(sd_event *event, const HttpOptions *options, Http **ret) {
 static void http_cancel_all(Http *h) {
         while (h->running.head)
                 http_request_free(h->running.head);
-        while (h->queue.head)
-                http_request_free(h->queue.head);
 }
 
 static void http_destroy(Http *h) {
@@ -1105,37 +1031,25 @@ int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFunc done, void *u
         r = http_request_new(h, spec, &req);
         if (r < 0)
                 return r;
-        r = sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
+        req->done = done;
+        req->userdata = userdata;
+        r = http_request_start(req);
         if (r < 0) {
                 http_request_free(req);
                 return r;
         }
-
-        req->done = done;
-        req->userdata = userdata;
-        req->state = HTTP_REQUEST_QUEUED;
-        request_list_append(&h->queue, req);
         if (ret)
                 *ret = req;
         return 0;
 }
 
 void http_cancel(HttpRequest *req) {
-        if (!req)
-                return;
         /* Cancelling the request whose callback is running changes nothing:
          * it is freed when the callback returns. */
-        if (req->state == HTTP_REQUEST_FINISHED)
-                return;
-
-        Http *h = req->http;
-        bool was_running = req->state == HTTP_REQUEST_RUNNING;
-
-        http_request_free(req);
-        if (was_running && h->queue.n > 0)
-                (void) sd_event_source_set_enabled(h->defer, SD_EVENT_ONESHOT);
+        if (req && req->state != HTTP_REQUEST_FINISHED)
+                http_request_free(req);
 }
 
 size_t http_pending(const Http *h) {
-        return h ? h->queue.n + h->running.n : 0;
+        return h ? h->running.n : 0;
 }

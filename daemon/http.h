@@ -2,7 +2,7 @@
 /*
  * HTTP client on the event loop: curl's multi interface driven by sd-event
  * through CURLMOPT_SOCKETFUNCTION/CURLMOPT_TIMERFUNCTION (no threads, no
- * polling, no sleeps). One connection pool for every request. Knows nothing
+ * polling, no sleeps). One bounded connection pool for every request. Knows nothing
  * about Zuora. Never follows redirects; TLS verification is always on;
  * response bodies are capped; only http and https.
  */
@@ -29,7 +29,7 @@ typedef struct HttpOptions {
         const char *ca_file;       /* NULL: the system's CAs only; else added to them */
         uint64_t timeout_usec;     /* whole request, connect included */
         size_t max_body;           /* larger answers fail with -EMSGSIZE */
-        unsigned max_concurrent;   /* requests in flight; more wait in FIFO order */
+        unsigned max_connections;  /* the pool; a request beyond it waits for a free connection */
 } HttpOptions;
 
 typedef struct HttpRequestSpec {
@@ -70,14 +70,16 @@ int http_new(sd_event *event, const HttpOptions *options, Http **ret);
 /* Cancels every request still in flight (no callbacks) and frees. */
 Http *http_free(Http *h);
 
-/* Starts (or queues) a request. The spec and its strings are copied.
+/* Starts a request; the caller bounds how many are in flight. The spec and
+ * its strings are copied. A request that cannot be started is an error here,
+ * never a callback.
  * *ret (may be NULL) stays valid until DONE runs or http_cancel(). */
 int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFunc done, void *userdata, HttpRequest **ret);
 
 /* Aborts a request; its callback is not called. */
 void http_cancel(HttpRequest *req);
 
-/* Requests in flight plus queued. */
+/* Requests in flight. */
 size_t http_pending(const Http *h);
 
 const char *http_method_to_string(HttpMethod m);
