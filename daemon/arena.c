@@ -55,7 +55,8 @@ void *arena_alloc(Arena *a, size_t size, size_t align) {
                         return (uint8_t *) b + at;
                 }
         }
-        want = header + size + ARENA_REDZONE > ARENA_BLOCK_SIZE ? header + size + ARENA_REDZONE : ARENA_BLOCK_SIZE;
+        want = header + size + ARENA_REDZONE > ARENA_BLOCK_SIZE ? header + size + ARENA_REDZONE
+                                                                : ARENA_BLOCK_SIZE;
         b = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (b == MAP_FAILED)
                 return NULL;

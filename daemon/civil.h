@@ -76,5 +76,5 @@ static inline void civil_from_seconds(int64_t s, CivilTime *ret) {
 
 static inline int64_t seconds_from_civil(const CivilTime *c) {
         return days_from_civil(c->year, c->month, c->day) * SEC_PER_DAY + c->hour * 3600 + c->minute * 60 +
-                c->second;
+               c->second;
 }

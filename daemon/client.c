@@ -6,6 +6,7 @@
  * drops the token and sends the call once more with a new one.
  */
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -13,7 +14,6 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
-#include <curl/curl.h>
 
 #include "client.h"
 #include "list.h"
@@ -56,9 +56,9 @@ struct Client {
          * flight: a waiting call holds no request yet (no headers, no
          * copies), which at 1,000 polls due together is about 0.4 MB. */
         LIST_HEAD(ClientCall) queue;
-        size_t queue_high;            /* the longest it has been since it was last empty */
-        unsigned sending;             /* calls with a request in flight */
-        sd_event_source *drain;       /* defer: sends waiting calls while there is room */
+        size_t queue_high;      /* the longest it has been since it was last empty */
+        unsigned sending;       /* calls with a request in flight */
+        sd_event_source *drain; /* defer: sends waiting calls while there is room */
 };
 
 static uint64_t now_boottime(Client *cl) {
@@ -259,7 +259,8 @@ int client_resolve(const Client *cl, const char *location, char **ret_url) {
 
 /* ---- calls ---- */
 
-static void call_finish(ClientCall *call, const HttpResponse *resp, ZuoraVerdict verdict, bool token_failed) {
+static void call_finish(
+        ClientCall *call, const HttpResponse *resp, ZuoraVerdict verdict, bool token_failed) {
         char track_id[ZUORA_TRACK_ID_MAX];
         ClientResult result = {
                 .verdict = verdict,
@@ -378,7 +379,8 @@ static int client_on_drain(sd_event_source *s, void *userdata) {
                 r = call_submit(call);
                 if (r < 0) {
                         HttpResponse resp = { .error = r, .error_text = strerror(-r), .body = "" };
-                        call_finish(call, &resp, zuora_classify(0, r, "", 0, true), /* token_failed= */ false);
+                        call_finish(
+                                call, &resp, zuora_classify(0, r, "", 0, true), /* token_failed= */ false);
                 }
         }
         if (!cl->queue.head && cl->queue_high >= CLIENT_TRIM_AFTER_QUEUE) {
@@ -420,7 +422,11 @@ static void token_on_done(HttpRequest *req, const HttpResponse *resp, void *user
                 if (v == ZUORA_VERDICT_OK && call_send(call) >= 0)
                         continue;
                 /* A 401 from the token endpoint means the credentials are wrong. */
-                call_finish(call, resp, v == ZUORA_VERDICT_OK ? ZUORA_VERDICT_RETRY : v, /* token_failed= */ true);
+                call_finish(
+                        call,
+                        resp,
+                        v == ZUORA_VERDICT_OK ? ZUORA_VERDICT_RETRY : v,
+                        /* token_failed= */ true);
         }
 }
 
@@ -459,15 +465,15 @@ static int call_start(ClientCall *call) {
 }
 
 int client_call(
-                Client *cl,
-                HttpMethod method,
-                const char *url,
-                const char *body,
-                const char *idempotency_key,
-                const char *track_id,
-                ClientDoneFunc done,
-                void *userdata,
-                ClientCall **ret) {
+        Client *cl,
+        HttpMethod method,
+        const char *url,
+        const char *body,
+        const char *idempotency_key,
+        const char *track_id,
+        ClientDoneFunc done,
+        void *userdata,
+        ClientCall **ret) {
         ClientCall *call;
         int r;
 

@@ -21,12 +21,12 @@ typedef struct Client Client;
 typedef struct ClientCall ClientCall;
 
 typedef struct ClientResult {
-        ZuoraVerdict verdict;       /* classified with body_ok = true; callers that parse
-                                     * the body and fail treat it as RETRY */
+        ZuoraVerdict verdict; /* classified with body_ok = true; callers that parse
+                               * the body and fail treat it as RETRY */
         const HttpResponse *response;
-        const char *track_id;       /* of the (last) request sent */
-        bool token_failed;          /* no request was sent: the token could not be had */
-        char *zuora_text;           /* Zuora's reason text or a transport error, or NULL */
+        const char *track_id; /* of the (last) request sent */
+        bool token_failed;    /* no request was sent: the token could not be had */
+        char *zuora_text;     /* Zuora's reason text or a transport error, or NULL */
 } ClientResult;
 
 typedef void (*ClientDoneFunc)(const ClientResult *result, void *userdata);
@@ -44,15 +44,15 @@ int client_reconfigure(Client *cl, const Config *c, Secret *secret);
  * the first attempt. *ret (may be NULL) is valid until DONE runs or
  * client_cancel(). -EPERM for a URL on another origin. */
 int client_call(
-                Client *cl,
-                HttpMethod method,
-                const char *url,
-                const char *body,
-                const char *idempotency_key,
-                const char *track_id,
-                ClientDoneFunc done,
-                void *userdata,
-                ClientCall **ret);
+        Client *cl,
+        HttpMethod method,
+        const char *url,
+        const char *body,
+        const char *idempotency_key,
+        const char *track_id,
+        ClientDoneFunc done,
+        void *userdata,
+        ClientCall **ret);
 
 void client_cancel(ClientCall *call);
 

@@ -7,9 +7,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <systemd/sd-event.h>
 #include <time.h>
 #include <unistd.h>
-#include <systemd/sd-event.h>
 
 #include "client.h"
 #include "command.h"
@@ -88,8 +88,14 @@ static int sync_call(Session *s, HttpMethod method, const char *url, const char 
 }
 
 /* ENDPOINT of the session's environment (and JOB_ID), with BODY for a POST. */
-static int sync_call_env(Session *s, HttpMethod method, ZuoraEndpoint endpoint, const EnvConfig *e, const char *job_id,
-                         const char *body, SyncCall *out) {
+static int sync_call_env(
+        Session *s,
+        HttpMethod method,
+        ZuoraEndpoint endpoint,
+        const EnvConfig *e,
+        const char *job_id,
+        const char *body,
+        SyncCall *out) {
         _cleanup_free_ char *url = client_url(s->client, endpoint, e->id, job_id);
 
         if (!url)
@@ -147,8 +153,11 @@ static int session_open(Session *s, const char *config_path, const char *env_nam
         }
         r = secret_read(s->config, &secret);
         if (r < 0) {
-                fprintf(stderr, "refreshd: cannot read the client secret (%s '%s'): %s\n",
-                        secret_source_to_string(s->config->secret_source), s->config->secret_name, strerror(-r));
+                fprintf(stderr,
+                        "refreshd: cannot read the client secret (%s '%s'): %s\n",
+                        secret_source_to_string(s->config->secret_source),
+                        s->config->secret_name,
+                        strerror(-r));
                 return r;
         }
         r = sd_event_new(&s->event);
@@ -193,8 +202,13 @@ static int newest_running(Session *s, ZuoraJob *ret, char *why, size_t why_size)
  * running job looked for (1 with it in *RET, 0 when none runs, < 0 when
  * the list could not be read: WHY says why). -ECANCELED when the session
  * could not be opened (the reason was printed). */
-static int session_open_running(Session *s, const char *config_path, const char *env_name, ZuoraJob *ret, char *why,
-                                size_t why_size) {
+static int session_open_running(
+        Session *s,
+        const char *config_path,
+        const char *env_name,
+        ZuoraJob *ret,
+        char *why,
+        size_t why_size) {
         if (session_open(s, config_path, env_name) < 0)
                 return -ECANCELED;
         return newest_running(s, ret, why, why_size);
@@ -213,7 +227,9 @@ static void print_progress(const char *job_id, const ZuoraJob *job, Progress *la
         if (job->progress == last->progress && !last->status == !job->status &&
             (!job->status || strcmp(job->status, last->status) == 0))
                 return;
-        printf(tty ? "\r\033[Kjob %s: %s %d%%" : "job %s: %s %d%%\n", job_id, job->status ?: "?",
+        printf(tty ? "\r\033[Kjob %s: %s %d%%" : "job %s: %s %d%%\n",
+               job_id,
+               job->status ?: "?",
                job->progress < 0 ? 0 : job->progress);
         fflush(stdout);
         free(last->status);
@@ -234,7 +250,10 @@ static int refresh_wait(Session *s, const char *polling_url, const char *job_id)
                 if (r < 0)
                         break;
                 if (c.verdict == ZUORA_VERDICT_NOT_FOUND) {
-                        fprintf(stderr, "%sjob %s is gone: Zuora answers 404 for it\n", tty ? "\n" : "", job_id);
+                        fprintf(stderr,
+                                "%sjob %s is gone: Zuora answers 404 for it\n",
+                                tty ? "\n" : "",
+                                job_id);
                         r = 1;
                         break;
                 }
@@ -270,13 +289,18 @@ int command_refresh(const char *config_path, const char *env_name, bool wait) {
         if (r == -ECANCELED)
                 return EXIT_FAILURE;
         if (r > 0) {
-                fprintf(stderr, "refreshd: environment '%s' already has a running job: %s (%s)\n", env_name,
-                        running.id, running.status ? running.status : "status unknown");
+                fprintf(stderr,
+                        "refreshd: environment '%s' already has a running job: %s (%s)\n",
+                        env_name,
+                        running.id,
+                        running.status ? running.status : "status unknown");
                 zuora_job_done(&running);
                 return EXIT_FAILURE;
         }
         if (r < 0)
-                fprintf(stderr, "refreshd: cannot list the jobs of '%s' (%s); submitting anyway\n", env_name,
+                fprintf(stderr,
+                        "refreshd: cannot list the jobs of '%s' (%s); submitting anyway\n",
+                        env_name,
                         r == -EIO ? why : strerror(-r));
 
         body = zuora_job_request_body(ZUORA_TIME_UNSET);
@@ -288,9 +312,11 @@ int command_refresh(const char *config_path, const char *env_name, bool wait) {
                 return EXIT_FAILURE;
         }
         if (c.verdict != ZUORA_VERDICT_OK || zuora_parse_job(c.body, c.body_size, &job) < 0) {
-                fprintf(stderr, "refreshd: the refresh of '%s' was not submitted: %s (Zuora-Track-Id %s)\n",
+                fprintf(stderr,
+                        "refreshd: the refresh of '%s' was not submitted: %s (Zuora-Track-Id %s)\n",
                         env_name,
-                        c.verdict == ZUORA_VERDICT_OK ? "the answer is not a job" : sync_reason(&c, why, sizeof(why)),
+                        c.verdict == ZUORA_VERDICT_OK ? "the answer is not a job"
+                                                      : sync_reason(&c, why, sizeof(why)),
                         c.track_id);
                 return EXIT_FAILURE;
         }
@@ -321,15 +347,23 @@ int command_cancel(const char *config_path, const char *env_name) {
         if (r == -ECANCELED)
                 return EXIT_FAILURE;
         if (r <= 0) {
-                fprintf(stderr, "refreshd: %s\n", r == 0 ? "no running job to cancel" : r == -EIO ? why : strerror(-r));
+                fprintf(stderr,
+                        "refreshd: %s\n",
+                        r == 0      ? "no running job to cancel"
+                        : r == -EIO ? why
+                                    : strerror(-r));
                 return EXIT_FAILURE;
         }
-        r = sync_call_env(&s, HTTP_METHOD_POST, ZUORA_ENDPOINT_JOB_ACTIONS, s.env, running.id, ZUORA_CANCEL_BODY, &c);
+        r = sync_call_env(
+                &s, HTTP_METHOD_POST, ZUORA_ENDPOINT_JOB_ACTIONS, s.env, running.id, ZUORA_CANCEL_BODY, &c);
         if (r < 0)
                 fprintf(stderr, "refreshd: %s\n", strerror(-r));
         else if (c.verdict != ZUORA_VERDICT_OK)
                 /* Zuora allows it only before the refresh reaches its reset stage, and says so. */
-                fprintf(stderr, "refreshd: job %s was not cancelled: %s\n", running.id, sync_reason(&c, why, sizeof(why)));
+                fprintf(stderr,
+                        "refreshd: job %s was not cancelled: %s\n",
+                        running.id,
+                        sync_reason(&c, why, sizeof(why)));
         else if (zuora_parse_job(c.body, c.body_size, &job) >= 0)
                 printf("job %s: %s\n", job.id, job.status ? job.status : "cancel requested");
         else
@@ -361,8 +395,11 @@ int command_check_online(const char *config_path) {
                 if (c.verdict == ZUORA_VERDICT_NOT_FOUND) {
                         printf("%s: error: Zuora knows no test environment with id '%s'\n", e->name, e->id);
                         failed++;
-                } else if (c.verdict != ZUORA_VERDICT_OK || zuora_parse_environment(c.body, c.body_size, &last, &next) < 0) {
-                        printf("%s: error: %s\n", e->name,
+                } else if (
+                        c.verdict != ZUORA_VERDICT_OK ||
+                        zuora_parse_environment(c.body, c.body_size, &last, &next) < 0) {
+                        printf("%s: error: %s\n",
+                               e->name,
                                c.verdict == ZUORA_VERDICT_OK ? "the answer is not a test environment"
                                                              : sync_reason(&c, why, sizeof(why)));
                         failed++;
@@ -438,7 +475,8 @@ static int check_print_text(const Config *c, int64_t from, unsigned next) {
                 for (unsigned n = 0; n < next; n++) {
                         char local[TZ_ISO_MAX], utc[TZ_ISO_MAX];
 
-                        if (cron_next(e->cron, e->tz, t, &t) < 0 || tz_format_local(e->tz, t, local, sizeof(local)) < 0 ||
+                        if (cron_next(e->cron, e->tz, t, &t) < 0 ||
+                            tz_format_local(e->tz, t, local, sizeof(local)) < 0 ||
                             tz_format_utc(t, utc, sizeof(utc)) < 0) {
                                 printf("  (no later fire time before the year 10000)\n");
                                 break;
@@ -454,7 +492,8 @@ static void check_put_times(JsonWriter *w, const EnvConfig *e, const int64_t *ti
         json_put_array_open(w);
         for (unsigned k = 0; k < n; k++) {
                 char s[TZ_ISO_MAX];
-                if ((utc ? tz_format_utc(times[k], s, sizeof(s)) : tz_format_local(e->tz, times[k], s, sizeof(s))) >= 0)
+                if ((utc ? tz_format_utc(times[k], s, sizeof(s))
+                         : tz_format_local(e->tz, times[k], s, sizeof(s))) >= 0)
                         json_put_string(w, s);
         }
         json_put_array_close(w);
@@ -500,7 +539,11 @@ int command_check(const char *config_path, int64_t from, unsigned next, bool jso
                 return EXIT_FAILURE;
         }
         if (r < 0) {
-                fprintf(stderr, "%s: %u error%s\n", config_path, diags.n_errors, diags.n_errors == 1 ? "" : "s");
+                fprintf(stderr,
+                        "%s: %u error%s\n",
+                        config_path,
+                        diags.n_errors,
+                        diags.n_errors == 1 ? "" : "s");
                 return EXIT_FAILURE;
         }
         r = json ? check_print_json(c, from, next) : check_print_text(c, from, next);
@@ -573,9 +616,15 @@ static const char *local(const EnvConfig *e, int64_t t, char buf[static TZ_ISO_M
 static void status_text_env(const EnvConfig *e, const StateEnv *st, int64_t now, bool first) {
         char a[TZ_ISO_MAX], b[TZ_ISO_MAX];
 
-        printf("%s%s  %s  %s  \"%s\"%s\n", first ? "" : "\n", e->name, e->id, tz_name(e->tz), e->schedule,
+        printf("%s%s  %s  %s  \"%s\"%s\n",
+               first ? "" : "\n",
+               e->name,
+               e->id,
+               tz_name(e->tz),
+               e->schedule,
                e->enabled ? "" : "  (disabled)");
-        printf("  next slot:  %s%s\n", local(e, next_slot(e, st, now), a),
+        printf("  next slot:  %s%s\n",
+               local(e, next_slot(e, st, now), a),
                st && st->deferred_until != STATE_TIME_UNSET ? " (deferred until Zuora allows it)" : "");
         printf("  last slot:  %s\n", local(e, st ? st->last_slot : STATE_TIME_UNSET, a));
         if (st && st->job) {
@@ -586,11 +635,15 @@ static void status_text_env(const EnvConfig *e, const StateEnv *st, int64_t now,
         } else
                 printf("  job:        -\n");
         if (st && st->last_job)
-                printf("  last job:   %s %s, ended %s%s%s\n", st->last_job->id ? st->last_job->id : "-",
-                       st->last_job->status ? st->last_job->status : "?", local(e, st->last_job->ended_at, a),
-                       st->last_job->message ? ": " : "", st->last_job->message ? st->last_job->message : "");
+                printf("  last job:   %s %s, ended %s%s%s\n",
+                       st->last_job->id ? st->last_job->id : "-",
+                       st->last_job->status ? st->last_job->status : "?",
+                       local(e, st->last_job->ended_at, a),
+                       st->last_job->message ? ": " : "",
+                       st->last_job->message ? st->last_job->message : "");
         if (st && (st->zuora_last_refresh != STATE_TIME_UNSET || st->zuora_next_refresh != STATE_TIME_UNSET))
-                printf("  zuora:      last refresh %s, next allowed from %s\n", local(e, st->zuora_last_refresh, a),
+                printf("  zuora:      last refresh %s, next allowed from %s\n",
+                       local(e, st->zuora_last_refresh, a),
                        local(e, st->zuora_next_refresh, b));
 }
 
@@ -614,7 +667,10 @@ int command_status(const char *config_path, const char *state_dir, bool json) {
                 return EXIT_FAILURE;
         r = state_load(state_dir, &state, &why);
         if (r < 0) {
-                fprintf(stderr, "refreshd: cannot read %s/%s: %s\n", state_dir, STATE_FILE_NAME,
+                fprintf(stderr,
+                        "refreshd: cannot read %s/%s: %s\n",
+                        state_dir,
+                        STATE_FILE_NAME,
                         why ? why : strerror(-r));
                 state = state_new();
         }

@@ -9,6 +9,7 @@
  * (see loader_on_stream()).
  */
 #include <ctype.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,7 +17,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <curl/curl.h>
 
 #include "config.h"
 #include "duration.h"
@@ -30,8 +30,8 @@ _Static_assert(sizeof(EnvConfig) == 80, "an EnvConfig is 80 bytes");
 
 /* ---- diagnostics ---- */
 
-_printf_(5, 0) static int diag_addv(Diags *d, unsigned line, unsigned column, bool warning, const char *fmt,
-                                    va_list ap) {
+_printf_(5, 0) static int diag_addv(
+        Diags *d, unsigned line, unsigned column, bool warning, const char *fmt, va_list ap) {
         char *m = NULL;
 
         if (vasprintf(&m, fmt, ap) < 0)
@@ -110,8 +110,13 @@ void diags_print(const Diags *d, FILE *f) {
         for (size_t i = 0; i < d->n; i++) {
                 const Diag *g = sorted ? sorted[i] : &d->items[i];
                 if (g->line > 0)
-                        fprintf(f, "%s:%u:%u: %s: %s\n", d->path, g->line, g->column,
-                                g->warning ? "warning" : "error", g->message);
+                        fprintf(f,
+                                "%s:%u:%u: %s: %s\n",
+                                d->path,
+                                g->line,
+                                g->column,
+                                g->warning ? "warning" : "error",
+                                g->message);
                 else
                         fprintf(f, "%s: %s: %s\n", d->path, g->warning ? "warning" : "error", g->message);
         }
@@ -138,12 +143,12 @@ typedef struct NameAt {
 
 typedef struct Loader {
         Config *config;
-        Diags *diags;      /* where problems go: the caller's, or PENDING */
+        Diags *diags; /* where problems go: the caller's, or PENDING */
         YamlTree *tree;
-        char *dir;         /* the config file's directory */
+        char *dir; /* the config file's directory */
         int64_t now;
         const char *context; /* the mapping being read, for messages: "zuora", "environment 'uat'" */
-        Tz **zones;        /* loaded zones, shared by environments */
+        Tz **zones;          /* loaded zones, shared by environments */
         size_t n_zones;
         int oom;
 
@@ -164,8 +169,8 @@ typedef struct Loader {
         size_t schedules_size, crons_allocated;
 } Loader;
 
-_printf_(5, 6) static void loader_diag(Loader *l, unsigned line, unsigned column, bool warning, const char *fmt,
-                                       ...) {
+_printf_(5, 6) static void loader_diag(
+        Loader *l, unsigned line, unsigned column, bool warning, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -207,7 +212,8 @@ static unsigned edit_distance(const char *a, const char *b) {
         /* Optimal string alignment: a swap of two letters is one edit. */
         for (size_t i = 1; i <= la; i++)
                 for (size_t j = 1; j <= lb; j++) {
-                        unsigned cost = tolower((unsigned char) a[i - 1]) != tolower((unsigned char) b[j - 1]);
+                        unsigned cost =
+                                tolower((unsigned char) a[i - 1]) != tolower((unsigned char) b[j - 1]);
                         unsigned best = d[i - 1][j - 1] + cost;
                         if (d[i - 1][j] + 1 < best)
                                 best = d[i - 1][j] + 1;
@@ -238,14 +244,19 @@ static const char *did_you_mean(const KeyInfo *table, const char *key) {
 }
 
 /* CONTEXT names the mapping in messages ("zuora", "environment 'uat'"). */
-static int parse_mapping(Loader *l, const YamlNode *map, const KeyInfo *table, void *target, const char *context) {
+static int parse_mapping(
+        Loader *l, const YamlNode *map, const KeyInfo *table, void *target, const char *context) {
         bool seen[32] = {};
 
         l->context = context;
 
         if (map->kind != YAML_KIND_MAPPING) {
-                error_at(l, map, "%s must be a mapping of keys to values, not %s", context,
-                         yaml_kind_to_string(map->kind));
+                error_at(
+                        l,
+                        map,
+                        "%s must be a mapping of keys to values, not %s",
+                        context,
+                        yaml_kind_to_string(map->kind));
                 return 0;
         }
         for (size_t i = 0; i + 1 < map->n_items; i += 2) {
@@ -253,8 +264,12 @@ static int parse_mapping(Loader *l, const YamlNode *map, const KeyInfo *table, v
                 const KeyInfo *k;
 
                 if (key->kind != YAML_KIND_SCALAR) {
-                        error_at(l, key, "keys in %s must be plain words, not %s", context,
-                                 yaml_kind_to_string(key->kind));
+                        error_at(
+                                l,
+                                key,
+                                "keys in %s must be plain words, not %s",
+                                context,
+                                yaml_kind_to_string(key->kind));
                         continue;
                 }
                 for (k = table; k->name; k++)
@@ -263,8 +278,13 @@ static int parse_mapping(Loader *l, const YamlNode *map, const KeyInfo *table, v
                 if (!k->name) {
                         const char *hint = did_you_mean(table, key->value);
                         if (hint)
-                                error_at(l, key, "unknown key '%s' in %s; did you mean '%s'?", key->value, context,
-                                         hint);
+                                error_at(
+                                        l,
+                                        key,
+                                        "unknown key '%s' in %s; did you mean '%s'?",
+                                        key->value,
+                                        context,
+                                        hint);
                         else
                                 error_at(l, key, "unknown key '%s' in %s", key->value, context);
                         continue;
@@ -287,8 +307,13 @@ static int parse_mapping(Loader *l, const YamlNode *map, const KeyInfo *table, v
 
 static bool want_scalar(Loader *l, const YamlNode *key, const YamlNode *value) {
         if (value->kind != YAML_KIND_SCALAR) {
-                error_at(l, value, "%s: '%s' must be a single value, not %s", l->context, key->value,
-                         yaml_kind_to_string(value->kind));
+                error_at(
+                        l,
+                        value,
+                        "%s: '%s' must be a single value, not %s",
+                        l->context,
+                        key->value,
+                        yaml_kind_to_string(value->kind));
                 return false;
         }
         if (value->plain && (value->value[0] == 0 || strcmp(value->value, "~") == 0 ||
@@ -344,13 +369,26 @@ static int parse_duration(Loader *l, const YamlNode *key, const YamlNode *value,
                 return 0;
         yaml_tree_position(l->tree, value, at, &line, &column);
         if (r == -ERANGE)
-                loader_diag(l, line, column, false, "%s: '%s': duration '%s' is too long",
-                            l->context, key->value, value->value);
+                loader_diag(
+                        l,
+                        line,
+                        column,
+                        false,
+                        "%s: '%s': duration '%s' is too long",
+                        l->context,
+                        key->value,
+                        value->value);
         else if (r < 0)
-                loader_diag(l, line, column, false,
-                            "%s: '%s': invalid duration '%s': write <number><unit>..., units ms, s, m, h, d, "
-                            "w (for example 90s, 1h30m, 28d)",
-                            l->context, key->value, value->value);
+                loader_diag(
+                        l,
+                        line,
+                        column,
+                        false,
+                        "%s: '%s': invalid duration '%s': write <number><unit>..., units ms, s, m, h, d, "
+                        "w (for example 90s, 1h30m, 28d)",
+                        l->context,
+                        key->value,
+                        value->value);
         return 0;
 }
 
@@ -364,7 +402,13 @@ static int parse_when_ineligible(Loader *l, const YamlNode *key, const YamlNode 
                         *w = i;
                         return 0;
                 }
-        error_at(l, value, "%s: '%s' must be 'defer' or 'skip', not '%s'", l->context, key->value, value->value);
+        error_at(
+                l,
+                value,
+                "%s: '%s' must be 'defer' or 'skip', not '%s'",
+                l->context,
+                key->value,
+                value->value);
         return 0;
 }
 
@@ -378,8 +422,13 @@ static int parse_unsigned(Loader *l, const YamlNode *key, const YamlNode *value,
         errno = 0;
         v = strtoul(value->value, &end, 10);
         if (!isdigit((unsigned char) value->value[0]) || *end || errno != 0 || v < 1 || v > 100000) {
-                error_at(l, value, "%s: '%s' must be a whole number from 1 to 100000, not '%s'", l->context,
-                         key->value, value->value);
+                error_at(
+                        l,
+                        value,
+                        "%s: '%s' must be a whole number from 1 to 100000, not '%s'",
+                        l->context,
+                        key->value,
+                        value->value);
                 return 0;
         }
         *u = (unsigned) v;
@@ -433,10 +482,14 @@ static const KeyInfo zuora_keys[] = {
         { "entity_id", parse_string, offsetof(ZuoraSection, entity_id), false },
         { "ca_file", parse_located, offsetof(ZuoraSection, ca_file), false },
         { "request_timeout", parse_duration, offsetof(ZuoraSection, request_timeout), false },
-        { "max_concurrent_requests", parse_unsigned, offsetof(ZuoraSection, max_concurrent_requests), false },
+        { "max_concurrent_requests",
+          parse_unsigned,
+          offsetof(ZuoraSection, max_concurrent_requests),
+          false },
         {},
 };
 
+/* clang-format off */
 /* `defaults` and environments share these; an environment adds its own. */
 #define ENV_SETTING_KEYS(type)                                                                                \
         { "timezone", parse_located, offsetof(type, timezone), false },                                       \
@@ -446,6 +499,7 @@ static const KeyInfo zuora_keys[] = {
         { "submit_ahead", parse_duration, offsetof(type, submit_ahead), false },                              \
         { "when_ineligible", parse_when_ineligible, offsetof(type, when_ineligible), false },                 \
         { "retry_for", parse_duration, offsetof(type, retry_for), false }
+/* clang-format on */
 
 static const KeyInfo defaults_keys[] = {
         ENV_SETTING_KEYS(EnvSection),
@@ -515,9 +569,15 @@ static Tz *loader_zone(Loader *l, const YamlNode *where, const char *context) {
                 if (where && r == -ENOMEM)
                         l->oom = r;
                 else if (where)
-                        error_at(l, where, "%s: unknown time zone '%s'%s", context, name,
-                                 r == -EINVAL || r == -ENOENT ? " (use an IANA name such as Europe/Berlin or UTC)"
-                                                              : ": the tz database file is damaged");
+                        error_at(
+                                l,
+                                where,
+                                "%s: unknown time zone '%s'%s",
+                                context,
+                                name,
+                                r == -EINVAL || r == -ENOENT
+                                        ? " (use an IANA name such as Europe/Berlin or UTC)"
+                                        : ": the tz database file is damaged");
                 return NULL;
         }
         Tz **n = realloc(l->zones, (l->n_zones + 1) * sizeof(Tz *));
@@ -531,8 +591,14 @@ static Tz *loader_zone(Loader *l, const YamlNode *where, const char *context) {
         return tz;
 }
 
-static void check_duration_range(Loader *l, const YamlNode *map, const char *context, const char *key, uint64_t v,
-                                 uint64_t min, uint64_t max) {
+static void check_duration_range(
+        Loader *l,
+        const YamlNode *map,
+        const char *context,
+        const char *key,
+        uint64_t v,
+        uint64_t min,
+        uint64_t max) {
         char a[DURATION_MAX], b[DURATION_MAX];
 
         if (v == UNSET_DURATION || (v >= min && v <= max))
@@ -546,13 +612,21 @@ static void check_duration_range(Loader *l, const YamlNode *map, const char *con
         if (max == UINT64_MAX - 1)
                 error_at(l, map, "%s: '%s' must be at least %s", context, key, duration_format(min, a));
         else
-                error_at(l, map, "%s: '%s' must be between %s and %s", context, key, duration_format(min, a),
-                         duration_format(max, b));
+                error_at(
+                        l,
+                        map,
+                        "%s: '%s' must be between %s and %s",
+                        context,
+                        key,
+                        duration_format(min, a),
+                        duration_format(max, b));
 }
 
 static void check_settings(Loader *l, const YamlNode *map, const EnvSection *s, const char *context) {
-        check_duration_range(l, map, context, "poll_interval", s->poll_interval, USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC);
-        check_duration_range(l, map, context, "submit_ahead", s->submit_ahead, 0, 28 * 24 * 3600 * USEC_PER_SEC);
+        check_duration_range(
+                l, map, context, "poll_interval", s->poll_interval, USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC);
+        check_duration_range(
+                l, map, context, "submit_ahead", s->submit_ahead, 0, 28 * 24 * 3600 * USEC_PER_SEC);
         check_duration_range(l, map, context, "retry_for", s->retry_for, 0, 7 * 24 * 3600 * USEC_PER_SEC);
         check_duration_range(l, map, context, "min_interval", s->min_interval, 0, MIN_INTERVAL_MAX);
 }
@@ -587,12 +661,14 @@ static void check_base_url(Loader *l, const YamlNode *v, char **ret) {
                 error_at(l, v, "'base_url' must not carry a user name, a password, a query or a fragment");
                 goto finish;
         }
-        if (!scheme || !host || (strcmp(scheme, "https") != 0 &&
-                                 !(strcmp(scheme, "http") == 0 && is_loopback_host(host)))) {
-                error_at(l, v,
-                         "'base_url': '%s' must start with https:// (http:// is allowed only to a loopback "
-                         "address: 127.0.0.0/8, ::1, localhost)",
-                         v->value);
+        if (!scheme || !host ||
+            (strcmp(scheme, "https") != 0 && !(strcmp(scheme, "http") == 0 && is_loopback_host(host)))) {
+                error_at(
+                        l,
+                        v,
+                        "'base_url': '%s' must start with https:// (http:// is allowed only to a loopback "
+                        "address: 127.0.0.0/8, ::1, localhost)",
+                        v->value);
                 goto finish;
         }
         *ret = strdup(v->value);
@@ -614,26 +690,51 @@ finish:
 
 /* Checks a secret file: there, a regular file, readable, not empty, not
  * writable by others. WARN_MODE: warn when group or others may read it. */
-static void check_secret_file(Loader *l, const YamlNode *v, const char *key, const char *path, bool warn_mode) {
+static void check_secret_file(
+        Loader *l, const YamlNode *v, const char *key, const char *path, bool warn_mode) {
         struct stat st;
         int fd;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
-                error_at(l, v, "'%s': cannot read the client secret from '%s': %s", key, path, strerror(errno));
+                error_at(
+                        l,
+                        v,
+                        "'%s': cannot read the client secret from '%s': %s",
+                        key,
+                        path,
+                        strerror(errno));
                 return;
         }
         if (fstat(fd, &st) < 0)
-                error_at(l, v, "'%s': cannot read the client secret from '%s': %s", key, path, strerror(errno));
+                error_at(
+                        l,
+                        v,
+                        "'%s': cannot read the client secret from '%s': %s",
+                        key,
+                        path,
+                        strerror(errno));
         else if (!S_ISREG(st.st_mode))
                 error_at(l, v, "'%s': '%s' is not a regular file", key, path);
         else if (st.st_size == 0)
                 error_at(l, v, "'%s': the client secret file '%s' is empty", key, path);
         else if (st.st_mode & S_IWOTH)
-                error_at(l, v, "'%s': '%s' is writable by anyone; refusing it (chmod 600 '%s')", key, path, path);
+                error_at(
+                        l,
+                        v,
+                        "'%s': '%s' is writable by anyone; refusing it (chmod 600 '%s')",
+                        key,
+                        path,
+                        path);
         else if (warn_mode && (st.st_mode & (S_IRWXG | S_IRWXO)))
-                warning_at(l, v, "'%s': '%s' is readable by group or others (mode %03o); chmod 600 '%s'", key,
-                           path, (unsigned) (st.st_mode & 0777), path);
+                warning_at(
+                        l,
+                        v,
+                        "'%s': '%s' is readable by group or others (mode %03o); chmod 600 '%s'",
+                        key,
+                        path,
+                        (unsigned) (st.st_mode & 0777),
+                        path);
         close(fd);
 }
 
@@ -652,11 +753,13 @@ static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
         int n = !!z->secret_file.node + !!z->secret_credential.node + !!z->secret_env.node;
 
         if (n != 1) {
-                error_at(l, zuora,
-                         n == 0 ? "zuora: give the client secret with one of client_secret_file, "
-                                  "client_secret_credential or client_secret_env"
-                                : "zuora: give only one of client_secret_file, client_secret_credential and "
-                                  "client_secret_env");
+                error_at(
+                        l,
+                        zuora,
+                        n == 0 ? "zuora: give the client secret with one of client_secret_file, "
+                                 "client_secret_credential or client_secret_env"
+                               : "zuora: give only one of client_secret_file, client_secret_credential and "
+                                 "client_secret_env");
                 return;
         }
 
@@ -676,8 +779,11 @@ static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
 
                 c->secret_source = SECRET_SOURCE_CREDENTIAL;
                 if (strchr(v->value, '/') || v->value[0] == '.') {
-                        error_at(l, v, "'client_secret_credential': '%s' must be a credential name, not a path",
-                                 v->value);
+                        error_at(
+                                l,
+                                v,
+                                "'client_secret_credential': '%s' must be a credential name, not a path",
+                                v->value);
                         return;
                 }
                 c->secret_name = strdup(v->value);
@@ -688,8 +794,12 @@ static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
                         l->oom = -ENOMEM;
                         return;
                 }
-                check_secret_file(l, v, "client_secret_credential", c->secret_path,
-                                  /* warn_mode= */ !(creds && creds[0] == '/'));
+                check_secret_file(
+                        l,
+                        v,
+                        "client_secret_credential",
+                        c->secret_path,
+                        /* warn_mode= */ !(creds && creds[0] == '/'));
         } else {
                 const YamlNode *v = z->secret_env.node;
                 const char *val;
@@ -698,7 +808,11 @@ static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
                 if (strspn(v->value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
                             strlen(v->value) ||
                     isdigit((unsigned char) v->value[0])) {
-                        error_at(l, v, "'client_secret_env': '%s' is not an environment variable name", v->value);
+                        error_at(
+                                l,
+                                v,
+                                "'client_secret_env': '%s' is not an environment variable name",
+                                v->value);
                         return;
                 }
                 c->secret_name = strdup(v->value);
@@ -708,8 +822,12 @@ static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
                 }
                 val = getenv(v->value);
                 if (!val || !val[0])
-                        error_at(l, v, "'client_secret_env': environment variable %s is %s", v->value,
-                                 val ? "empty" : "not set");
+                        error_at(
+                                l,
+                                v,
+                                "'client_secret_env': environment variable %s is %s",
+                                v->value,
+                                val ? "empty" : "not set");
         }
 }
 
@@ -734,11 +852,22 @@ static void load_zuora(Loader *l, const YamlNode *node) {
                 if (!c->ca_file)
                         l->oom = -ENOMEM;
                 else if (access(c->ca_file, R_OK) < 0)
-                        error_at(l, z.ca_file.node, "'ca_file': cannot read '%s': %s", c->ca_file, strerror(errno));
+                        error_at(
+                                l,
+                                z.ca_file.node,
+                                "'ca_file': cannot read '%s': %s",
+                                c->ca_file,
+                                strerror(errno));
         }
         if (z.request_timeout != UNSET_DURATION) {
-                check_duration_range(l, node, "zuora", "request_timeout", z.request_timeout, USEC_PER_SEC,
-                                     3600 * USEC_PER_SEC);
+                check_duration_range(
+                        l,
+                        node,
+                        "zuora",
+                        "request_timeout",
+                        z.request_timeout,
+                        USEC_PER_SEC,
+                        3600 * USEC_PER_SEC);
                 c->request_timeout = z.request_timeout;
         }
         if (z.max_concurrent_requests > 0)
@@ -795,19 +924,31 @@ static void warn_either_days(Loader *l, const YamlNode *v, const char *context) 
                                 else
                                         strcat(fixed, f[j]);
                         }
-                        warning_at(l, v,
-                                   "%s: 'schedule' \"%s\" fires on days %s of the month OR on every %s (cron "
-                                   "matches either day field when both are set); for the %s %s of the month "
-                                   "write \"%s\"",
-                                   context, v->value, dom, dow, (const char *[]) { "first", "second", "third", "fourth" }[i],
-                                   dow, fixed);
+                        warning_at(
+                                l,
+                                v,
+                                "%s: 'schedule' \"%s\" fires on days %s of the month OR on every %s (cron "
+                                "matches either day field when both are set); for the %s %s of the month "
+                                "write \"%s\"",
+                                context,
+                                v->value,
+                                dom,
+                                dow,
+                                (const char *[]) { "first", "second", "third", "fourth" }[i],
+                                dow,
+                                fixed);
                         return;
                 }
-        warning_at(l, v,
-                   "%s: 'schedule' \"%s\" restricts both day-of-month and day-of-week, so it fires on a day that "
-                   "matches EITHER field (as cron does); for \"the first Sunday\" write '*' as day-of-month and "
-                   "SUN#1 as day-of-week",
-                   context, v->value);
+        warning_at(
+                l,
+                v,
+                "%s: 'schedule' \"%s\" restricts both day-of-month and day-of-week, so it fires on a day "
+                "that "
+                "matches EITHER field (as cron does); for \"the first Sunday\" write '*' as day-of-month "
+                "and "
+                "SUN#1 as day-of-week",
+                context,
+                v->value);
 }
 
 static uint64_t string_hash(const char *s) {
@@ -892,7 +1033,8 @@ static void check_schedule(Loader *l, EnvConfig *e, const YamlNode *v, const cha
         if (r < 0) {
                 unsigned line, column;
                 yaml_tree_position(l->tree, v, err.offset, &line, &column);
-                loader_diag(l, line, column, false, "%s: 'schedule' \"%s\": %s", context, v->value, err.message);
+                loader_diag(
+                        l, line, column, false, "%s: 'schedule' \"%s\": %s", context, v->value, err.message);
                 return;
         }
         if (cron_days_either(e->cron))
@@ -900,15 +1042,28 @@ static void check_schedule(Loader *l, EnvConfig *e, const YamlNode *v, const cha
 
         if (!e->tz || e->min_interval < USEC_PER_SEC || e->min_interval > MIN_INTERVAL_MAX)
                 return; /* a bad min_interval was reported already */
-        if (cron_find_close_fires(e->cron, e->tz, l->now, MIN_INTERVAL_HORIZON,
-                                  (int64_t) (e->min_interval / USEC_PER_SEC), &a, &b) > 0) {
+        if (cron_find_close_fires(
+                    e->cron,
+                    e->tz,
+                    l->now,
+                    MIN_INTERVAL_HORIZON,
+                    (int64_t) (e->min_interval / USEC_PER_SEC),
+                    &a,
+                    &b) > 0) {
                 int64_t wall_gap = (b + tz_offset(e->tz, b, NULL)) - (a + tz_offset(e->tz, a, NULL));
                 (void) tz_format_local(e->tz, a, ta, sizeof(ta));
                 (void) tz_format_local(e->tz, b, tb, sizeof(tb));
-                error_at(l, v,
-                         "%s: 'schedule' \"%s\" fires at %s and again at %s, %s apart, closer than min_interval %s",
-                         context, v->value, ta, tb, duration_format((uint64_t) wall_gap * USEC_PER_SEC, gap),
-                         duration_format(e->min_interval, min));
+                error_at(
+                        l,
+                        v,
+                        "%s: 'schedule' \"%s\" fires at %s and again at %s, %s apart, closer than "
+                        "min_interval %s",
+                        context,
+                        v->value,
+                        ta,
+                        tb,
+                        duration_format((uint64_t) wall_gap * USEC_PER_SEC, gap),
+                        duration_format(e->min_interval, min));
         }
 }
 
@@ -959,18 +1114,24 @@ static void load_environment(Loader *l, const YamlNode *node, size_t index, cons
         if (s.name_node.node) {
                 const YamlNode *v = s.name_node.node;
                 if (!valid_name(v->value))
-                        error_at(l, v, "%s: 'name' must be 1 to 64 characters of A-Z a-z 0-9 _ . -", context);
+                        error_at(
+                                l, v, "%s: 'name' must be 1 to 64 characters of A-Z a-z 0-9 _ . -", context);
                 e->name = arena_strdup(&c->strings, v->value);
                 if (!e->name || GROW(l->names, l->names_allocated, l->n_names, 64) < 0)
                         l->oom = -ENOMEM;
                 else
-                        l->names[l->n_names++] = (NameAt) { .name = e->name, .line = v->line, .column = v->column };
+                        l->names[l->n_names++] =
+                                (NameAt) { .name = e->name, .line = v->line, .column = v->column };
         }
         if (s.id_node.node) {
                 const YamlNode *v = s.id_node.node;
                 if (!valid_id(v->value))
-                        error_at(l, v, "%s: 'id' '%s' is not a Zuora test environment id (letters, digits and -)",
-                                 context, v->value);
+                        error_at(
+                                l,
+                                v,
+                                "%s: 'id' '%s' is not a Zuora test environment id (letters, digits and -)",
+                                context,
+                                v->value);
                 e->id = arena_strdup(&c->strings, v->value);
                 if (!e->id)
                         l->oom = -ENOMEM;
@@ -986,7 +1147,8 @@ static int compare_names_at(const void *a, const void *b) {
 
         if (r != 0)
                 return r;
-        return x->line != y->line ? (x->line < y->line ? -1 : 1) : (x->column < y->column ? -1 : x->column > y->column);
+        return x->line != y->line ? (x->line < y->line ? -1 : 1)
+                                  : (x->column < y->column ? -1 : x->column > y->column);
 }
 
 /* Names must be unique: sorted, duplicates are neighbours (N log N, where
@@ -1002,9 +1164,14 @@ static void check_duplicate_names(Loader *l) {
                         first = i;
                         continue;
                 }
-                loader_diag(l, names[i].line, names[i].column, false,
-                            "duplicate environment name '%s' (first defined at line %u)", names[i].name,
-                            names[first].line);
+                loader_diag(
+                        l,
+                        names[i].line,
+                        names[i].column,
+                        false,
+                        "duplicate environment name '%s' (first defined at line %u)",
+                        names[i].name,
+                        names[first].line);
         }
 }
 
@@ -1027,8 +1194,11 @@ static void load_environments_end(Loader *l, const YamlNode *node, size_t n_item
 
 static void load_environments(Loader *l, const YamlNode *node, const EnvSection *defaults) {
         if (node->kind != YAML_KIND_SEQUENCE) {
-                error_at(l, node, "'environments' must be a list (each item starting with '- name: ...'), not %s",
-                         yaml_kind_to_string(node->kind));
+                error_at(
+                        l,
+                        node,
+                        "'environments' must be a list (each item starting with '- name: ...'), not %s",
+                        yaml_kind_to_string(node->kind));
                 return;
         }
         for (size_t i = 0; i < node->n_items; i++)
@@ -1234,8 +1404,8 @@ static int loader_run(Loader *l, Diags *diags) {
 }
 
 /* Loads TEXT (SIZE bytes), or with TEXT NULL, the file open at FD. */
-static int config_load_from(const char *path, const char *text, size_t size, int fd, int64_t now, Config **ret,
-                            Diags *diags) {
+static int config_load_from(
+        const char *path, const char *text, size_t size, int fd, int64_t now, Config **ret, Diags *diags) {
         EnvSection defaults;
         Loader l = { .diags = diags, .file_diags = diags, .defaults = &defaults, .now = now };
         const YamlHooks hooks = {
@@ -1250,8 +1420,14 @@ static int config_load_from(const char *path, const char *text, size_t size, int
 
         r = loader_init(&l, path, now, diags);
         if (r >= 0 && size > CONFIG_MAX_SIZE) {
-                loader_diag(&l, 0, 0, false, "the file is %zu bytes long; a config may be at most %d bytes", size,
-                            CONFIG_MAX_SIZE);
+                loader_diag(
+                        &l,
+                        0,
+                        0,
+                        false,
+                        "the file is %zu bytes long; a config may be at most %d bytes",
+                        size,
+                        CONFIG_MAX_SIZE);
                 r = -EINVAL;
         }
         if (r >= 0)
@@ -1264,7 +1440,8 @@ static int config_load_from(const char *path, const char *text, size_t size, int
         return r;
 }
 
-int config_load_string(const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags) {
+int config_load_string(
+        const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags) {
         return config_load_from(path, text, size, -EBADF, now, ret, diags);
 }
 
@@ -1293,8 +1470,12 @@ int config_load(const char *path, int64_t now, Config **ret, Diags *diags) {
         /* A file too long is refused whatever it holds, before it is read.
          * libyaml reads the rest as it parses, and stops past the limit. */
         if (S_ISREG(st.st_mode) && st.st_size > CONFIG_MAX_SIZE)
-                return file_problem(path, diags, "the file is %jd bytes long; a config may be at most %d bytes",
-                                    (intmax_t) st.st_size, CONFIG_MAX_SIZE);
+                return file_problem(
+                        path,
+                        diags,
+                        "the file is %jd bytes long; a config may be at most %d bytes",
+                        (intmax_t) st.st_size,
+                        CONFIG_MAX_SIZE);
         return config_load_from(path, NULL, 0, fd, now, ret, diags);
 }
 

@@ -39,12 +39,12 @@ typedef enum WhenIneligible {
  * schedule text share one string and one CronSpec (owned by the Config). */
 typedef struct EnvConfig {
         const char *name;
-        const char *id;           /* the Zuora Test Environment ID */
-        const char *schedule;     /* as written */
+        const char *id;       /* the Zuora Test Environment ID */
+        const char *schedule; /* as written */
         const CronSpec *cron;
-        Tz *tz;             /* one reference */
+        Tz *tz;                                                        /* one reference */
         uint64_t poll_interval, min_interval, submit_ahead, retry_for; /* µs */
-        unsigned line; /* where its entry starts */
+        unsigned line;                                                 /* where its entry starts */
         WhenIneligible when_ineligible : 8; /* 80 bytes in all: one per environment */
         bool catch_up;
         bool enabled;
@@ -53,13 +53,13 @@ typedef struct EnvConfig {
 typedef struct Config {
         unsigned n_ref;
         char *path;
-        char *base_url;     /* without a trailing '/' */
+        char *base_url; /* without a trailing '/' */
         char *client_id;
         SecretSource secret_source;
-        char *secret_name;  /* the path, credential name or variable name as written */
-        char *secret_path;  /* FILE and CREDENTIAL: where the secret is read from */
-        char *entity_id;    /* or NULL */
-        char *ca_file;      /* or NULL */
+        char *secret_name;        /* the path, credential name or variable name as written */
+        char *secret_path;        /* FILE and CREDENTIAL: where the secret is read from */
+        char *entity_id;          /* or NULL */
+        char *ca_file;            /* or NULL */
         uint64_t request_timeout; /* µs */
         unsigned max_concurrent_requests;
         EnvConfig *envs;
@@ -94,7 +94,8 @@ char *config_default_path(void);
 int config_load(const char *path, int64_t now, Config **ret, Diags *diags);
 
 /* Same, from text in memory (tests, fuzzing); PATH only names it in Diags. */
-int config_load_string(const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags);
+int config_load_string(
+        const char *path, const char *text, size_t size, int64_t now, Config **ret, Diags *diags);
 
 Config *config_ref(Config *c);
 

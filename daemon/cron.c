@@ -58,35 +58,32 @@ typedef struct FieldInfo {
         const char *const *names; /* names[i] is value min + i */
 } FieldInfo;
 
-static const char *const month_names[] = { "JAN", "FEB", "MAR", "APR", "MAY", "JUN",
-                                           "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", NULL };
+static const char *const month_names[] = { "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL",
+                                           "AUG", "SEP", "OCT", "NOV", "DEC", NULL };
 static const char *const day_names[] = { "SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", NULL };
 
 static const FieldInfo fields[_FIELD_MAX] = {
-        [FIELD_SECOND] = { "second", 0, 59, NULL },
-        [FIELD_MINUTE] = { "minute", 0, 59, NULL },
-        [FIELD_HOUR] = { "hour", 0, 23, NULL },
-        [FIELD_DOM] = { "day-of-month", 1, 31, NULL },
-        [FIELD_MONTH] = { "month", 1, 12, month_names },
-        [FIELD_DOW] = { "day-of-week", 0, 7, day_names },
+        [FIELD_SECOND] = { "second", 0, 59, NULL },      [FIELD_MINUTE] = { "minute", 0, 59, NULL },
+        [FIELD_HOUR] = { "hour", 0, 23, NULL },          [FIELD_DOM] = { "day-of-month", 1, 31, NULL },
+        [FIELD_MONTH] = { "month", 1, 12, month_names }, [FIELD_DOW] = { "day-of-week", 0, 7, day_names },
 };
 
 static const struct {
         const char *name;
         const char *expr;
 } macros[] = {
-        { "@yearly", "0 0 1 1 *" },  { "@annually", "0 0 1 1 *" }, { "@monthly", "0 0 1 * *" },
-        { "@weekly", "0 0 * * 0" },  { "@daily", "0 0 * * *" },    { "@midnight", "0 0 * * *" },
+        { "@yearly", "0 0 1 1 *" }, { "@annually", "0 0 1 1 *" }, { "@monthly", "0 0 1 * *" },
+        { "@weekly", "0 0 * * 0" }, { "@daily", "0 0 * * *" },    { "@midnight", "0 0 * * *" },
         { "@hourly", "0 * * * *" },
 };
 
 /* What one field parsed to. */
 typedef struct FieldSet {
         uint64_t bits;
-        bool star;         /* the field begins with '*' */
-        bool last;         /* day-of-month L */
-        uint8_t nth[7];    /* day-of-week D#N: bit N for weekday D */
-        uint8_t last_dow;  /* day-of-week DL: bit D */
+        bool star;        /* the field begins with '*' */
+        bool last;        /* day-of-month L */
+        uint8_t nth[7];   /* day-of-week D#N: bit N for weekday D */
+        uint8_t last_dow; /* day-of-week DL: bit D */
 } FieldSet;
 
 typedef struct Parser {
@@ -117,11 +114,19 @@ static int parse_value(Parser *p, const FieldInfo *f, const char **s, const char
                 for (; *s < end && **s >= '0' && **s <= '9'; (*s)++) {
                         v = v * 10 + (**s - '0');
                         if (v > 9999)
-                                return parse_error(p, start, *s - start + 1, "number too large in %s", f->name);
+                                return parse_error(
+                                        p, start, *s - start + 1, "number too large in %s", f->name);
                 }
                 if (v < f->min || v > f->max)
-                        return parse_error(p, start, *s - start, "%s value %d out of range %d-%d", f->name, v,
-                                           f->min, f->max);
+                        return parse_error(
+                                p,
+                                start,
+                                *s - start,
+                                "%s value %d out of range %d-%d",
+                                f->name,
+                                v,
+                                f->min,
+                                f->max);
                 *ret = v;
                 return 0;
         }
@@ -141,11 +146,28 @@ static int parse_value(Parser *p, const FieldInfo *f, const char **s, const char
         if (e == start)
                 return parse_error(p, start, 1, "expected a %s value", f->name);
         if (f->names)
-                return parse_error(p, start, e - start, "'%.*s' is not a %s (use %d-%d or %s-%s)",
-                                   (int) (e - start), start, f->name, f->min, f->max, f->names[0],
-                                   f == &fields[FIELD_DOW] ? "SAT" : "DEC");
-        return parse_error(p, start, e - start, "'%.*s' is not a %s (use %d-%d)", (int) (e - start), start,
-                           f->name, f->min, f->max);
+                return parse_error(
+                        p,
+                        start,
+                        e - start,
+                        "'%.*s' is not a %s (use %d-%d or %s-%s)",
+                        (int) (e - start),
+                        start,
+                        f->name,
+                        f->min,
+                        f->max,
+                        f->names[0],
+                        f == &fields[FIELD_DOW] ? "SAT" : "DEC");
+        return parse_error(
+                p,
+                start,
+                e - start,
+                "'%.*s' is not a %s (use %d-%d)",
+                (int) (e - start),
+                start,
+                f->name,
+                f->min,
+                f->max);
 }
 
 static int parse_step(Parser *p, const FieldInfo *f, const char **s, const char *end, int *ret) {
@@ -193,15 +215,25 @@ static int parse_element(Parser *p, int field, const char *s, const char *end, F
                         if (*s == '#') {
                                 const char *n = ++s;
                                 if (end - n != 1 || *n < '1' || *n > '5')
-                                        return parse_error(p, start, end - start,
-                                                           "'%.*s': '#' takes a week number 1-5 (SUN#1 is the "
-                                                           "first Sunday of the month)",
-                                                           (int) (end - start), start);
+                                        return parse_error(
+                                                p,
+                                                start,
+                                                end - start,
+                                                "'%.*s': '#' takes a week number 1-5 (SUN#1 is the "
+                                                "first Sunday of the month)",
+                                                (int) (end - start),
+                                                start);
                                 set->nth[d] |= 1u << (*n - '0');
                         } else {
                                 if (end - s != 1)
-                                        return parse_error(p, start, end - start, "'%.*s' is not a %s",
-                                                           (int) (end - start), start, f->name);
+                                        return parse_error(
+                                                p,
+                                                start,
+                                                end - start,
+                                                "'%.*s' is not a %s",
+                                                (int) (end - start),
+                                                start,
+                                                f->name);
                                 set->last_dow |= 1u << d;
                         }
                         return 0;
@@ -214,11 +246,21 @@ static int parse_element(Parser *p, int field, const char *s, const char *end, F
                         if (r < 0)
                                 return r;
                         if (hi < lo)
-                                return parse_error(p, start, s - start,
-                                                   "range '%.*s' in %s goes backwards (write %.*s-%d,%d-%.*s "
-                                                   "for a wrap-around)",
-                                                   (int) (s - start), start, f->name, (int) (h - 1 - start),
-                                                   start, f->max, f->min, (int) (s - h), h);
+                                return parse_error(
+                                        p,
+                                        start,
+                                        s - start,
+                                        "range '%.*s' in %s goes backwards (write %.*s-%d,%d-%.*s "
+                                        "for a wrap-around)",
+                                        (int) (s - start),
+                                        start,
+                                        f->name,
+                                        (int) (h - 1 - start),
+                                        start,
+                                        f->max,
+                                        f->min,
+                                        (int) (s - h),
+                                        h);
                 } else if (s < end && *s == '/')
                         /* "a/n": from a to the end of the field (Saturday for days of the week) */
                         hi = field == FIELD_DOW ? 6 : f->max;
@@ -330,8 +372,11 @@ static int build(Parser *p, const FieldSet *f, bool has_seconds, CronSpec **ret)
                                 possible = possible || day_mask(s, w1, nd) != 0;
         }
         if (!possible)
-                return parse_error(p, p->expr, strlen(p->expr),
-                                   "schedule can never fire: no month it names has such a day");
+                return parse_error(
+                        p,
+                        p->expr,
+                        strlen(p->expr),
+                        "schedule can never fire: no month it names has such a day");
 
         s->first_tod = first_bit(s->hours) * 3600 + first_bit(s->minutes) * 60 + first_bit(s->seconds);
         s->last_tod = last_bit(s->hours) * 3600 + last_bit(s->minutes) * 60 + last_bit(s->seconds);
@@ -345,7 +390,8 @@ static bool is_space(char c) {
 
 int cron_parse(const char *expr, CronSpec **ret, CronError *reterr) {
         static const int order5[] = { FIELD_MINUTE, FIELD_HOUR, FIELD_DOM, FIELD_MONTH, FIELD_DOW };
-        static const int order6[] = { FIELD_SECOND, FIELD_MINUTE, FIELD_HOUR, FIELD_DOM, FIELD_MONTH, FIELD_DOW };
+        static const int order6[] = { FIELD_SECOND, FIELD_MINUTE, FIELD_HOUR,
+                                      FIELD_DOM,    FIELD_MONTH,  FIELD_DOW };
         Parser p = { .expr = expr, .err = reterr };
         const char *start[7], *end[7];
         FieldSet set[_FIELD_MAX] = {};
@@ -366,17 +412,25 @@ int cron_parse(const char *expr, CronSpec **ret, CronError *reterr) {
                                 while (is_space(*rest))
                                         rest++;
                                 if (*rest)
-                                        return parse_error(&p, rest, strlen(rest),
-                                                           "unexpected text after %s", macros[i].name);
+                                        return parse_error(
+                                                &p,
+                                                rest,
+                                                strlen(rest),
+                                                "unexpected text after %s",
+                                                macros[i].name);
                                 p.expr = s = macros[i].expr;
                                 p.shift = SIZE_MAX; /* errors point at the macro itself */
                                 break;
                         }
                 if (*s == '@')
-                        return parse_error(&p, s, e - s,
-                                           "unknown macro '%.*s' (use @yearly, @annually, @monthly, @weekly, "
-                                           "@daily, @midnight or @hourly)",
-                                           (int) (e - s), s);
+                        return parse_error(
+                                &p,
+                                s,
+                                e - s,
+                                "unknown macro '%.*s' (use @yearly, @annually, @monthly, @weekly, "
+                                "@daily, @midnight or @hourly)",
+                                (int) (e - s),
+                                s);
         }
 
         while (*s) {
@@ -390,10 +444,14 @@ int cron_parse(const char *expr, CronSpec **ret, CronError *reterr) {
                         s++;
         }
         if (n != 5 && n != 6)
-                return parse_error(&p, expr, strlen(expr),
-                                   "expected 5 fields (minute hour day-of-month month day-of-week) or 6 "
-                                   "(with a leading second), got %s%zu",
-                                   n == 7 ? "more than " : "", n == 7 ? (size_t) 6 : n);
+                return parse_error(
+                        &p,
+                        expr,
+                        strlen(expr),
+                        "expected 5 fields (minute hour day-of-month month day-of-week) or 6 "
+                        "(with a leading second), got %s%zu",
+                        n == 7 ? "more than " : "",
+                        n == 7 ? (size_t) 6 : n);
 
         for (size_t i = 0; i < n; i++) {
                 int field = n == 6 ? order6[i] : order5[i];
@@ -557,13 +615,13 @@ static int64_t min_gap_within_day(const CronSpec *s) {
  * since with a 28-day min_interval over four years a search per fire
  * (cron_next_wall()) cost 40,000 instructions per environment. */
 static int find_close_days(
-                const CronSpec *s,
-                const Tz *tz,
-                int64_t day0,
-                int64_t until,
-                int64_t min_gap,
-                int64_t *ret_first,
-                int64_t *ret_second) {
+        const CronSpec *s,
+        const Tz *tz,
+        int64_t day0,
+        int64_t until,
+        int64_t min_gap,
+        int64_t *ret_first,
+        int64_t *ret_second) {
         int64_t year, prev = day0, month_start;
         int month, mday;
 
@@ -605,13 +663,13 @@ static int find_close_days(
 }
 
 int cron_find_close_fires(
-                const CronSpec *s,
-                const Tz *tz,
-                int64_t from,
-                int64_t horizon,
-                int64_t min_gap,
-                int64_t *ret_first,
-                int64_t *ret_second) {
+        const CronSpec *s,
+        const Tz *tz,
+        int64_t from,
+        int64_t horizon,
+        int64_t min_gap,
+        int64_t *ret_first,
+        int64_t *ret_second) {
         int64_t wall, next, from_wall = from + tz_offset(tz, from, NULL), until = from_wall + horizon;
         int r;
 

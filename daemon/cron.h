@@ -54,10 +54,10 @@ bool cron_days_either(const CronSpec *s);
  * less than MIN_GAP seconds apart, measured in local wall-clock time. Returns
  * 1 with the two fire instants, 0 when there are none. */
 int cron_find_close_fires(
-                const CronSpec *s,
-                const Tz *tz,
-                int64_t from,
-                int64_t horizon,
-                int64_t min_gap,
-                int64_t *ret_first,
-                int64_t *ret_second);
+        const CronSpec *s,
+        const Tz *tz,
+        int64_t from,
+        int64_t horizon,
+        int64_t min_gap,
+        int64_t *ret_first,
+        int64_t *ret_second);

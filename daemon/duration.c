@@ -75,8 +75,12 @@ char *duration_format(uint64_t usec, char buf[static DURATION_MAX]) {
                 uint64_t u = units[order[k]].usec, n = usec / u;
                 if (n == 0)
                         continue;
-                len += snprintf(buf + len, DURATION_MAX - len, "%llu%s", (unsigned long long) n,
-                                units[order[k]].suffix);
+                len += snprintf(
+                        buf + len,
+                        DURATION_MAX - len,
+                        "%llu%s",
+                        (unsigned long long) n,
+                        units[order[k]].suffix);
                 usec -= n * u;
         }
         if (len == 0)

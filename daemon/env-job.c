@@ -18,7 +18,8 @@
 void env_track(Env *e, const ZuoraJob *job, const char *polling_url, bool adopted) {
         StateEnv *st = env_st(e);
 
-        if (state_env_follow(st, job->id, polling_url, job->status, job->progress, env_now(e), e->slot) < 0) {
+        if (state_env_follow(st, job->id, polling_url, job->status, job->progress, env_now(e), e->slot) <
+            0) {
                 report_log(LOG_ERR, "environment '%s': out of memory", e->name);
                 return;
         }
@@ -51,13 +52,16 @@ static void env_job_ended(Env *e, const char *status, bool lost) {
         f.job_status = status;
         if (lost) {
                 report_job_lost(e->ec, &f);
-                snprintf(message, sizeof(message), "is gone: Zuora answers 404 for it; the refresh's outcome is unknown");
+                snprintf(
+                        message,
+                        sizeof(message),
+                        "is gone: Zuora answers 404 for it; the refresh's outcome is unknown");
         } else {
                 report_job_ended(e->ec, &f, outcome);
                 snprintf(message, sizeof(message), "ended: %s", status);
         }
-        (void) state_env_end_job(st, status, !lost && outcome == ZUORA_OUTCOME_COMPLETED ? NULL : message,
-                                 env_now(e));
+        (void) state_env_end_job(
+                st, status, !lost && outcome == ZUORA_OUTCOME_COMPLETED ? NULL : message, env_now(e));
         env_disarm_wait(e);
         env_save_later(e);
         env_enter_state(e, ENV_IDLE); /* plans the next slot, unless removed: then the manager frees it */
@@ -108,10 +112,12 @@ static void env_on_polled_answer(Env *e, const ClientResult *res) {
                         f.job_id = st->job->id;
                         f.track_id = res->track_id;
                         f.http_status = res->response->status > 0 ? res->response->status : REPORT_UNSET;
-                        report_poll_failed(e->ec, &f,
-                                           res->zuora_text                    ? res->zuora_text
-                                           : res->verdict == ZUORA_VERDICT_OK ? "the answer is not a job"
-                                                                              : zuora_verdict_to_string(res->verdict));
+                        report_poll_failed(
+                                e->ec,
+                                &f,
+                                res->zuora_text                    ? res->zuora_text
+                                : res->verdict == ZUORA_VERDICT_OK ? "the answer is not a job"
+                                                                   : zuora_verdict_to_string(res->verdict));
                         e->poll_failing = true;
                 }
                 env_arm_wait(e, e->ec->poll_interval);
@@ -146,23 +152,31 @@ void env_poll(Env *e) {
         StateJob *j = env_st(e)->job;
         int r;
 
-        r = e->host->ops->call(e->host, HTTP_METHOD_GET, j->polling_url, NULL, NULL, NULL, env_on_polled, e, &e->call);
+        r = e->host->ops->call(
+                e->host, HTTP_METHOD_GET, j->polling_url, NULL, NULL, NULL, env_on_polled, e, &e->call);
         if (r == -EPERM) {
                 /* A polling URL away from base_url (a state file from another
                  * config): never send the token there; use the usual address. */
                 char *url = env_url(e, ZUORA_ENDPOINT_JOB, j->id);
                 if (url) {
-                        report_log(LOG_WARNING, "environment '%s': job %s: polling at %s instead of %s, which is not on "
-                                   "base_url", e->name, j->id, url, j->polling_url);
+                        report_log(
+                                LOG_WARNING,
+                                "environment '%s': job %s: polling at %s instead of %s, which is not on "
+                                "base_url",
+                                e->name,
+                                j->id,
+                                url,
+                                j->polling_url);
                         free(j->polling_url);
                         j->polling_url = url;
                         env_save_later(e);
-                        r = e->host->ops->call(e->host, HTTP_METHOD_GET, url, NULL, NULL, NULL, env_on_polled, e,
-                                               &e->call);
+                        r = e->host->ops->call(
+                                e->host, HTTP_METHOD_GET, url, NULL, NULL, NULL, env_on_polled, e, &e->call);
                 }
         }
         if (r < 0) {
-                report_log(LOG_ERR, "environment '%s': cannot poll job %s: %s", e->name, j->id, strerror(-r));
+                report_log(
+                        LOG_ERR, "environment '%s': cannot poll job %s: %s", e->name, j->id, strerror(-r));
                 env_arm_wait(e, e->ec->poll_interval);
         }
 }
@@ -179,7 +193,12 @@ char *env_status_text(const Env *e) {
 
         if (st && st->job) {
                 if (st->job->progress >= 0)
-                        r = asprintf(&s, "%s %s %d%%", e->name, st->job->status ?: "SUBMITTED", st->job->progress);
+                        r = asprintf(
+                                &s,
+                                "%s %s %d%%",
+                                e->name,
+                                st->job->status ?: "SUBMITTED",
+                                st->job->progress);
                 else
                         r = asprintf(&s, "%s %s", e->name, st->job->status ?: "SUBMITTED");
         } else if (e->state != ENV_IDLE)

@@ -22,11 +22,20 @@ void env_enter_submitting(Env *e) {
         StateEnv *st = env_st(e);
         _cleanup_free_ char *url = env_url(e, ZUORA_ENDPOINT_JOBS, NULL);
         _cleanup_free_ char *key = zuora_idempotency_key(e->ec->id, e->slot);
-        _cleanup_free_ char *body = zuora_job_request_body(e->ec->submit_ahead > 0 ? e->slot : ZUORA_TIME_UNSET);
+        _cleanup_free_ char *body =
+                zuora_job_request_body(e->ec->submit_ahead > 0 ? e->slot : ZUORA_TIME_UNSET);
         int r;
 
-        r = url && key && body ? e->host->ops->call(e->host, HTTP_METHOD_POST, url, body, key, st->intent_track_id,
-                                                    env_on_submitted, e, &e->call)
+        r = url && key && body ? e->host->ops->call(
+                                         e->host,
+                                         HTTP_METHOD_POST,
+                                         url,
+                                         body,
+                                         key,
+                                         st->intent_track_id,
+                                         env_on_submitted,
+                                         e,
+                                         &e->call)
                                : -ENOMEM;
         if (r < 0)
                 env_retry(e, UINT64_MAX, REPORT_UNSET, NULL, strerror(-r));
@@ -34,7 +43,8 @@ void env_enter_submitting(Env *e) {
 
 static void env_submitted_ok(Env *e, const ClientResult *res, const ZuoraJob *job, ReportFields *f) {
         _cleanup_free_ char *url = NULL;
-        int r = res->response->location ? e->host->ops->resolve(e->host, res->response->location, &url) : -ENOENT;
+        int r = res->response->location ? e->host->ops->resolve(e->host, res->response->location, &url)
+                                        : -ENOENT;
 
         if (r == -EPERM) {
                 report_foreign_location(e->ec, f, url);
@@ -123,9 +133,9 @@ static void env_on_submitted(const ClientResult *res, void *userdata) {
         case ZUORA_VERDICT_RETRY:
         case _ZUORA_VERDICT_MAX:
         case _ZUORA_VERDICT_INVALID:
-                env_retry(e, UINT64_MAX, resp->status, res->track_id, zuora_answer_text(&a, msg, sizeof(msg)));
+                env_retry(
+                        e, UINT64_MAX, resp->status, res->track_id, zuora_answer_text(&a, msg, sizeof(msg)));
                 break;
         }
         zuora_job_done(&job);
 }
-

@@ -17,8 +17,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <syslog.h>
 #include <sys/random.h>
+#include <syslog.h>
 
 #include "duration.h"
 #include "env-internal.h"
@@ -177,7 +177,8 @@ _Static_assert(sizeof(Env) <= 120, "an Env is 120 bytes at most (a malloc chunk 
 static void env_arm_slot(Env *e, uint64_t usec) {
         int r = e->host->ops->timer_arm(e->host, ENV_TIMER_SLOT, e, &e->slot_entry, usec);
         if (r < 0)
-                report_log(LOG_ERR, "environment '%s': cannot arm the slot timer: %s", e->name, strerror(-r));
+                report_log(
+                        LOG_ERR, "environment '%s': cannot arm the slot timer: %s", e->name, strerror(-r));
 }
 
 static void env_disarm_slot(Env *e) {
@@ -185,8 +186,8 @@ static void env_disarm_slot(Env *e) {
 }
 
 void env_arm_wait(Env *e, uint64_t delay) {
-        int r = e->host->ops->timer_arm(e->host, ENV_TIMER_WAIT, e, &e->wait_entry,
-                                        env_now_usec(e, CLOCK_BOOTTIME) + delay);
+        int r = e->host->ops->timer_arm(
+                e->host, ENV_TIMER_WAIT, e, &e->wait_entry, env_now_usec(e, CLOCK_BOOTTIME) + delay);
         if (r < 0)
                 report_log(LOG_ERR, "environment '%s': cannot arm a timer: %s", e->name, strerror(-r));
 }
@@ -226,8 +227,11 @@ static void env_plan(Env *e, bool clock_jumped) {
                 return;
 
         for (;;) {
-                p = plan_next(e->ec, &(PlanState) { st->since, st->last_slot, st->deferred_until }, env_now(e),
-                              clock_jumped);
+                p = plan_next(
+                        e->ec,
+                        &(PlanState) { st->since, st->last_slot, st->deferred_until },
+                        env_now(e),
+                        clock_jumped);
                 if (p.drop_deferral)
                         st->deferred_until = STATE_TIME_UNSET;
                 if (p.set_since)
@@ -428,10 +432,12 @@ static void env_fire(Env *e, int64_t slot) {
                 return;
         }
         if (plan_too_soon(e->ec, st->last_submitted, slot)) {
-                env_skip(e, slot,
-                         &(ReportSkip) { .reason = REPORT_SKIP_MIN_INTERVAL,
-                                         .other_slot = st->last_submitted,
-                                         .min_interval = e->ec->min_interval });
+                env_skip(
+                        e,
+                        slot,
+                        &(ReportSkip) { .reason = REPORT_SKIP_MIN_INTERVAL,
+                                        .other_slot = st->last_submitted,
+                                        .min_interval = e->ec->min_interval });
                 return;
         }
 
@@ -515,8 +521,12 @@ void env_retry(Env *e, uint64_t delay, int64_t http_status, const char *track_id
         env_set_error(e, why);
         if (env_now_usec(e, CLOCK_BOOTTIME) + delay > e->first_attempt + e->ec->retry_for) {
                 char msg[600];
-                snprintf(msg, sizeof(msg), "%s (gave up after retrying for %s)", why,
-                         duration_format(e->ec->retry_for, (char[DURATION_MAX]) {}));
+                snprintf(
+                        msg,
+                        sizeof(msg),
+                        "%s (gave up after retrying for %s)",
+                        why,
+                        duration_format(e->ec->retry_for, (char[DURATION_MAX]) {}));
                 env_fail(e, msg);
                 return;
         }
@@ -629,10 +639,17 @@ static void env_on_listed(const ClientResult *res, void *userdata) {
                 return;
         }
         StateEnv *st = env_st(e);
-        const int64_t earlier[] = { e->prev_slot, st->last_job ? st->last_job->slot : STATE_TIME_UNSET,
+        const int64_t earlier[] = { e->prev_slot,
+                                    st->last_job ? st->last_job->slot : STATE_TIME_UNSET,
                                     st->last_submitted };
-        found = plan_covering_job(e->ec, e->slot, earlier, ELEMENTSOF(earlier), st->last_job ? st->last_job->id : NULL,
-                                  jobs, n);
+        found = plan_covering_job(
+                e->ec,
+                e->slot,
+                earlier,
+                ELEMENTSOF(earlier),
+                st->last_job ? st->last_job->id : NULL,
+                jobs,
+                n);
         if (!found) {
                 zuora_job_list_free(jobs, n);
                 if (e->conflict) {

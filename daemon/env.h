@@ -60,15 +60,16 @@ typedef struct EnvHostOps {
         int (*timer_arm)(EnvHost *h, EnvTimer t, Env *e, TimerQueueIndex *index, uint64_t usec);
         void (*timer_disarm)(EnvHost *h, EnvTimer t, TimerQueueIndex *index);
         /* Zuora, as client_call(), client_cancel(), client_url() and client_resolve(). */
-        int (*call)(EnvHost *h,
-                    HttpMethod method,
-                    const char *url,
-                    const char *body,
-                    const char *idempotency_key,
-                    const char *track_id,
-                    ClientDoneFunc done,
-                    void *userdata,
-                    ClientCall **ret);
+        int (*call)(
+                EnvHost *h,
+                HttpMethod method,
+                const char *url,
+                const char *body,
+                const char *idempotency_key,
+                const char *track_id,
+                ClientDoneFunc done,
+                void *userdata,
+                ClientCall **ret);
         void (*cancel)(EnvHost *h, ClientCall *call);
         char *(*url)(EnvHost *h, ZuoraEndpoint endpoint, const char *env_id, const char *job_id);
         int (*resolve)(EnvHost *h, const char *location, char **ret_url);
@@ -90,30 +91,30 @@ struct EnvHost {
  * counts (10,000 environments). */
 struct Env {
         EnvHost *host;
-        const char *name;       /* EC's: the same in every config it comes from */
-        Config *config;         /* a reference: the config this environment came from */
-        const EnvConfig *ec;    /* inside CONFIG */
-        uint32_t state_index;   /* where its StateEnv was last found */
+        const char *name;     /* EC's: the same in every config it comes from */
+        Config *config;       /* a reference: the config this environment came from */
+        const EnvConfig *ec;  /* inside CONFIG */
+        uint32_t state_index; /* where its StateEnv was last found */
         EnvState state;
-        unsigned waiting;       /* CHECKING: WAIT_* still to come before the POST */
-        unsigned attempt;       /* of the current submission */
-        bool removed;           /* gone from the config: follow the job, then go */
-        bool deferred;          /* firing at Zuora's nextRefreshTime */
-        bool conflict;          /* the POST got a 409: list, adopt or fail */
-        bool plan_after_poll;   /* restarted with a job: plan slots after its first poll */
-        bool poll_failing;      /* a poll error was logged for this streak */
+        unsigned waiting;     /* CHECKING: WAIT_* still to come before the POST */
+        unsigned attempt;     /* of the current submission */
+        bool removed;         /* gone from the config: follow the job, then go */
+        bool deferred;        /* firing at Zuora's nextRefreshTime */
+        bool conflict;        /* the POST got a 409: list, adopt or fail */
+        bool plan_after_poll; /* restarted with a job: plan slots after its first poll */
+        bool poll_failing;    /* a poll error was logged for this streak */
         bool unknown_status_warned;
-        bool checked_ahead;     /* IDLE: Zuora's eligibility read ahead of the slot, in the state */
+        bool checked_ahead; /* IDLE: Zuora's eligibility read ahead of the slot, in the state */
 
-        int64_t next_slot;      /* what the slot timer is armed for, or STATE_TIME_UNSET */
-        int64_t slot;           /* the slot being worked on */
-        int64_t prev_slot;      /* the slot handled before it, or STATE_TIME_UNSET */
-        TimerQueueIndex slot_entry;     /* the slot timer's entry (CLOCK_REALTIME) */
-        TimerQueueIndex wait_entry;     /* the wait timer's entry (CLOCK_BOOTTIME): polls, backoff */
-        ClientCall *check;              /* the eligibility check: ahead of the slot (IDLE) or at it (CHECKING) */
-        ClientCall *call;               /* the state's request: the list check (CHECKING, LISTING),
-                                         * the POST (SUBMITTING), the poll (TRACKING) */
-        uint64_t first_attempt;         /* CLOCK_BOOTTIME µs */
+        int64_t next_slot;          /* what the slot timer is armed for, or STATE_TIME_UNSET */
+        int64_t slot;               /* the slot being worked on */
+        int64_t prev_slot;          /* the slot handled before it, or STATE_TIME_UNSET */
+        TimerQueueIndex slot_entry; /* the slot timer's entry (CLOCK_REALTIME) */
+        TimerQueueIndex wait_entry; /* the wait timer's entry (CLOCK_BOOTTIME): polls, backoff */
+        ClientCall *check;          /* the eligibility check: ahead of the slot (IDLE) or at it (CHECKING) */
+        ClientCall *call;           /* the state's request: the list check (CHECKING, LISTING),
+                                     * the POST (SUBMITTING), the poll (TRACKING) */
+        uint64_t first_attempt;     /* CLOCK_BOOTTIME µs */
         char *last_error;
 };
 

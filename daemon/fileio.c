@@ -39,7 +39,10 @@ int read_all(int fd, size_t max, char **ret, size_t *ret_size) {
 
         /* Room for one byte more than the file has, so that the first read() can see the end. */
         for (;;) {
-                size_t want = alloc > 0 ? alloc * 2 : S_ISREG(st.st_mode) ? (size_t) st.st_size + 1 : 4096, n;
+                size_t want = alloc > 0             ? alloc * 2
+                              : S_ISREG(st.st_mode) ? (size_t) st.st_size + 1
+                                                    : 4096,
+                       n;
                 char *b;
                 int r;
 

@@ -28,6 +28,7 @@
  * returned, since the loop that called it still holds it.
  */
 #include <assert.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,7 +36,6 @@
 #include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
-#include <curl/curl.h>
 
 #include "http.h"
 #include "list.h"
@@ -91,7 +91,7 @@ struct HttpEasy {
         size_t body_size, body_allocated;
         bool body_too_large;
         bool out_of_memory;
-        unsigned sends;         /* POST: times curl was about to send it */
+        unsigned sends; /* POST: times curl was about to send it */
         char *headers[_HTTP_HEADER_MAX];
 };
 
@@ -133,8 +133,8 @@ struct Http {
         unsigned max_connections;
 
         LIST_HEAD(HttpRequest) running;
-        HttpEasy *idle; /* pooled easy handles, most recently used first */
-        unsigned n_easy; /* easy handles in existence, idle or not */
+        HttpEasy *idle;                /* pooled easy handles, most recently used first */
+        unsigned n_easy;               /* easy handles in existence, idle or not */
         int epoll_fd;                  /* curl's sockets, watched as one source */
         sd_event_source *epoll_source; /* readable when any of them is ready */
         bool in_callback;
@@ -342,8 +342,12 @@ static size_t http_on_write(char *data, size_t size, size_t n, void *userdata) {
 
 /* Called by curl each time it is about to send the request: once, unless
  * it wants to resend it on a new connection by itself. */
-static int http_on_prereq(void *userdata, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
-                          int conn_local_port) {
+static int http_on_prereq(
+        void *userdata,
+        char *conn_primary_ip,
+        char *conn_local_ip,
+        int conn_primary_port,
+        int conn_local_port) {
         HttpEasy *x = userdata;
 
         return x->sends++ == 0 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
@@ -370,7 +374,8 @@ static int http_request_setup_method(HttpRequest *req) {
                 /* The size must come first, or curl uses strlen() (the body
                  * may hold NULs). The body is ours and outlives the transfer,
                  * so curl need not copy it. */
-                if (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_size) != CURLE_OK ||
+                if (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_size) !=
+                            CURLE_OK ||
                     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body) != CURLE_OK)
                         return -EIO;
                 return 0;
@@ -512,9 +517,10 @@ static int http_request_new(Http *h, const HttpRequestSpec *spec, HttpRequest **
                 req->header_nodes[i++].data = http_block_put(&p, *hdr, strlen(*hdr), NULL);
         if (spec->content_type)
                 req->header_nodes[i++].data = http_block_put(
-                                &p, HTTP_CONTENT_TYPE_PREFIX, strlen(HTTP_CONTENT_TYPE_PREFIX), spec->content_type);
+                        &p, HTTP_CONTENT_TYPE_PREFIX, strlen(HTTP_CONTENT_TYPE_PREFIX), spec->content_type);
         if (post)
-                req->header_nodes[i++].data = http_block_put(&p, HTTP_NO_EXPECT, strlen(HTTP_NO_EXPECT), NULL);
+                req->header_nodes[i++].data =
+                        http_block_put(&p, HTTP_NO_EXPECT, strlen(HTTP_NO_EXPECT), NULL);
         for (i = 0; i < n_headers; i++)
                 req->header_nodes[i].next = i + 1 < n_headers ? &req->header_nodes[i + 1] : NULL;
 
@@ -599,8 +605,11 @@ static bool http_easy_maybe_sent(HttpEasy *x) {
 
 static const char *http_easy_error_text(HttpEasy *x, CURLcode code, int error) {
         if (error == -EMSGSIZE) {
-                (void) snprintf(x->error_buffer, sizeof(x->error_buffer), "Response body larger than %zu bytes",
-                                x->http->max_body);
+                (void) snprintf(
+                        x->error_buffer,
+                        sizeof(x->error_buffer),
+                        "Response body larger than %zu bytes",
+                        x->http->max_body);
                 return x->error_buffer;
         }
         if (x->out_of_memory)

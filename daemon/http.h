@@ -25,11 +25,11 @@ typedef enum HttpMethod {
 } HttpMethod;
 
 typedef struct HttpOptions {
-        const char *user_agent;    /* "refreshd/0.1.0" */
-        const char *ca_file;       /* NULL: the system's CAs only; else added to them */
-        uint64_t timeout_usec;     /* whole request, connect included */
-        size_t max_body;           /* larger answers fail with -EMSGSIZE */
-        unsigned max_connections;  /* the pool; a request beyond it waits for a free connection */
+        const char *user_agent;   /* "refreshd/0.1.0" */
+        const char *ca_file;      /* NULL: the system's CAs only; else added to them */
+        uint64_t timeout_usec;    /* whole request, connect included */
+        size_t max_body;          /* larger answers fail with -EMSGSIZE */
+        unsigned max_connections; /* the pool; a request beyond it waits for a free connection */
 } HttpOptions;
 
 typedef struct HttpRequestSpec {
@@ -38,7 +38,7 @@ typedef struct HttpRequestSpec {
         const char *const *headers; /* "Name: value", NULL-terminated; may be NULL */
         const void *body;           /* POST only; copied */
         size_t body_size;
-        const char *content_type;   /* e.g. "application/json"; NULL: none */
+        const char *content_type; /* e.g. "application/json"; NULL: none */
 } HttpRequestSpec;
 
 typedef struct HttpResponse {
@@ -50,11 +50,11 @@ typedef struct HttpResponse {
          * outcome of a POST is unknown). False when it failed before any
          * byte was sent (refused, unresolved, TLS handshake). */
         bool maybe_sent;
-        const char *error_text;   /* curl's words, for logs; never NULL */
-        long status;              /* HTTP status; 0 without an answer */
-        const char *body;         /* NUL-terminated (may hold NULs); never NULL */
+        const char *error_text; /* curl's words, for logs; never NULL */
+        long status;            /* HTTP status; 0 without an answer */
+        const char *body;       /* NUL-terminated (may hold NULs); never NULL */
         size_t body_size;
-        const char *location;     /* response headers of interest, or NULL */
+        const char *location; /* response headers of interest, or NULL */
         const char *retry_after;
         const char *ratelimit_reset;
         const char *content_type;

@@ -70,7 +70,7 @@ static bool cursor_word(Cursor *c, const char *const *words, size_t n_words, int
 
 static bool cursor_time_of_day(Cursor *c, int *h, int *m, int *s) {
         return cursor_digits(c, 2, 2, h) && cursor_char(c, ':') && cursor_digits(c, 2, 2, m) &&
-                cursor_char(c, ':') && cursor_digits(c, 2, 2, s) && *h <= 23 && *m <= 59 && *s <= 60;
+               cursor_char(c, ':') && cursor_digits(c, 2, 2, s) && *h <= 23 && *m <= 59 && *s <= 60;
 }
 
 static bool cursor_gmt(Cursor *c) {
@@ -97,10 +97,11 @@ static bool cursor_rfc850_date(Cursor *c, int64_t now, int *day, int *month, int
                 return false;
         if (c->p - y == 2) {
                 CivilTime now_c;
-                civil_from_seconds(now < YEAR_MIN_SECONDS   ? YEAR_MIN_SECONDS
-                                   : now > YEAR_MAX_SECONDS ? YEAR_MAX_SECONDS
-                                                            : now,
-                                   &now_c);
+                civil_from_seconds(
+                        now < YEAR_MIN_SECONDS   ? YEAR_MIN_SECONDS
+                        : now > YEAR_MAX_SECONDS ? YEAR_MAX_SECONDS
+                                                 : now,
+                        &now_c);
                 int64_t y4 = floor_div(now_c.year, 100) * 100 + *year;
                 if (y4 > now_c.year + 50)
                         y4 -= 100;
@@ -113,7 +114,7 @@ static bool cursor_rfc850_date(Cursor *c, int64_t now, int *day, int *month, int
 
 int httpdate_parse(const char *s, size_t n, int64_t now, int64_t *ret) {
         static const char *const days[] = {
-                "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat",
+                "Sun",    "Mon",    "Tue",     "Wed",       "Thu",      "Fri",    "Sat",
                 "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
         };
         Cursor c = { s, s + n };
@@ -129,17 +130,19 @@ int httpdate_parse(const char *s, size_t n, int64_t now, int64_t *ret) {
                 if (cursor_digits(&probe, 1, 2, &day) && cursor_char(&probe, '-')) {
                         if (!cursor_rfc850_date(&c, now, &day, &month, &year))
                                 return -EINVAL;
-                } else if (!cursor_digits(&c, 1, 2, &day) || !cursor_spaces(&c) ||
-                           !cursor_word(&c, months, ELEMENTSOF(months), &month) || !cursor_spaces(&c) ||
-                           !cursor_digits(&c, 4, 4, &year))
+                } else if (
+                        !cursor_digits(&c, 1, 2, &day) || !cursor_spaces(&c) ||
+                        !cursor_word(&c, months, ELEMENTSOF(months), &month) || !cursor_spaces(&c) ||
+                        !cursor_digits(&c, 4, 4, &year))
                         return -EINVAL;
                 if (!cursor_spaces(&c) || !cursor_time_of_day(&c, &h, &m, &sec) || !cursor_spaces(&c) ||
                     !cursor_gmt(&c))
                         return -EINVAL;
-        } else if (!cursor_spaces(&c) || !cursor_word(&c, months, ELEMENTSOF(months), &month) ||
-                   !cursor_spaces(&c) || !cursor_digits(&c, 1, 2, &day) || !cursor_spaces(&c) ||
-                   !cursor_time_of_day(&c, &h, &m, &sec) || !cursor_spaces(&c) ||
-                   !cursor_digits(&c, 4, 4, &year))
+        } else if (
+                !cursor_spaces(&c) || !cursor_word(&c, months, ELEMENTSOF(months), &month) ||
+                !cursor_spaces(&c) || !cursor_digits(&c, 1, 2, &day) || !cursor_spaces(&c) ||
+                !cursor_time_of_day(&c, &h, &m, &sec) || !cursor_spaces(&c) ||
+                !cursor_digits(&c, 4, 4, &year))
                 return -EINVAL; /* asctime */
         if (c.p != c.end)
                 return -EINVAL;

@@ -33,8 +33,9 @@
 /* CRC-32C (Castagnoli), reflected, four bits at a time. */
 static uint32_t crc32c(const uint8_t *p, size_t n) {
         static const uint32_t table[16] = {
-                0x00000000, 0x105ec76f, 0x20bd8ede, 0x30e349b1, 0x417b1dbc, 0x5125dad3, 0x61c69362, 0x7198540d,
-                0x82f63b78, 0x92a8fc17, 0xa24bb5a6, 0xb21572c9, 0xc38d26c4, 0xd3d3e1ab, 0xe330a81a, 0xf36e6f75,
+                0x00000000, 0x105ec76f, 0x20bd8ede, 0x30e349b1, 0x417b1dbc, 0x5125dad3,
+                0x61c69362, 0x7198540d, 0x82f63b78, 0x92a8fc17, 0xa24bb5a6, 0xb21572c9,
+                0xc38d26c4, 0xd3d3e1ab, 0xe330a81a, 0xf36e6f75,
         };
         uint32_t c = 0xffffffff;
 
@@ -185,7 +186,8 @@ int intent_log_put(int fd, const IntentRecord *r) {
 
         if (k < 0)
                 return k;
-        return pwrite_all(fd, buf, sizeof(buf), (off_t) (r->seq % INTENT_LOG_RECORDS) * INTENT_LOG_RECORD_SIZE);
+        return pwrite_all(
+                fd, buf, sizeof(buf), (off_t) (r->seq % INTENT_LOG_RECORDS) * INTENT_LOG_RECORD_SIZE);
 }
 
 int intent_log_sync(int fd) {
@@ -222,8 +224,12 @@ static int collect(Found *f, const uint8_t *chunk, size_t n, uint64_t log_id, ui
         return 0;
 }
 
-int intent_log_replay(const char *dir, uint64_t log_id, uint64_t after_seq,
-                      int (*apply)(const IntentRecord *r, void *userdata), void *userdata) {
+int intent_log_replay(
+        const char *dir,
+        uint64_t log_id,
+        uint64_t after_seq,
+        int (*apply)(const IntentRecord *r, void *userdata),
+        void *userdata) {
         _cleanup_free_ char *path = NULL;
         _cleanup_free_ uint8_t *chunk = NULL;
         _cleanup_(closep) int fd = -EBADF;

@@ -28,13 +28,13 @@
 #define INTENT_LOG_RECORDS 1024 /* the ring: 512 KiB */
 
 typedef struct IntentRecord {
-        uint64_t log_id;       /* the generation; never 0 */
-        uint64_t seq;          /* from 1; the record lives at slot seq % INTENT_LOG_RECORDS */
+        uint64_t log_id; /* the generation; never 0 */
+        uint64_t seq;    /* from 1; the record lives at slot seq % INTENT_LOG_RECORDS */
         int64_t slot;
         int64_t sent_at;
-        const char *name;      /* borrowed; decoded ones point into the record's buffer */
+        const char *name; /* borrowed; decoded ones point into the record's buffer */
         const char *id;
-        const char *track_id;  /* may be NULL */
+        const char *track_id; /* may be NULL */
 } IntentRecord;
 
 /* Encodes R into BUF. -E2BIG when the three strings do not fit (names are
@@ -61,5 +61,9 @@ int intent_log_sync(int fd);
 /* Calls APPLY, in the order of their sequence numbers, for the records of
  * generation LOG_ID newer than AFTER_SEQ in DIR/intents. A missing file has
  * none. A negative return of APPLY stops the replay and is returned. */
-int intent_log_replay(const char *dir, uint64_t log_id, uint64_t after_seq,
-                      int (*apply)(const IntentRecord *r, void *userdata), void *userdata);
+int intent_log_replay(
+        const char *dir,
+        uint64_t log_id,
+        uint64_t after_seq,
+        int (*apply)(const IntentRecord *r, void *userdata),
+        void *userdata);

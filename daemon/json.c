@@ -89,11 +89,11 @@ typedef struct Parser {
         char *key;         /* a member name waiting for its value */
         size_t key_len;
         yajl_handle handle;
-        size_t end;        /* where the top value ended in the text ... */
-        bool ended;        /* ... if it ended before yajl_complete_parse() */
+        size_t end; /* where the top value ended in the text ... */
+        bool ended; /* ... if it ended before yajl_complete_parse() */
         bool too_deep;
-        JsonNode *stream;  /* the streamed object, while it is open */
-        bool streamed;     /* it was found */
+        JsonNode *stream; /* the streamed object, while it is open */
+        bool streamed;    /* it was found */
         int error;
 } Parser;
 
@@ -160,7 +160,7 @@ static bool parser_is_stream(Parser *p, JsonType type) {
         const JsonOptions *o = p->options;
 
         return o->stream && !p->streamed && type == JSON_OBJECT && p->open && p->open == p->doc.root &&
-                p->open->type == JSON_OBJECT && p->key && strcmp(p->key, o->stream_key) == 0;
+               p->open->type == JSON_OBJECT && p->key && strcmp(p->key, o->stream_key) == 0;
 }
 
 /* A member of the streamed object is complete: hand it over, then free it. */
@@ -180,7 +180,8 @@ static int parser_add(Parser *p, JsonType type, bool boolean, const void *text, 
         bool container = type == JSON_OBJECT || type == JSON_ARRAY;
         JsonNode *n;
 
-        if (container && p->skipping == 0 && p->depth >= p->options->max_depth && p->options->deep_is_error) {
+        if (container && p->skipping == 0 && p->depth >= p->options->max_depth &&
+            p->options->deep_is_error) {
                 p->too_deep = true;
                 return 0; /* cancels the parse */
         }

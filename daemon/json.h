@@ -33,10 +33,10 @@ typedef enum JsonType {
 typedef struct JsonNode JsonNode;
 struct JsonNode {
         JsonType type;
-        bool boolean;           /* BOOLEAN */
-        char *key;              /* the member name when the parent is an object; NUL-terminated */
-        size_t key_len;         /* it may hold NULs ("\u0000"): KEY as a C string ends at the first */
-        char *text;             /* a string's value, or a number as written; NUL-terminated */
+        bool boolean;   /* BOOLEAN */
+        char *key;      /* the member name when the parent is an object; NUL-terminated */
+        size_t key_len; /* it may hold NULs ("\u0000"): KEY as a C string ends at the first */
+        char *text;     /* a string's value, or a number as written; NUL-terminated */
         size_t text_len;
         JsonNode *parent;
         JsonNode *first, *last; /* members or elements, in document order */
@@ -49,10 +49,10 @@ struct JsonNode {
 typedef int (*JsonMemberFunc)(const JsonNode *member, void *userdata);
 
 typedef struct JsonOptions {
-        unsigned max_depth;     /* containers nested deeper ... */
-        bool deep_is_error;     /* ... fail the parse ("nested too deeply"), or are left out */
-        bool comments;          /* allow C and C++ comments (yajl_allow_comments) */
-        bool wipe;              /* every buffer that held a byte of the text is wiped when freed */
+        unsigned max_depth; /* containers nested deeper ... */
+        bool deep_is_error; /* ... fail the parse ("nested too deeply"), or are left out */
+        bool comments;      /* allow C and C++ comments (yajl_allow_comments) */
+        bool wipe;          /* every buffer that held a byte of the text is wiped when freed */
         /* Streams the members of the first top-level member whose key, as a C
          * string, is STREAM_KEY and whose value is an object: that object
          * stays in the tree, empty. */

@@ -22,29 +22,29 @@
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 /* The struct of TYPE whose MEMBER PTR points to. */
-#define container_of(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *) ((char *) (ptr) -offsetof(type, member)))
 
 /* Returns the value of *p and sets *p to NULL: hands ownership over. */
-#define TAKE_PTR(p)                                                                                           \
-        ({                                                                                                    \
-                typeof(p) *_pp = &(p);                                                                        \
-                typeof(p) _p = *_pp;                                                                          \
-                *_pp = NULL;                                                                                  \
-                _p;                                                                                           \
+#define TAKE_PTR(p)                                                                                         \
+        ({                                                                                                  \
+                typeof(p) *_pp = &(p);                                                                      \
+                typeof(p) _p = *_pp;                                                                        \
+                *_pp = NULL;                                                                                \
+                _p;                                                                                         \
         })
 
 /* Returns the fd in FD and sets FD to -EBADF: hands ownership over. */
-#define TAKE_FD(fd)                                                                                           \
-        ({                                                                                                    \
-                int _fd = (fd);                                                                               \
-                (fd) = -EBADF;                                                                                \
-                _fd;                                                                                          \
+#define TAKE_FD(fd)                                                                                         \
+        ({                                                                                                  \
+                int _fd = (fd);                                                                             \
+                (fd) = -EBADF;                                                                              \
+                _fd;                                                                                        \
         })
 
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                               \
-        static inline void func##p(type *p) {                                                                 \
-                if (*p)                                                                                       \
-                        *p = func(*p);                                                                        \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                             \
+        static inline void func##p(type *p) {                                                               \
+                if (*p)                                                                                     \
+                        *p = func(*p);                                                                      \
         }
 
 #define _cleanup_free_ _cleanup_(freep)

@@ -20,9 +20,9 @@
  * that knows nothing of refreshd, and at the bottom the smallest helpers.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
@@ -104,7 +104,8 @@ static void help(void) {
                "\n"
                "Options:\n"
                "  -c, --config PATH   config file (default: $CONFIGURATION_DIRECTORY/refreshd.yaml,\n"
-               "                      else " CONFIG_DEFAULT_PATH ")\n"
+               "                      else " CONFIG_DEFAULT_PATH
+               ")\n"
                "      --state-dir DIR where state.json is kept (default: $STATE_DIRECTORY,\n"
                "                      else /var/lib/refreshd)\n"
                "      --log-target T  run: auto, journal or console (default auto: the journal\n"
@@ -190,9 +191,10 @@ static int parse_args(int argc, char *argv[], Args *args) {
                 }
                 case ARG_FROM:
                         if (tz_parse_iso8601(optarg, &args->from) < 0)
-                                return usage_error("--from takes an ISO 8601 time such as 2026-03-28T00:00:00Z, "
-                                                   "not '%s'",
-                                                   optarg);
+                                return usage_error(
+                                        "--from takes an ISO 8601 time such as 2026-03-28T00:00:00Z, "
+                                        "not '%s'",
+                                        optarg);
                         args->from_set = true;
                         check_only = true;
                         break;
@@ -215,7 +217,8 @@ static int parse_args(int argc, char *argv[], Args *args) {
                 case ARG_LOG_TARGET:
                         args->log_target = log_target_from_string(optarg);
                         if (args->log_target < 0)
-                                return usage_error("--log-target takes auto, journal or console, not '%s'", optarg);
+                                return usage_error(
+                                        "--log-target takes auto, journal or console, not '%s'", optarg);
                         break;
                 case ':':
                         return usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -231,7 +234,8 @@ static int parse_args(int argc, char *argv[], Args *args) {
         }
         if (args->command == COMMAND_REFRESH || args->command == COMMAND_CANCEL) {
                 if (optind >= argc)
-                        return usage_error("'%s' needs the name of an environment", command_to_string(args->command));
+                        return usage_error(
+                                "'%s' needs the name of an environment", command_to_string(args->command));
                 args->env_name = argv[optind++];
         }
         if (optind < argc)

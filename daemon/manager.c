@@ -17,11 +17,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <syslog.h>
-#include <time.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
+#include <syslog.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 
 #include "civil.h"
 #include "env.h"
@@ -70,11 +70,21 @@ static void report_diags(const Diags *d) {
         for (size_t i = 0; i < d->n; i++) {
                 const Diag *g = &d->items[i];
                 if (g->line > 0)
-                        report_log(g->warning ? LOG_WARNING : LOG_ERR, "%s:%u:%u: %s: %s", d->path, g->line,
-                                   g->column, g->warning ? "warning" : "error", g->message);
+                        report_log(
+                                g->warning ? LOG_WARNING : LOG_ERR,
+                                "%s:%u:%u: %s: %s",
+                                d->path,
+                                g->line,
+                                g->column,
+                                g->warning ? "warning" : "error",
+                                g->message);
                 else
-                        report_log(g->warning ? LOG_WARNING : LOG_ERR, "%s: %s: %s", d->path,
-                                   g->warning ? "warning" : "error", g->message);
+                        report_log(
+                                g->warning ? LOG_WARNING : LOG_ERR,
+                                "%s: %s: %s",
+                                d->path,
+                                g->warning ? "warning" : "error",
+                                g->message);
         }
 }
 
@@ -92,8 +102,13 @@ static int load_config(Manager *m, Config **ret_config, Secret **ret_secret) {
                 return r;
         r = secret_read(c, &secret);
         if (r < 0) {
-                report_log(LOG_ERR, "%s: cannot read the client secret (%s '%s'): %s", m->config_path,
-                           secret_source_to_string(c->secret_source), c->secret_name, strerror(-r));
+                report_log(
+                        LOG_ERR,
+                        "%s: cannot read the client secret (%s '%s'): %s",
+                        m->config_path,
+                        secret_source_to_string(c->secret_source),
+                        c->secret_name,
+                        strerror(-r));
                 config_free(c);
                 return MANAGER_ERR_CONFIG;
         }
@@ -287,15 +302,28 @@ static void manager_send_status(Manager *m) {
                 const char *abbr;
                 CivilTime c;
                 civil_from_seconds(next->next_slot + tz_offset(next->ec->tz, next->next_slot, &abbr), &c);
-                int n = snprintf(when, sizeof(when), "%04d-%02d-%02d %02d:%02d", (int) c.year, c.month, c.day, c.hour,
-                                 c.minute);
+                int n = snprintf(
+                        when,
+                        sizeof(when),
+                        "%04d-%02d-%02d %02d:%02d",
+                        (int) c.year,
+                        c.month,
+                        c.day,
+                        c.hour,
+                        c.minute);
                 if (c.second != 0)
                         n += snprintf(when + n, sizeof(when) - n, ":%02d", c.second);
                 snprintf(when + n, sizeof(when) - n, " %s", abbr);
         }
-        if (asprintf(&text, "%zu environment%s; running: %s; next: %s%s%s", n_enabled, n_enabled == 1 ? "" : "s",
-                     running && running[0] ? running : "none", next ? next->name : "none", next ? " " : "",
-                     when) < 0)
+        if (asprintf(
+                    &text,
+                    "%zu environment%s; running: %s; next: %s%s%s",
+                    n_enabled,
+                    n_enabled == 1 ? "" : "s",
+                    running && running[0] ? running : "none",
+                    next ? next->name : "none",
+                    next ? " " : "",
+                    when) < 0)
                 text = NULL;
         free(running);
         if (!text || (m->status_text && strcmp(text, m->status_text) == 0))
@@ -406,7 +434,8 @@ static void manager_reload(Manager *m) {
         int r;
 
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-        (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=Reloading", (unsigned long long) now);
+        (void) sd_notifyf(
+                false, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=Reloading", (unsigned long long) now);
 
         r = load_config(m, &c, &secret);
         if (r < 0) {
@@ -531,16 +560,18 @@ static void host_timer_disarm(EnvHost *h, EnvTimer t, TimerQueueIndex *index) {
         timerq_disarm(host_queue(host_manager(h), t), index);
 }
 
-static int host_call(EnvHost *h,
-                     HttpMethod method,
-                     const char *url,
-                     const char *body,
-                     const char *idempotency_key,
-                     const char *track_id,
-                     ClientDoneFunc done,
-                     void *userdata,
-                     ClientCall **ret) {
-        return client_call(host_manager(h)->client, method, url, body, idempotency_key, track_id, done, userdata, ret);
+static int host_call(
+        EnvHost *h,
+        HttpMethod method,
+        const char *url,
+        const char *body,
+        const char *idempotency_key,
+        const char *track_id,
+        ClientDoneFunc done,
+        void *userdata,
+        ClientCall **ret) {
+        return client_call(
+                host_manager(h)->client, method, url, body, idempotency_key, track_id, done, userdata, ret);
 }
 
 static void host_cancel(EnvHost *h, ClientCall *call) {
@@ -671,11 +702,13 @@ int manager_start(Manager *m) {
         if (r >= 0)
                 r = sd_event_add_defer(m->event, &m->save_source, manager_on_save, m);
         if (r >= 0)
-                r = sd_event_add_time(m->event, &m->save_timer, CLOCK_MONOTONIC, 0, 1, manager_on_save_timer, m);
+                r = sd_event_add_time(
+                        m->event, &m->save_timer, CLOCK_MONOTONIC, 0, 1, manager_on_save_timer, m);
         if (r >= 0)
                 r = sd_event_add_defer(m->event, &m->reload_source, manager_on_reload, m);
         if (r >= 0)
-                r = sd_event_add_time(m->event, &m->status_source, CLOCK_MONOTONIC, 0, 1, manager_on_status, m);
+                r = sd_event_add_time(
+                        m->event, &m->status_source, CLOCK_MONOTONIC, 0, 1, manager_on_status, m);
         if (r < 0)
                 return r;
         /* Idle priority: they run once everything pending in this turn of
@@ -693,7 +726,10 @@ int manager_start(Manager *m) {
         (void) sd_event_source_set_enabled(m->reload_source, SD_EVENT_OFF);
         r = manager_clock_watch_setup(m);
         if (r < 0)
-                report_log(LOG_WARNING, "cannot watch for clock changes: %s; slots still fire on time", strerror(-r));
+                report_log(
+                        LOG_WARNING,
+                        "cannot watch for clock changes: %s; slots still fire on time",
+                        strerror(-r));
         /* Pings WATCHDOG=1 when WatchdogSec= is set; a no-op otherwise. */
         (void) sd_event_set_watchdog(m->event, true);
 

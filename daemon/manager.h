@@ -30,17 +30,17 @@ typedef struct Manager {
         Client *client;
         Store *store;
         State *state;
-        EnvHost host;                   /* what the environments reach the rest through */
+        EnvHost host; /* what the environments reach the rest through */
         Env **envs;
         size_t n_envs;
-        TimerQueue *slots;              /* every environment's slot timer (CLOCK_REALTIME) */
-        TimerQueue *waits;              /* their polls and backoffs (CLOCK_BOOTTIME) */
+        TimerQueue *slots; /* every environment's slot timer (CLOCK_REALTIME) */
+        TimerQueue *waits; /* their polls and backoffs (CLOCK_BOOTTIME) */
 
-        sd_event_source *save_source;   /* defer: one state write per loop iteration */
-        sd_event_source *save_timer;    /* CLOCK_MONOTONIC: ends a postponed write's wait */
-        uint64_t save_postponed_usec;   /* CLOCK_MONOTONIC: since when state.json waits for POSTs, or 0 */
-        unsigned n_checking;            /* environments whose checks are out: a POST may follow */
-        bool save_failing;              /* an error was logged for this failure streak */
+        sd_event_source *save_source; /* defer: one state write per loop iteration */
+        sd_event_source *save_timer;  /* CLOCK_MONOTONIC: ends a postponed write's wait */
+        uint64_t save_postponed_usec; /* CLOCK_MONOTONIC: since when state.json waits for POSTs, or 0 */
+        unsigned n_checking;          /* environments whose checks are out: a POST may follow */
+        bool save_failing;            /* an error was logged for this failure streak */
         sd_event_source *reload_source;
         sd_event_source *clock_source;  /* wakes when CLOCK_REALTIME is set */
         sd_event_source *status_source; /* CLOCK_MONOTONIC: one STATUS= rebuild per second at most */

@@ -61,7 +61,8 @@ bool plan_too_soon(const EnvConfig *ec, int64_t last_submitted, int64_t slot) {
 
         if (ec->min_interval == 0 || last_submitted == PLAN_UNSET)
                 return false;
-        gap = (slot + tz_offset(ec->tz, slot, NULL)) - (last_submitted + tz_offset(ec->tz, last_submitted, NULL));
+        gap = (slot + tz_offset(ec->tz, slot, NULL)) -
+              (last_submitted + tz_offset(ec->tz, last_submitted, NULL));
         return gap < 0 || (uint64_t) gap * USEC_PER_SEC < ec->min_interval;
 }
 
@@ -72,7 +73,8 @@ bool plan_is_ineligible(int64_t allowed_from, int64_t slot, int64_t now) {
 int64_t plan_defer_until(const EnvConfig *ec, int64_t slot, int64_t allowed_from, int64_t now) {
         int64_t next;
 
-        if (ec->when_ineligible != WHEN_INELIGIBLE_DEFER || allowed_from == PLAN_UNSET || allowed_from <= now)
+        if (ec->when_ineligible != WHEN_INELIGIBLE_DEFER || allowed_from == PLAN_UNSET ||
+            allowed_from <= now)
                 return PLAN_UNSET;
         if (cron_next(ec->cron, ec->tz, slot, &next) >= 0 && next <= allowed_from)
                 return PLAN_UNSET; /* the next slot comes first */
@@ -89,12 +91,18 @@ uint64_t plan_wake_usec(uint64_t fire_usec, uint64_t now_usec, bool deferred) {
 
         if (!deferred && fire_usec > now_usec)
                 lead = (fire_usec - now_usec) / 2 < PLAN_CHECK_AHEAD_USEC ? (fire_usec - now_usec) / 2
-                                                                           : PLAN_CHECK_AHEAD_USEC;
+                                                                          : PLAN_CHECK_AHEAD_USEC;
         return lead >= PLAN_CHECK_AHEAD_MIN_USEC ? fire_usec - lead : fire_usec;
 }
 
-const ZuoraJob *plan_covering_job(const EnvConfig *ec, int64_t slot, const int64_t *earlier, size_t n_earlier,
-                                  const char *previous_id, const ZuoraJob *jobs, size_t n) {
+const ZuoraJob *plan_covering_job(
+        const EnvConfig *ec,
+        int64_t slot,
+        const int64_t *earlier,
+        size_t n_earlier,
+        const char *previous_id,
+        const ZuoraJob *jobs,
+        size_t n) {
         int64_t ahead = (int64_t) (ec->submit_ahead / USEC_PER_SEC);
         int64_t since = slot - ahead - PLAN_CLOCK_SKEW_SEC;
         const ZuoraJob *found = NULL;

@@ -41,10 +41,10 @@ typedef enum PlanAction {
 typedef struct Plan {
         PlanAction action;
         int64_t slot;
-        bool deferred;       /* WAIT: for Zuora's time, not a slot of the schedule */
-        bool clock_jumped;   /* FIRE: the clock jumped past it (else caught up after downtime) */
-        bool drop_deferral;  /* the deferral is moot: the next slot comes first */
-        bool set_since;      /* never planned before: SINCE becomes NOW */
+        bool deferred;      /* WAIT: for Zuora's time, not a slot of the schedule */
+        bool clock_jumped;  /* FIRE: the clock jumped past it (else caught up after downtime) */
+        bool drop_deferral; /* the deferral is moot: the next slot comes first */
+        bool set_since;     /* never planned before: SINCE becomes NOW */
 } Plan;
 
 /* The next thing to do for environment EC in state ST at NOW. Slots missed
@@ -81,8 +81,14 @@ int64_t plan_defer_until(const EnvConfig *ec, int64_t slot, int64_t allowed_from
  * does not reach back to a slot of EARLIER (N_EARLIER times, PLAN_UNSET
  * ignored), and PREVIOUS_ID (the last job's id, may be NULL) is never the
  * one. NULL when none covers it. */
-const ZuoraJob *plan_covering_job(const EnvConfig *ec, int64_t slot, const int64_t *earlier, size_t n_earlier,
-                                  const char *previous_id, const ZuoraJob *jobs, size_t n);
+const ZuoraJob *plan_covering_job(
+        const EnvConfig *ec,
+        int64_t slot,
+        const int64_t *earlier,
+        size_t n_earlier,
+        const char *previous_id,
+        const ZuoraJob *jobs,
+        size_t n);
 
 /* The delay before retry ATTEMPT (from 0), full jitter: uniform in
  * [0, min(10 min, 5 s * 2^ATTEMPT)], drawn from RANDOM. */

@@ -23,8 +23,8 @@
 
 #include <systemd/sd-journal.h>
 
-#include "macro.h"
 #include "duration.h"
+#include "macro.h"
 #include "refreshd-messages.h"
 #include "report-internal.h"
 #include "tz.h"
@@ -93,11 +93,11 @@ static int field_add_retry(FieldList *l, int64_t usec) {
         uint64_t a = usec < 0 ? -(uint64_t) usec : (uint64_t) usec;
 
         return field_addf(
-                        l,
-                        "REFRESHD_RETRY_IN=%s%" PRIu64 ".%03" PRIu64 "s",
-                        usec < 0 ? "-" : "",
-                        a / USEC_PER_SEC,
-                        a % USEC_PER_SEC / USEC_PER_MSEC);
+                l,
+                "REFRESHD_RETRY_IN=%s%" PRIu64 ".%03" PRIu64 "s",
+                usec < 0 ? "-" : "",
+                a / USEC_PER_SEC,
+                a % USEC_PER_SEC / USEC_PER_MSEC);
 }
 
 static int field_list_build(FieldList *l, const ReportFields *f) {
@@ -129,14 +129,9 @@ static int field_list_build(FieldList *l, const ReportFields *f) {
 
 static const char *priority_to_string(int priority) {
         static const char *const table[] = {
-                [LOG_EMERG] = "emerg",
-                [LOG_ALERT] = "alert",
-                [LOG_CRIT] = "crit",
-                [LOG_ERR] = "err",
-                [LOG_WARNING] = "warning",
-                [LOG_NOTICE] = "notice",
-                [LOG_INFO] = "info",
-                [LOG_DEBUG] = "debug",
+                [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",     [LOG_CRIT] = "crit",
+                [LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+                [LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
         };
 
         return table[LOG_PRI(priority)];
@@ -299,10 +294,10 @@ static void report_oom(void) {
 }
 
 static void report_emitv(
-                const char *message_id, int priority, const ReportFields *f, const char *format, va_list ap)
+        const char *message_id, int priority, const ReportFields *f, const char *format, va_list ap)
         _printf_(4, 0);
 static void report_emitv(
-                const char *message_id, int priority, const ReportFields *f, const char *format, va_list ap) {
+        const char *message_id, int priority, const ReportFields *f, const char *format, va_list ap) {
         _cleanup_free_ char *message = NULL;
         FieldList l = {};
         int r;
@@ -400,35 +395,67 @@ const char *log_target_to_string(LogTarget t) {
 /* ---- the daemon's events ---- */
 
 void report_started(size_t n_envs, const char *config_path, const char *state) {
-        report_event(REFRESHD_MESSAGE_STARTED, LOG_INFO, NULL, "refreshd %s started: %zu environment%s from %s, state in %s",
-                     PROJECT_VERSION, n_envs, n_envs == 1 ? "" : "s", config_path, state);
+        report_event(
+                REFRESHD_MESSAGE_STARTED,
+                LOG_INFO,
+                NULL,
+                "refreshd %s started: %zu environment%s from %s, state in %s",
+                PROJECT_VERSION,
+                n_envs,
+                n_envs == 1 ? "" : "s",
+                config_path,
+                state);
 }
 
 void report_stopping(int signo) {
-        report_event(REFRESHD_MESSAGE_STOPPING, LOG_INFO, NULL,
-                     "refreshd stopping on %s; jobs in flight go on at Zuora and are followed again at the next start",
-                     strsignal(signo));
+        report_event(
+                REFRESHD_MESSAGE_STOPPING,
+                LOG_INFO,
+                NULL,
+                "refreshd stopping on %s; jobs in flight go on at Zuora and are followed again at the next "
+                "start",
+                strsignal(signo));
 }
 
 void report_reloaded(const char *config_path, size_t n_envs) {
-        report_event(REFRESHD_MESSAGE_RELOADED, LOG_INFO, NULL, "Reloaded %s: %zu environment%s", config_path, n_envs,
-                     n_envs == 1 ? "" : "s");
+        report_event(
+                REFRESHD_MESSAGE_RELOADED,
+                LOG_INFO,
+                NULL,
+                "Reloaded %s: %zu environment%s",
+                config_path,
+                n_envs,
+                n_envs == 1 ? "" : "s");
 }
 
 void report_reload_failed(const char *config_path) {
-        report_event(REFRESHD_MESSAGE_RELOAD_FAILED, LOG_ERR, NULL,
-                     "Reloading %s failed; still running the config loaded before", config_path);
+        report_event(
+                REFRESHD_MESSAGE_RELOAD_FAILED,
+                LOG_ERR,
+                NULL,
+                "Reloading %s failed; still running the config loaded before",
+                config_path);
 }
 
 void report_state_write_failed(const char *state, int r) {
-        report_event(REFRESHD_MESSAGE_STATE_WRITE_FAILED, LOG_ERR, NULL,
-                     "Cannot write %s: %s; keeping state in memory and retrying at each change", state, strerror(-r));
+        report_event(
+                REFRESHD_MESSAGE_STATE_WRITE_FAILED,
+                LOG_ERR,
+                NULL,
+                "Cannot write %s: %s; keeping state in memory and retrying at each change",
+                state,
+                strerror(-r));
 }
 
 void report_state_corrupt(const char *state, const char *why, const char *aside) {
-        report_event(REFRESHD_MESSAGE_STATE_CORRUPT, LOG_ERR, NULL,
-                     "State file %s is unreadable (%s); moved it to %s and starting with no state", state,
-                     why ?: "corrupt", aside ?: "(could not move it)");
+        report_event(
+                REFRESHD_MESSAGE_STATE_CORRUPT,
+                LOG_ERR,
+                NULL,
+                "State file %s is unreadable (%s); moved it to %s and starting with no state",
+                state,
+                why ?: "corrupt",
+                aside ?: "(could not move it)");
 }
 
 /* ---- an environment's events ---- */
@@ -445,17 +472,31 @@ static const char *local(const EnvConfig *ec, int64_t t, char buf[static TZ_ISO_
 void report_slot_due(const EnvConfig *ec, const ReportFields *f, ReportDue why) {
         switch (why) {
         case REPORT_DUE_SLOT:
-                report_event(REFRESHD_MESSAGE_SLOT_FIRED, LOG_INFO, f, "Environment '%s': slot %s is due", ec->name,
-                             LOCAL(ec, f->slot));
+                report_event(
+                        REFRESHD_MESSAGE_SLOT_FIRED,
+                        LOG_INFO,
+                        f,
+                        "Environment '%s': slot %s is due",
+                        ec->name,
+                        LOCAL(ec, f->slot));
                 return;
         case REPORT_DUE_CATCH_UP:
-                report_event(REFRESHD_MESSAGE_SLOT_FIRED, LOG_INFO, f,
-                             "Environment '%s': catching up the slot %s missed while refreshd was not running",
-                             ec->name, LOCAL(ec, f->slot));
+                report_event(
+                        REFRESHD_MESSAGE_SLOT_FIRED,
+                        LOG_INFO,
+                        f,
+                        "Environment '%s': catching up the slot %s missed while refreshd was not running",
+                        ec->name,
+                        LOCAL(ec, f->slot));
                 return;
         case REPORT_DUE_CLOCK_JUMPED:
-                report_event(REFRESHD_MESSAGE_SLOT_FIRED, LOG_INFO, f, "Environment '%s': the clock jumped past the slot %s",
-                             ec->name, LOCAL(ec, f->slot));
+                report_event(
+                        REFRESHD_MESSAGE_SLOT_FIRED,
+                        LOG_INFO,
+                        f,
+                        "Environment '%s': the clock jumped past the slot %s",
+                        ec->name,
+                        LOCAL(ec, f->slot));
                 return;
         case _REPORT_DUE_MAX:
         case _REPORT_DUE_INVALID:
@@ -469,61 +510,114 @@ void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const Repor
 
         switch (why->reason) {
         case REPORT_SKIP_MISSED:
-                snprintf(reason, sizeof(reason), "missed while refreshd was not running, and catch_up is off");
+                snprintf(
+                        reason,
+                        sizeof(reason),
+                        "missed while refreshd was not running, and catch_up is off");
                 break;
         case REPORT_SKIP_RUNNING:
                 snprintf(reason, sizeof(reason), "job %s is still running", why->job_id);
                 break;
         case REPORT_SKIP_MIN_INTERVAL:
-                snprintf(reason, sizeof(reason),
-                         "the last refresh submitted was for the slot %s, less than min_interval %s before",
-                         LOCAL(ec, why->other_slot), duration_format(why->min_interval, (char[DURATION_MAX]) {}));
+                snprintf(
+                        reason,
+                        sizeof(reason),
+                        "the last refresh submitted was for the slot %s, less than min_interval %s before",
+                        LOCAL(ec, why->other_slot),
+                        duration_format(why->min_interval, (char[DURATION_MAX]) {}));
                 break;
         case REPORT_SKIP_SUBMITTING:
-                snprintf(reason, sizeof(reason), "the refresh for slot %s is still being submitted",
-                         LOCAL(ec, why->other_slot));
+                snprintf(
+                        reason,
+                        sizeof(reason),
+                        "the refresh for slot %s is still being submitted",
+                        LOCAL(ec, why->other_slot));
                 break;
         case _REPORT_SKIP_REASON_MAX:
         case _REPORT_SKIP_REASON_INVALID:
                 assert_not_reached();
         }
-        report_event(REFRESHD_MESSAGE_SKIPPED, LOG_NOTICE, f, "Environment '%s': slot %s skipped: %s", ec->name,
-                     LOCAL(ec, f->slot), reason);
+        report_event(
+                REFRESHD_MESSAGE_SKIPPED,
+                LOG_NOTICE,
+                f,
+                "Environment '%s': slot %s skipped: %s",
+                ec->name,
+                LOCAL(ec, f->slot),
+                reason);
 }
 
 void report_ineligible(const EnvConfig *ec, const ReportFields *f, int64_t allowed_from, bool deferred) {
         if (deferred)
-                report_event(REFRESHD_MESSAGE_INELIGIBLE, LOG_NOTICE, f,
-                             "Environment '%s': Zuora allows the next refresh from %s; slot %s is deferred to then",
-                             ec->name, LOCAL(ec, allowed_from), LOCAL(ec, f->slot));
+                report_event(
+                        REFRESHD_MESSAGE_INELIGIBLE,
+                        LOG_NOTICE,
+                        f,
+                        "Environment '%s': Zuora allows the next refresh from %s; slot %s is deferred to "
+                        "then",
+                        ec->name,
+                        LOCAL(ec, allowed_from),
+                        LOCAL(ec, f->slot));
         else
-                report_event(REFRESHD_MESSAGE_INELIGIBLE, LOG_NOTICE, f,
-                             "Environment '%s': Zuora allows the next refresh from %s; slot %s is skipped (%s)", ec->name,
-                             LOCAL(ec, allowed_from), LOCAL(ec, f->slot),
-                             ec->when_ineligible == WHEN_INELIGIBLE_SKIP ? "when_ineligible: skip"
-                                                                         : "the next slot comes first");
+                report_event(
+                        REFRESHD_MESSAGE_INELIGIBLE,
+                        LOG_NOTICE,
+                        f,
+                        "Environment '%s': Zuora allows the next refresh from %s; slot %s is skipped (%s)",
+                        ec->name,
+                        LOCAL(ec, allowed_from),
+                        LOCAL(ec, f->slot),
+                        ec->when_ineligible == WHEN_INELIGIBLE_SKIP ? "when_ineligible: skip"
+                                                                    : "the next slot comes first");
 }
 
 void report_refresh_failed(const EnvConfig *ec, const ReportFields *f, const char *message) {
-        report_event(REFRESHD_MESSAGE_FAILED, LOG_ERR, f, "Environment '%s': the refresh for slot %s failed: %s",
-                     ec->name, LOCAL(ec, f->slot), message);
+        report_event(
+                REFRESHD_MESSAGE_FAILED,
+                LOG_ERR,
+                f,
+                "Environment '%s': the refresh for slot %s failed: %s",
+                ec->name,
+                LOCAL(ec, f->slot),
+                message);
 }
 
 void report_retrying(const EnvConfig *ec, const ReportFields *f, const char *why, unsigned attempt) {
-        report_event(REFRESHD_MESSAGE_RETRY, LOG_WARNING, f, "Environment '%s': slot %s: %s; retrying in %.1fs (attempt %u)",
-                     ec->name, LOCAL(ec, f->slot), why, (double) f->retry_in_usec / USEC_PER_SEC, attempt);
+        report_event(
+                REFRESHD_MESSAGE_RETRY,
+                LOG_WARNING,
+                f,
+                "Environment '%s': slot %s: %s; retrying in %.1fs (attempt %u)",
+                ec->name,
+                LOCAL(ec, f->slot),
+                why,
+                (double) f->retry_in_usec / USEC_PER_SEC,
+                attempt);
 }
 
 void report_submitted(const EnvConfig *ec, const ReportFields *f) {
-        report_event(REFRESHD_MESSAGE_SUBMITTED, LOG_NOTICE, f, "Environment '%s': refresh for slot %s submitted: job %s (%s)",
-                     ec->name, LOCAL(ec, f->slot), f->job_id, f->job_status ?: "status unknown");
+        report_event(
+                REFRESHD_MESSAGE_SUBMITTED,
+                LOG_NOTICE,
+                f,
+                "Environment '%s': refresh for slot %s submitted: job %s (%s)",
+                ec->name,
+                LOCAL(ec, f->slot),
+                f->job_id,
+                f->job_status ?: "status unknown");
 }
 
 void report_rejected(const EnvConfig *ec, const ReportFields *f, const char *reason, int64_t next_allowed) {
-        report_event(REFRESHD_MESSAGE_REJECTED, LOG_WARNING, f, "Environment '%s': slot %s rejected: %s%s%s", ec->name,
-                     LOCAL(ec, f->slot), reason,
-                     next_allowed != REPORT_UNSET ? "; the next refresh is allowed from " : "",
-                     next_allowed != REPORT_UNSET ? LOCAL(ec, next_allowed) : "");
+        report_event(
+                REFRESHD_MESSAGE_REJECTED,
+                LOG_WARNING,
+                f,
+                "Environment '%s': slot %s rejected: %s%s%s",
+                ec->name,
+                LOCAL(ec, f->slot),
+                reason,
+                next_allowed != REPORT_UNSET ? "; the next refresh is allowed from " : "",
+                next_allowed != REPORT_UNSET ? LOCAL(ec, next_allowed) : "");
 }
 
 void report_forbidden(const EnvConfig *ec, const ReportFields *f, const char *message) {
@@ -535,48 +629,94 @@ void report_auth_failed(const EnvConfig *ec, const ReportFields *f, const char *
 }
 
 void report_foreign_location(const EnvConfig *ec, const ReportFields *f, const char *url) {
-        report_event(REFRESHD_MESSAGE_FOREIGN_URL, LOG_WARNING, f,
-                     "Environment '%s': Zuora's Location '%s' points away from base_url; refusing it and polling the "
-                     "job at its usual address",
-                     ec->name, url);
+        report_event(
+                REFRESHD_MESSAGE_FOREIGN_URL,
+                LOG_WARNING,
+                f,
+                "Environment '%s': Zuora's Location '%s' points away from base_url; refusing it and polling "
+                "the "
+                "job at its usual address",
+                ec->name,
+                url);
 }
 
 void report_adopted(const EnvConfig *ec, const ReportFields *f) {
-        report_event(REFRESHD_MESSAGE_ADOPTED, LOG_INFO, f,
-                     "Environment '%s': job %s (%s) already refreshes slot %s; following it instead of submitting",
-                     ec->name, f->job_id, f->job_status ?: "status unknown", LOCAL(ec, f->slot));
+        report_event(
+                REFRESHD_MESSAGE_ADOPTED,
+                LOG_INFO,
+                f,
+                "Environment '%s': job %s (%s) already refreshes slot %s; following it instead of "
+                "submitting",
+                ec->name,
+                f->job_id,
+                f->job_status ?: "status unknown",
+                LOCAL(ec, f->slot));
 }
 
 void report_job_status(const EnvConfig *ec, const ReportFields *f) {
-        report_event(REFRESHD_MESSAGE_STATUS_CHANGED, LOG_INFO, f, "Environment '%s': job %s is %s", ec->name, f->job_id,
-                     f->job_status);
+        report_event(
+                REFRESHD_MESSAGE_STATUS_CHANGED,
+                LOG_INFO,
+                f,
+                "Environment '%s': job %s is %s",
+                ec->name,
+                f->job_id,
+                f->job_status);
 }
 
 void report_job_unknown_status(const EnvConfig *ec, const ReportFields *f) {
-        report_event(REFRESHD_MESSAGE_UNKNOWN_STATUS, LOG_WARNING, f,
-                     "Environment '%s': job %s has a status refreshd does not know, '%s'; polling goes on", ec->name,
-                     f->job_id, f->job_status);
+        report_event(
+                REFRESHD_MESSAGE_UNKNOWN_STATUS,
+                LOG_WARNING,
+                f,
+                "Environment '%s': job %s has a status refreshd does not know, '%s'; polling goes on",
+                ec->name,
+                f->job_id,
+                f->job_status);
 }
 
 void report_job_progress(const EnvConfig *ec, const ReportFields *f) {
-        report_event(REFRESHD_MESSAGE_PROGRESS, LOG_INFO, f, "Environment '%s': job %s at %d%%", ec->name, f->job_id,
-                     (int) f->progress);
+        report_event(
+                REFRESHD_MESSAGE_PROGRESS,
+                LOG_INFO,
+                f,
+                "Environment '%s': job %s at %d%%",
+                ec->name,
+                f->job_id,
+                (int) f->progress);
 }
 
 void report_job_ended(const EnvConfig *ec, const ReportFields *f, ZuoraOutcome outcome) {
         switch (outcome) {
         case ZUORA_OUTCOME_COMPLETED:
-                report_event(REFRESHD_MESSAGE_FINISHED, LOG_NOTICE, f,
-                             "Environment '%s': job %s completed: the sandbox is refreshed", ec->name, f->job_id);
+                report_event(
+                        REFRESHD_MESSAGE_FINISHED,
+                        LOG_NOTICE,
+                        f,
+                        "Environment '%s': job %s completed: the sandbox is refreshed",
+                        ec->name,
+                        f->job_id);
                 return;
         case ZUORA_OUTCOME_CANCELED:
-                report_event(REFRESHD_MESSAGE_CANCELLED, LOG_ERR, f, "Environment '%s': job %s ended: %s", ec->name,
-                             f->job_id, f->job_status);
+                report_event(
+                        REFRESHD_MESSAGE_CANCELLED,
+                        LOG_ERR,
+                        f,
+                        "Environment '%s': job %s ended: %s",
+                        ec->name,
+                        f->job_id,
+                        f->job_status);
                 return;
         case ZUORA_OUTCOME_FAILED:
         case ZUORA_OUTCOME_OTHER:
-                report_event(REFRESHD_MESSAGE_FAILED, LOG_ERR, f, "Environment '%s': job %s ended: %s", ec->name,
-                             f->job_id, f->job_status);
+                report_event(
+                        REFRESHD_MESSAGE_FAILED,
+                        LOG_ERR,
+                        f,
+                        "Environment '%s': job %s ended: %s",
+                        ec->name,
+                        f->job_id,
+                        f->job_status);
                 return;
         case _ZUORA_OUTCOME_MAX:
         case _ZUORA_OUTCOME_INVALID:
@@ -586,12 +726,23 @@ void report_job_ended(const EnvConfig *ec, const ReportFields *f, ZuoraOutcome o
 }
 
 void report_job_lost(const EnvConfig *ec, const ReportFields *f) {
-        report_event(REFRESHD_MESSAGE_LOST, LOG_ERR, f,
-                     "Environment '%s': job %s is gone: Zuora answers 404 for it; the refresh's outcome is unknown",
-                     ec->name, f->job_id);
+        report_event(
+                REFRESHD_MESSAGE_LOST,
+                LOG_ERR,
+                f,
+                "Environment '%s': job %s is gone: Zuora answers 404 for it; the refresh's outcome is "
+                "unknown",
+                ec->name,
+                f->job_id);
 }
 
 void report_poll_failed(const EnvConfig *ec, const ReportFields *f, const char *why) {
-        report_event(REFRESHD_MESSAGE_RETRY, LOG_WARNING, f, "Environment '%s': polling job %s failed: %s; polling goes on",
-                     ec->name, f->job_id, why);
+        report_event(
+                REFRESHD_MESSAGE_RETRY,
+                LOG_WARNING,
+                f,
+                "Environment '%s': polling job %s failed: %s; polling goes on",
+                ec->name,
+                f->job_id,
+                why);
 }

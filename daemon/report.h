@@ -18,7 +18,7 @@
 #include "zuora.h"
 
 typedef enum LogTarget {
-        LOG_TARGET_AUTO,      /* journal under systemd (JOURNAL_STREAM or INVOCATION_ID), else console */
+        LOG_TARGET_AUTO, /* journal under systemd (JOURNAL_STREAM or INVOCATION_ID), else console */
         LOG_TARGET_JOURNAL,
         LOG_TARGET_CONSOLE,
         _LOG_TARGET_MAX,
@@ -30,20 +30,22 @@ typedef enum LogTarget {
 /* The structured fields of one event. Strings may be NULL and numbers
  * REPORT_UNSET: those fields are left out. */
 typedef struct ReportFields {
-        const char *environment;     /* REFRESHD_ENVIRONMENT */
-        const char *environment_id;  /* REFRESHD_ENVIRONMENT_ID */
-        int64_t slot;                /* REFRESHD_SLOT, seconds; written as RFC 3339 UTC */
-        const char *job_id;          /* REFRESHD_JOB_ID */
-        const char *job_status;      /* REFRESHD_JOB_STATUS */
-        int64_t progress;            /* REFRESHD_PROGRESS */
-        const char *track_id;        /* REFRESHD_TRACK_ID */
-        int64_t http_status;         /* REFRESHD_HTTP_STATUS */
-        int64_t retry_in_usec;       /* REFRESHD_RETRY_IN, written in seconds with ms ("12.500s") */
+        const char *environment;    /* REFRESHD_ENVIRONMENT */
+        const char *environment_id; /* REFRESHD_ENVIRONMENT_ID */
+        int64_t slot;               /* REFRESHD_SLOT, seconds; written as RFC 3339 UTC */
+        const char *job_id;         /* REFRESHD_JOB_ID */
+        const char *job_status;     /* REFRESHD_JOB_STATUS */
+        int64_t progress;           /* REFRESHD_PROGRESS */
+        const char *track_id;       /* REFRESHD_TRACK_ID */
+        int64_t http_status;        /* REFRESHD_HTTP_STATUS */
+        int64_t retry_in_usec;      /* REFRESHD_RETRY_IN, written in seconds with ms ("12.500s") */
 } ReportFields;
 
-#define REPORT_FIELDS_INIT                                                                                     \
-        { .slot = REPORT_UNSET, .progress = REPORT_UNSET, .http_status = REPORT_UNSET,                         \
-          .retry_in_usec = REPORT_UNSET }
+#define REPORT_FIELDS_INIT                                                                                  \
+        {                                                                                                   \
+                .slot = REPORT_UNSET, .progress = REPORT_UNSET, .http_status = REPORT_UNSET,                \
+                .retry_in_usec = REPORT_UNSET                                                               \
+        }
 
 /* Picks the target; CONSOLE writes to F (stderr when NULL). */
 void report_init(LogTarget target, FILE *console);

@@ -161,8 +161,14 @@ void state_env_clear_intent(StateEnv *e) {
         e->intent_sent_at = STATE_TIME_UNSET;
 }
 
-int state_env_follow(StateEnv *e, const char *id, const char *polling_url, const char *status, int progress,
-                     int64_t submitted_at, int64_t slot) {
+int state_env_follow(
+        StateEnv *e,
+        const char *id,
+        const char *polling_url,
+        const char *status,
+        int progress,
+        int64_t submitted_at,
+        int64_t slot) {
         _cleanup_(state_job_freep) StateJob *j = calloc(1, sizeof(StateJob));
 
         if (!j || !(j->id = strdup(id)) || !(j->polling_url = strdup(polling_url)) ||
@@ -190,8 +196,13 @@ bool state_job_set_status(StateJob *j, const char *status) {
 }
 
 /* Makes the last job ID, STATUS, MESSAGE, ENDED_AT, SLOT. */
-static int state_env_set_last_job(StateEnv *e, const char *id, const char *status, const char *message,
-                                  int64_t ended_at, int64_t slot) {
+static int state_env_set_last_job(
+        StateEnv *e,
+        const char *id,
+        const char *status,
+        const char *message,
+        int64_t ended_at,
+        int64_t slot) {
         _cleanup_(state_last_job_freep) StateLastJob *lj = calloc(1, sizeof(StateLastJob));
 
         if (!lj || (id && !(lj->id = strdup(id))) || !(lj->status = strdup(status)) ||
@@ -213,7 +224,8 @@ int state_env_end_job(StateEnv *e, const char *status, const char *message, int6
         return r;
 }
 
-int state_env_end_without_job(StateEnv *e, const char *status, const char *message, int64_t ended_at, int64_t slot) {
+int state_env_end_without_job(
+        StateEnv *e, const char *status, const char *message, int64_t ended_at, int64_t slot) {
         return state_env_set_last_job(e, NULL, status, message, ended_at, slot);
 }
 
@@ -387,24 +399,25 @@ typedef struct FieldSet FieldSet;
 typedef struct Field {
         const char *key;
         FieldKind kind;
-        bool required;         /* present and not null */
-        size_t offset;         /* in the struct */
-        const FieldSet *set;   /* OBJECT and INLINE: their fields */
+        bool required;       /* present and not null */
+        size_t offset;       /* in the struct */
+        const FieldSet *set; /* OBJECT and INLINE: their fields */
 } Field;
 
 struct FieldSet {
         const Field *fields;
         size_t n;
-        size_t size;              /* OBJECT: the struct to allocate ... */
-        void (*init)(void *p);    /* ... with everything unset ... */
-        void (*free)(void *p);    /* ... and to free */
-        size_t present;           /* INLINE: the offset of the time field that is unset when it is absent */
+        size_t size;           /* OBJECT: the struct to allocate ... */
+        void (*init)(void *p); /* ... with everything unset ... */
+        void (*free)(void *p); /* ... and to free */
+        size_t present;        /* INLINE: the offset of the time field that is unset when it is absent */
 };
 
 #define FIELDS(f) f, ELEMENTSOF(f)
 
 static void state_job_init(void *p) {
-        *(StateJob *) p = (StateJob) { .progress = -1, .submitted_at = STATE_TIME_UNSET, .slot = STATE_TIME_UNSET };
+        *(StateJob *) p =
+                (StateJob) { .progress = -1, .submitted_at = STATE_TIME_UNSET, .slot = STATE_TIME_UNSET };
 }
 
 static void state_job_free_void(void *p) {
@@ -437,7 +450,10 @@ static const Field job_fields[] = {
 };
 
 static const FieldSet job_set = {
-        FIELDS(job_fields), sizeof(StateJob), state_job_init, state_job_free_void,
+        FIELDS(job_fields),
+        sizeof(StateJob),
+        state_job_init,
+        state_job_free_void,
 };
 
 static const Field last_job_fields[] = {
@@ -450,7 +466,10 @@ static const Field last_job_fields[] = {
 };
 
 static const FieldSet last_job_set = {
-        FIELDS(last_job_fields), sizeof(StateLastJob), state_last_job_init, state_last_job_free_void,
+        FIELDS(last_job_fields),
+        sizeof(StateLastJob),
+        state_last_job_init,
+        state_last_job_free_void,
 };
 
 static const Field env_fields[] = {
@@ -540,8 +559,12 @@ _printf_(2, 3) static int bad(char **reterr_message, const char *fmt, ...) {
 /* The value of KEY in object OBJ, or NULL when it is absent or null. Keys
  * are compared as C strings, as state.json's keys are kept: "a\u0000b" is
  * "a". A key given twice is refused (RFC 8259 leaves its meaning open). */
-static int object_get(const JsonNode *obj, const char *prefix, const char *key, const JsonNode **ret,
-                      char **reterr_message) {
+static int object_get(
+        const JsonNode *obj,
+        const char *prefix,
+        const char *key,
+        const JsonNode **ret,
+        char **reterr_message) {
         const JsonNode *found = NULL;
 
         for (const JsonNode *c = obj->first; c; c = c->next) {
@@ -556,7 +579,8 @@ static int object_get(const JsonNode *obj, const char *prefix, const char *key, 
 }
 
 /* A string as state.json keeps it: up to its first NUL, and UTF-8. */
-static int read_string(const JsonNode *v, const char *prefix, const char *key, char **ret, char **reterr_message) {
+static int read_string(
+        const JsonNode *v, const char *prefix, const char *key, char **ret, char **reterr_message) {
         char *s;
 
         if (v->type != JSON_STRING)
@@ -571,7 +595,8 @@ static int read_string(const JsonNode *v, const char *prefix, const char *key, c
         return 0;
 }
 
-static int read_time(const JsonNode *v, const char *prefix, const char *key, int64_t *ret, char **reterr_message) {
+static int read_time(
+        const JsonNode *v, const char *prefix, const char *key, int64_t *ret, char **reterr_message) {
         char buf[TZ_ISO_MAX];
         int64_t t;
 
@@ -583,7 +608,8 @@ static int read_time(const JsonNode *v, const char *prefix, const char *key, int
         return 0;
 }
 
-static int read_progress(const JsonNode *v, const char *prefix, const char *key, int *ret, char **reterr_message) {
+static int read_progress(
+        const JsonNode *v, const char *prefix, const char *key, int *ret, char **reterr_message) {
         int64_t i;
 
         if (json_integer(v, &i) < 0 || i < 0 || i > INT_MAX)
@@ -592,10 +618,12 @@ static int read_progress(const JsonNode *v, const char *prefix, const char *key,
         return 0;
 }
 
-static int fields_read(const FieldSet *set, const JsonNode *obj, const char *prefix, void *p, char **reterr_message);
+static int fields_read(
+        const FieldSet *set, const JsonNode *obj, const char *prefix, void *p, char **reterr_message);
 
 /* An object of its own at *SLOT, from V. */
-static int read_object(const FieldSet *set, const JsonNode *v, const char *path, void **slot, char **reterr_message) {
+static int read_object(
+        const FieldSet *set, const JsonNode *v, const char *path, void **slot, char **reterr_message) {
         void *o = malloc(set->size);
         int r;
 
@@ -613,7 +641,8 @@ static int read_object(const FieldSet *set, const JsonNode *v, const char *path,
 }
 
 /* The value V (not null) of field F of P; PREFIX names P in messages. */
-static int field_read(const Field *f, const JsonNode *v, const char *prefix, void *p, char **reterr_message) {
+static int field_read(
+        const Field *f, const JsonNode *v, const char *prefix, void *p, char **reterr_message) {
         _cleanup_free_ char *path = NULL;
 
         switch (f->kind) {
@@ -638,7 +667,8 @@ static int field_read(const Field *f, const JsonNode *v, const char *prefix, voi
 }
 
 /* Reads the fields of SET from object OBJ into P; unknown keys are ignored. */
-static int fields_read(const FieldSet *set, const JsonNode *obj, const char *prefix, void *p, char **reterr_message) {
+static int fields_read(
+        const FieldSet *set, const JsonNode *obj, const char *prefix, void *p, char **reterr_message) {
         for (size_t i = 0; i < set->n; i++) {
                 const Field *f = &set->fields[i];
                 const JsonNode *v;
@@ -681,8 +711,8 @@ static int env_path(const char *name, size_t i, char **ret) {
  * would find them in). */
 typedef struct EnvReader {
         State *state;
-        char *message;  /* the first environment's problem, or NULL */
-        int r;          /* and its error */
+        char *message; /* the first environment's problem, or NULL */
+        int r;         /* and its error */
 } EnvReader;
 
 static int env_read(const JsonNode *member, StateEnv *e, size_t i, char **reterr_message) {
@@ -785,8 +815,8 @@ static int parse_intent_log(const JsonNode *root, State *s, char **reterr_messag
         r = object_get(log, "intent_log", "id", &id, reterr_message);
         if (r < 0)
                 return r;
-        if (!id || id->type != JSON_STRING || strlen(id->text) != 16 || strspn(id->text, "0123456789abcdef") != 16 ||
-            (s->log_id = strtoull(id->text, &end, 16)) == 0)
+        if (!id || id->type != JSON_STRING || strlen(id->text) != 16 ||
+            strspn(id->text, "0123456789abcdef") != 16 || (s->log_id = strtoull(id->text, &end, 16)) == 0)
                 return bad(reterr_message, "intent_log.id: not 16 hexadecimal digits");
         r = object_get(log, "intent_log", "seq", &seq, reterr_message);
         if (r < 0)
@@ -956,8 +986,8 @@ static void fields_write(JsonWriter *w, const FieldSet *set, const void *p, cons
         json_put_close(w);
 }
 
-static void write_record(JsonWriter *w, const FieldSet *set, const void *p, StateTimeWriter put_time,
-                         void *userdata) {
+static void write_record(
+        JsonWriter *w, const FieldSet *set, const void *p, StateTimeWriter put_time, void *userdata) {
         if (p)
                 fields_write(w, set, p, put_time ? &(TimeWriter) { put_time, userdata } : NULL);
         else
@@ -1048,7 +1078,8 @@ int state_format(const State *s, char **ret, size_t *ret_size) {
 /* A process killed in the middle of state_save() leaves its temp file;
  * the next start removes it (best effort: a read-only directory keeps it). */
 static void remove_stale_temp_files(const char *dir) {
-        _cleanup_free_ char *prefix = strndup(STATE_TEMP_NAME, strlen(STATE_TEMP_NAME) - 6); /* less XXXXXX */
+        _cleanup_free_ char *prefix =
+                strndup(STATE_TEMP_NAME, strlen(STATE_TEMP_NAME) - 6); /* less XXXXXX */
         DIR *d;
 
         if (!prefix || !(d = opendir(dir)))
@@ -1129,8 +1160,12 @@ int state_load(const char *dir, State **ret, char **reterr_message) {
                 if (r < 0) {
                         /* Intents may be in it: acting without them could submit a slot twice. */
                         if (reterr_message && r != -ENOMEM &&
-                            asprintf(reterr_message, "%s/%s: %s", dir, INTENT_LOG_FILE_NAME,
-                                     r == -EBADFD ? "not a regular file" : strerror(-r)) < 0)
+                            asprintf(
+                                    reterr_message,
+                                    "%s/%s: %s",
+                                    dir,
+                                    INTENT_LOG_FILE_NAME,
+                                    r == -EBADFD ? "not a regular file" : strerror(-r)) < 0)
                                 *reterr_message = NULL;
                         return r;
                 }
@@ -1259,15 +1294,17 @@ int state_log_intents(State *s, int fd, StateEnv *const *envs, size_t n) {
         s->log_seq += n;
         for (size_t i = 0; i < n && r >= 0; i++) {
                 const StateEnv *e = envs[i];
-                r = intent_log_put(fd, &(IntentRecord) {
-                        .log_id = s->log_id,
-                        .seq = first + i,
-                        .slot = e->intent_slot,
-                        .sent_at = e->intent_sent_at,
-                        .name = e->name,
-                        .id = e->id,
-                        .track_id = e->intent_track_id,
-                });
+                r = intent_log_put(
+                        fd,
+                        &(IntentRecord) {
+                                .log_id = s->log_id,
+                                .seq = first + i,
+                                .slot = e->intent_slot,
+                                .sent_at = e->intent_sent_at,
+                                .name = e->name,
+                                .id = e->id,
+                                .track_id = e->intent_track_id,
+                        });
         }
         return r < 0 ? r : intent_log_sync(fd);
 }

@@ -20,36 +20,36 @@
 typedef struct StateJob {
         char *id;
         char *polling_url;
-        char *status;          /* last status seen; may be NULL */
-        int progress;          /* -1 unknown */
-        int64_t submitted_at;  /* when the POST was answered, or the job adopted */
-        int64_t slot;          /* the slot it refreshes, or STATE_TIME_UNSET (manual) */
+        char *status;         /* last status seen; may be NULL */
+        int progress;         /* -1 unknown */
+        int64_t submitted_at; /* when the POST was answered, or the job adopted */
+        int64_t slot;         /* the slot it refreshes, or STATE_TIME_UNSET (manual) */
 } StateJob;
 
 /* The last job that ended. */
 typedef struct StateLastJob {
         char *id;
-        char *status;          /* COMPLETED, FAILED, ..., or "LOST" / "SUBMIT_FAILED" */
-        char *message;         /* why, for failures; may be NULL */
+        char *status;  /* COMPLETED, FAILED, ..., or "LOST" / "SUBMIT_FAILED" */
+        char *message; /* why, for failures; may be NULL */
         int64_t ended_at;
         int64_t slot;
 } StateLastJob;
 
 typedef struct StateEnv {
-        char *name;                  /* owns one block with the id after it */
-        char *id;                    /* the Test Environment ID it was for; in NAME's block, not to be freed */
-        int64_t since;               /* when refreshd first planned it: slots before are not its to catch up */
-        int64_t last_slot;           /* the latest slot fired (or skipped by rule) */
-        int64_t last_submitted;      /* the slot of the latest successful submission */
+        char *name;             /* owns one block with the id after it */
+        char *id;               /* the Test Environment ID it was for; in NAME's block, not to be freed */
+        int64_t since;          /* when refreshd first planned it: slots before are not its to catch up */
+        int64_t last_slot;      /* the latest slot fired (or skipped by rule) */
+        int64_t last_submitted; /* the slot of the latest successful submission */
         /* Intent: the POST for this slot may have been sent (issue: exactly once). */
-        int64_t intent_slot;         /* STATE_TIME_UNSET: none */
+        int64_t intent_slot; /* STATE_TIME_UNSET: none */
         char *intent_track_id;
         int64_t intent_sent_at;
-        int64_t deferred_until;      /* when_ineligible=defer: fire at this time */
-        int64_t zuora_last_refresh;  /* Zuora's lastRefreshTime / nextRefreshTime, when known */
+        int64_t deferred_until;     /* when_ineligible=defer: fire at this time */
+        int64_t zuora_last_refresh; /* Zuora's lastRefreshTime / nextRefreshTime, when known */
         int64_t zuora_next_refresh;
-        StateJob *job;               /* NULL: none in flight */
-        StateLastJob *last_job;      /* NULL: none yet */
+        StateJob *job;          /* NULL: none in flight */
+        StateLastJob *last_job; /* NULL: none yet */
 } StateEnv;
 
 typedef struct State {
@@ -68,7 +68,7 @@ typedef struct State {
          * addressing, power-of-two size; slot value i + 1 for envs[i], 0 for
          * empty) that covers the first N_INDEXED entries. */
         size_t n_allocated;
-        uint32_t *index;       /* 32 bits: a state.json of 16 MiB holds far fewer */
+        uint32_t *index; /* 32 bits: a state.json of 16 MiB holds far fewer */
         size_t index_size;
         size_t n_indexed;
 } State;
@@ -147,8 +147,14 @@ void state_env_clear_intent(StateEnv *e);
 
 /* Follows job ID at POLLING_URL (STATUS may be NULL, PROGRESS -1), which
  * refreshes SLOT (STATE_TIME_UNSET: none), from SUBMITTED_AT. */
-int state_env_follow(StateEnv *e, const char *id, const char *polling_url, const char *status, int progress,
-                     int64_t submitted_at, int64_t slot);
+int state_env_follow(
+        StateEnv *e,
+        const char *id,
+        const char *polling_url,
+        const char *status,
+        int progress,
+        int64_t submitted_at,
+        int64_t slot);
 
 /* The job followed took STATUS (a copy); false when it already had it. */
 bool state_job_set_status(StateJob *j, const char *status);
@@ -159,4 +165,5 @@ int state_env_end_job(StateEnv *e, const char *status, const char *message, int6
 
 /* The refresh for SLOT ended at ENDED_AT without a job (STATUS such as
  * "SUBMIT_FAILED", saying MESSAGE). */
-int state_env_end_without_job(StateEnv *e, const char *status, const char *message, int64_t ended_at, int64_t slot);
+int state_env_end_without_job(
+        StateEnv *e, const char *status, const char *message, int64_t ended_at, int64_t slot);

@@ -78,8 +78,13 @@ int store_file_new(const char *dir, Store **ret) {
         }
         r = intent_log_open(dir, &f->intent_fd);
         if (r < 0)
-                report_log(LOG_WARNING, "cannot open %s/%s: %s; intents go to %s alone, which is slower", dir,
-                           INTENT_LOG_FILE_NAME, strerror(-r), STATE_FILE_NAME);
+                report_log(
+                        LOG_WARNING,
+                        "cannot open %s/%s: %s; intents go to %s alone, which is slower",
+                        dir,
+                        INTENT_LOG_FILE_NAME,
+                        strerror(-r),
+                        STATE_FILE_NAME);
         *ret = &f->store;
         return 0;
 }

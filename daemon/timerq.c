@@ -100,7 +100,8 @@ static int timerq_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-int timerq_new(sd_event *event, clockid_t clock, const char *description, TimerQueueFunc func, TimerQueue **ret) {
+int timerq_new(
+        sd_event *event, clockid_t clock, const char *description, TimerQueueFunc func, TimerQueue **ret) {
         TimerQueue *q;
         int r;
 

@@ -18,8 +18,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
 #include <systemd/sd-event.h>
+#include <time.h>
 
 #define TIMERQ_NONE UINT32_MAX
 
@@ -32,7 +32,8 @@ typedef struct TimerQueue TimerQueue;
 /* Called for an entry whose time came, after it left the queue. */
 typedef void (*TimerQueueFunc)(void *owner);
 
-int timerq_new(sd_event *event, clockid_t clock, const char *description, TimerQueueFunc func, TimerQueue **ret);
+int timerq_new(
+        sd_event *event, clockid_t clock, const char *description, TimerQueueFunc func, TimerQueue **ret);
 TimerQueue *timerq_free(TimerQueue *q);
 
 /* Queues OWNER for USEC (µs on the queue's clock), or moves its entry there. */

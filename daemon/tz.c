@@ -32,11 +32,11 @@ struct Tz {
         char *name;
         TzType *types;
         size_t n_types;
-        int64_t *at;     /* transition instants, ascending */
-        int64_t *key;    /* at[i] + min(offset before, offset after): wall-time search key */
-        uint16_t *type;  /* type in force from at[i] on */
+        int64_t *at;    /* transition instants, ascending */
+        int64_t *key;   /* at[i] + min(offset before, offset after): wall-time search key */
+        uint16_t *type; /* type in force from at[i] on */
         size_t n_trans;
-        uint16_t type0;  /* type before the first transition */
+        uint16_t type0; /* type before the first transition */
 };
 
 /* A parsed POSIX TZ rule: "CET-1CEST,M3.5.0,M10.5.0/3". */
@@ -353,9 +353,9 @@ static int builder_extend(TzBuilder *b, const TzRule *rule) {
         for (; year <= TZ_MAX_YEAR; year++) {
                 /* The start time is given in standard time, the end in daylight time. */
                 int64_t on = rule_date_day(&rule->start, year) * SEC_PER_DAY + rule->start.time -
-                        rule->std.offset;
-                int64_t off = rule_date_day(&rule->end, year) * SEC_PER_DAY + rule->end.time -
-                        rule->dst.offset;
+                             rule->std.offset;
+                int64_t off =
+                        rule_date_day(&rule->end, year) * SEC_PER_DAY + rule->end.time - rule->dst.offset;
                 int64_t first = on < off ? on : off, second = on < off ? off : on;
                 uint16_t first_type = on < off ? dst : std, second_type = on < off ? std : dst;
 
@@ -421,7 +421,7 @@ static int tzif_header(const uint8_t *p, size_t size, TzifHeader *ret, char *ret
 
 static size_t tzif_block_size(const TzifHeader *h, size_t time_size) {
         return h->timecnt * (time_size + 1) + h->typecnt * 6 + h->charcnt + h->leapcnt * (time_size + 4) +
-                h->isstdcnt + h->isutcnt;
+               h->isstdcnt + h->isutcnt;
 }
 
 static int tzif_read_block(TzBuilder *b, const TzifHeader *h, const uint8_t *p, size_t time_size) {
@@ -535,7 +535,7 @@ int tz_parse(const char *name, const void *data, size_t size, Tz **ret) {
 static int tz_new_utc(const char *name, Tz **ret) {
         /* A TZif v1 image with one type, UTC+0 "UTC", and no transitions. */
         static const uint8_t utc[44 + 6 + 4] = {
-                'T', 'Z', 'i', 'f', [39] = 1 /* typecnt */, [43] = 4 /* charcnt */,
+                'T',        'Z',        'i',        'f', [39] = 1 /* typecnt */, [43] = 4 /* charcnt */,
                 [50] = 'U', [51] = 'T', [52] = 'C',
         };
         return tz_parse(name, utc, sizeof(utc), ret);
@@ -664,8 +664,16 @@ static int format_civil(int64_t wall, char *buf, size_t size, size_t *ret_len) {
         civil_from_seconds(wall, &c);
         if (c.year < 0 || c.year > 9999)
                 return -ERANGE;
-        n = snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d", (int) c.year, c.month, c.day, c.hour,
-                     c.minute, c.second);
+        n = snprintf(
+                buf,
+                size,
+                "%04d-%02d-%02dT%02d:%02d:%02d",
+                (int) c.year,
+                c.month,
+                c.day,
+                c.hour,
+                c.minute,
+                c.second);
         if (n < 0 || (size_t) n >= size)
                 return -ENOBUFS;
         *ret_len = n;
@@ -684,10 +692,17 @@ int tz_format_local(const Tz *tz, int64_t instant, char *buf, size_t size) {
         if (r < 0)
                 return r;
         if (a % 60 != 0) /* local mean times before 1900 */
-                n = snprintf(buf + len, size - len, "%c%02d:%02d:%02d", off < 0 ? '-' : '+', a / 3600,
-                             a / 60 % 60, a % 60);
+                n = snprintf(
+                        buf + len,
+                        size - len,
+                        "%c%02d:%02d:%02d",
+                        off < 0 ? '-' : '+',
+                        a / 3600,
+                        a / 60 % 60,
+                        a % 60);
         else
-                n = snprintf(buf + len, size - len, "%c%02d:%02d", off < 0 ? '-' : '+', a / 3600, a / 60 % 60);
+                n = snprintf(
+                        buf + len, size - len, "%c%02d:%02d", off < 0 ? '-' : '+', a / 3600, a / 60 % 60);
         if (n < 0 || (size_t) n >= size - len)
                 return -ENOBUFS;
         return 0;

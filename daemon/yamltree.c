@@ -22,13 +22,13 @@ struct YamlTree {
         size_t size;
         int fd;
         size_t max_size;
-        char *file_text;   /* TEXT when read from FD */
-        size_t n_read;     /* bytes libyaml has read from FD */
-        int read_error;    /* reading FD failed: -errno, or -EFBIG past MAX_SIZE */
-        Arena arena;       /* the nodes */
-        YamlNode **stack;  /* children of the collections being read, innermost last */
+        char *file_text;  /* TEXT when read from FD */
+        size_t n_read;    /* bytes libyaml has read from FD */
+        int read_error;   /* reading FD failed: -errno, or -EFBIG past MAX_SIZE */
+        Arena arena;      /* the nodes */
+        YamlNode **stack; /* children of the collections being read, innermost last */
         size_t n_stack, stack_allocated;
-        bool streamed;     /* a sequence was streamed already */
+        bool streamed; /* a sequence was streamed already */
         int oom;
 };
 
@@ -149,8 +149,13 @@ static void tree_yaml_error(YamlTree *t, const yaml_parser_t *p) {
         const char *problem = p->problem ? p->problem : "invalid YAML";
 
         if (p->error == YAML_READER_ERROR && t->read_error == -EFBIG) {
-                tree_diag(t, 0, 0, "the file is more than %zu bytes long; a config may be at most %zu bytes",
-                          t->max_size, t->max_size);
+                tree_diag(
+                        t,
+                        0,
+                        0,
+                        "the file is more than %zu bytes long; a config may be at most %zu bytes",
+                        t->max_size,
+                        t->max_size);
                 return;
         }
         if (p->error == YAML_READER_ERROR && t->read_error < 0) {
@@ -159,7 +164,13 @@ static void tree_yaml_error(YamlTree *t, const yaml_parser_t *p) {
         }
         if (p->error == YAML_READER_ERROR) {
                 offset_to_position(t, p->problem_offset, &line, &column);
-                tree_diag(t, line, column, "not valid UTF-8 text: %s (byte offset %zu)", problem, p->problem_offset);
+                tree_diag(
+                        t,
+                        line,
+                        column,
+                        "not valid UTF-8 text: %s (byte offset %zu)",
+                        problem,
+                        p->problem_offset);
                 return;
         }
         line = (unsigned) p->problem_mark.line + 1;
@@ -194,7 +205,8 @@ static int stack_push(YamlTree *t, YamlNode *n) {
         return 0;
 }
 
-static int parse_node_from(YamlTree *t, yaml_parser_t *p, yaml_event_t *event, unsigned depth, YamlNode **ret);
+static int parse_node_from(
+        YamlTree *t, yaml_parser_t *p, yaml_event_t *event, unsigned depth, YamlNode **ret);
 static int parse_root_value(YamlTree *t, yaml_parser_t *p, const YamlNode *key, YamlNode **ret);
 
 /* Reads the next node from the event stream; -EINVAL after a reported
@@ -239,8 +251,10 @@ static int node_from_event(YamlTree *t, const yaml_event_t *ev, unsigned depth, 
                 return scalar_new(t, ev, ret);
         case YAML_MAPPING_START_EVENT:
         case YAML_SEQUENCE_START_EVENT:
-                n = node_new(t, ev->type == YAML_MAPPING_START_EVENT ? YAML_KIND_MAPPING : YAML_KIND_SEQUENCE,
-                             &ev->start_mark);
+                n = node_new(
+                        t,
+                        ev->type == YAML_MAPPING_START_EVENT ? YAML_KIND_MAPPING : YAML_KIND_SEQUENCE,
+                        &ev->start_mark);
                 if (!n)
                         return -ENOMEM;
                 if (depth >= YAML_MAX_DEPTH) {
@@ -250,8 +264,12 @@ static int node_from_event(YamlTree *t, const yaml_event_t *ev, unsigned depth, 
                 *ret = n;
                 return 0;
         case YAML_ALIAS_EVENT:
-                tree_diag(t, (unsigned) ev->start_mark.line + 1, (unsigned) ev->start_mark.column + 1,
-                          "YAML aliases ('*%s') are not supported; write the value out", ev->data.alias.anchor);
+                tree_diag(
+                        t,
+                        (unsigned) ev->start_mark.line + 1,
+                        (unsigned) ev->start_mark.column + 1,
+                        "YAML aliases ('*%s') are not supported; write the value out",
+                        ev->data.alias.anchor);
                 return -EINVAL;
         case YAML_MAPPING_END_EVENT:
         case YAML_SEQUENCE_END_EVENT:
@@ -298,7 +316,8 @@ static int parse_children(YamlTree *t, yaml_parser_t *p, YamlNode *n, unsigned d
 }
 
 /* The node that EVENT (consumed) starts. */
-static int parse_node_from(YamlTree *t, yaml_parser_t *p, yaml_event_t *event, unsigned depth, YamlNode **ret) {
+static int parse_node_from(
+        YamlTree *t, yaml_parser_t *p, yaml_event_t *event, unsigned depth, YamlNode **ret) {
         YamlNode *n = NULL;
         int r;
 
@@ -415,7 +434,8 @@ int yaml_tree_parse(YamlTree *t, const YamlNode **ret_root) {
 
 /* ---- positions ---- */
 
-void yaml_tree_position(YamlTree *t, const YamlNode *value, size_t offset, unsigned *ret_line, unsigned *ret_column) {
+void yaml_tree_position(
+        YamlTree *t, const YamlNode *value, size_t offset, unsigned *ret_line, unsigned *ret_column) {
         const char *src = tree_text(t), *v = value->value;
         size_t i = value->start, end = value->end < t->size ? value->end : t->size, j = 0;
 
@@ -447,7 +467,8 @@ void yaml_tree_position(YamlTree *t, const YamlNode *value, size_t offset, unsig
                                 ;
                 } else if (src[i] == ' ' || src[i] == '\n' || src[i] == '\r' || src[i] == '\t') {
                         /* A line break folded into a space, or indentation. */
-                        while (i < end && (src[i] == ' ' || src[i] == '\n' || src[i] == '\r' || src[i] == '\t'))
+                        while (i < end &&
+                               (src[i] == ' ' || src[i] == '\n' || src[i] == '\r' || src[i] == '\t'))
                                 i++;
                         if (v[j] == ' ' || v[j] == '\n')
                                 j++;
@@ -464,7 +485,8 @@ void yaml_tree_position(YamlTree *t, const YamlNode *value, size_t offset, unsig
 
 /* ---- life ---- */
 
-int yaml_tree_new(const char *text, size_t size, int fd, size_t max_size, const YamlHooks *hooks, YamlTree **ret) {
+int yaml_tree_new(
+        const char *text, size_t size, int fd, size_t max_size, const YamlHooks *hooks, YamlTree **ret) {
         YamlTree *t = calloc(1, sizeof(YamlTree));
 
         if (!t)

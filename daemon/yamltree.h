@@ -29,13 +29,13 @@ typedef enum YamlKind {
 
 typedef struct YamlNode YamlNode;
 struct YamlNode {
-        char *value;           /* SCALAR, NUL-terminated */
-        YamlNode **items;      /* MAPPING: key, value, key, value...; SEQUENCE: items */
+        char *value;      /* SCALAR, NUL-terminated */
+        YamlNode **items; /* MAPPING: key, value, key, value...; SEQUENCE: items */
         size_t n_items;
         unsigned line, column; /* from 1 */
         unsigned start, end;   /* SCALAR: byte offsets of its text in the file */
         YamlKind kind;
-        bool plain;            /* SCALAR written without quotes */
+        bool plain; /* SCALAR written without quotes */
 };
 
 typedef struct YamlHooks {
@@ -61,7 +61,8 @@ typedef struct YamlTree YamlTree;
 /* A tree to be read from the SIZE bytes at TEXT (kept, not copied), or,
  * with TEXT NULL, from FD as it is parsed (FD is the caller's and must stay
  * open while the tree lives). Either is refused past MAX_SIZE bytes. */
-int yaml_tree_new(const char *text, size_t size, int fd, size_t max_size, const YamlHooks *hooks, YamlTree **ret);
+int yaml_tree_new(
+        const char *text, size_t size, int fd, size_t max_size, const YamlHooks *hooks, YamlTree **ret);
 YamlTree *yaml_tree_free(YamlTree *t);
 
 /* Parses the document: *ret_root is its root node, or NULL for an empty
@@ -71,7 +72,8 @@ int yaml_tree_parse(YamlTree *t, const YamlNode **ret_root);
 /* Where byte OFFSET of scalar NODE's value was written in the file: quotes,
  * escapes, block indicators and folded lines accounted for. The node's own
  * position when that cannot be told. */
-void yaml_tree_position(YamlTree *t, const YamlNode *node, size_t offset, unsigned *ret_line, unsigned *ret_column);
+void yaml_tree_position(
+        YamlTree *t, const YamlNode *node, size_t offset, unsigned *ret_line, unsigned *ret_column);
 
 /* "a scalar", "a mapping", "a list": for messages. */
 const char *yaml_kind_to_string(YamlKind k);

@@ -42,14 +42,14 @@
 #define TIME_FORMAT_MAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
 #define PERIOD_TEXT "Only one refresh can be performed during a set period"
 
-#define ZUORA_JOB_INIT                                                                                        \
-        ((ZuoraJob) {                                                                                         \
-                .progress = -1,                                                                               \
-                .create_time = ZUORA_TIME_UNSET,                                                              \
-                .job_start_time = ZUORA_TIME_UNSET,                                                           \
-                .job_end_time = ZUORA_TIME_UNSET,                                                             \
-                .estimated_completion_time = ZUORA_TIME_UNSET,                                                \
-                .scheduled_refresh_time = ZUORA_TIME_UNSET,                                                   \
+#define ZUORA_JOB_INIT                                                                                      \
+        ((ZuoraJob) {                                                                                       \
+                .progress = -1,                                                                             \
+                .create_time = ZUORA_TIME_UNSET,                                                            \
+                .job_start_time = ZUORA_TIME_UNSET,                                                         \
+                .job_end_time = ZUORA_TIME_UNSET,                                                           \
+                .estimated_completion_time = ZUORA_TIME_UNSET,                                              \
+                .scheduled_refresh_time = ZUORA_TIME_UNSET,                                                 \
         })
 
 /* Zuora's answers are three levels deep: what is nested deeper than
@@ -467,7 +467,8 @@ static void text_append_node(TextBuf *t, const JsonNode *v) {
         text_append(t, v->text, v->text_len, /* strip_tags= */ false);
 }
 
-static const JsonNode *json_get_first(const JsonNode *o, const char *const *keys, size_t n_keys, bool number_too) {
+static const JsonNode *json_get_first(
+        const JsonNode *o, const char *const *keys, size_t n_keys, bool number_too) {
         for (size_t i = 0; i < n_keys; i++) {
                 const JsonNode *v = json_get(o, keys[i]);
                 if (v && (v->type == JSON_STRING || (number_too && v->type == JSON_NUMBER)))
@@ -478,7 +479,9 @@ static const JsonNode *json_get_first(const JsonNode *o, const char *const *keys
 
 /* One reason: {"code": 50000040, "message": "…"} gives "… (code 50000040)". */
 static void text_append_reason(TextBuf *t, const JsonNode *o) {
-        static const char *const message_keys[] = { "message", "Message", "errorMessage", "detail", "title" };
+        static const char *const message_keys[] = {
+                "message", "Message", "errorMessage", "detail", "title"
+        };
         static const char *const code_keys[] = { "code", "Code", "errorCode" };
         const JsonNode *message, *code;
 
@@ -549,7 +552,8 @@ static void text_append_error_body(TextBuf *t, const JsonNode *root) {
         description = json_get(root, "error_description");
         if (error && error->type == JSON_OBJECT)
                 text_append_reason(t, error);
-        else if ((error && error->type == JSON_STRING) || (description && description->type == JSON_STRING)) {
+        else if (
+                (error && error->type == JSON_STRING) || (description && description->type == JSON_STRING)) {
                 text_begin_part(t);
                 if (error && error->type == JSON_STRING)
                         text_append_node(t, error);
@@ -639,13 +643,15 @@ ZuoraVerdict zuora_classify(long status, int transport_error, const char *body, 
         case 403:
                 /* Zuora answers 403 both for the refresh period and for a missing
                  * permission; only the body tells them apart. */
-                return mem_contains_ci(body, size, PERIOD_TEXT) ? ZUORA_VERDICT_PERIOD : ZUORA_VERDICT_FORBIDDEN;
+                return mem_contains_ci(body, size, PERIOD_TEXT) ? ZUORA_VERDICT_PERIOD
+                                                                : ZUORA_VERDICT_FORBIDDEN;
         case 404:
                 return ZUORA_VERDICT_NOT_FOUND;
         case 408:
                 return ZUORA_VERDICT_RETRY;
         case 409:
-                return mem_contains_ci(body, size, PERIOD_TEXT) ? ZUORA_VERDICT_PERIOD : ZUORA_VERDICT_FAILED;
+                return mem_contains_ci(body, size, PERIOD_TEXT) ? ZUORA_VERDICT_PERIOD
+                                                                : ZUORA_VERDICT_FAILED;
         case 429:
                 return ZUORA_VERDICT_RATE_LIMITED;
         }
@@ -666,7 +672,8 @@ static bool is_ows(char c) {
         return c == ' ' || c == '\t';
 }
 
-/* S without leading and trailing whitespace (RFC 9110 section 5.5 OWS): its start, and its length in *ret_n. */
+/* S without leading and trailing whitespace (RFC 9110 section 5.5 OWS): its start, and its length in *ret_n.
+ */
 static const char *trimmed(const char *s, size_t *ret_n) {
         size_t n = strlen(s);
 
@@ -704,7 +711,8 @@ static int64_t seconds_until(int64_t t, int64_t now) {
         return d > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : (int64_t) d;
 }
 
-int zuora_retry_after(const char *retry_after, const char *ratelimit_reset, int64_t now, uint64_t *ret_usec) {
+int zuora_retry_after(
+        const char *retry_after, const char *ratelimit_reset, int64_t now, uint64_t *ret_usec) {
         int64_t v, t, delay = -1;
         const char *s;
         size_t n;
@@ -864,7 +872,7 @@ char *zuora_idempotency_key(const char *env_id, int64_t slot) {
 static bool is_unreserved(unsigned char c) {
         /* RFC 3986 §2.3 */
         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '-' || c == '.' ||
-                c == '_' || c == '~';
+               c == '_' || c == '~';
 }
 
 static size_t form_encoded_len(const char *s) {
@@ -979,13 +987,20 @@ char *zuora_answer_text(const ZuoraAnswer *a, char *buf, size_t size) {
         /* What Zuora said first (a 401 from the token endpoint too), then
          * why nothing usable came. */
         if (a->verdict == ZUORA_VERDICT_REAUTH)
-                snprintf(buf, size, "Zuora refused the credentials (401%s%s): check client_id/client_secret",
-                         text ? ": " : "", text ?: "");
+                snprintf(
+                        buf,
+                        size,
+                        "Zuora refused the credentials (401%s%s): check client_id/client_secret",
+                        text ? ": " : "",
+                        text ?: "");
         else if (a->verdict == ZUORA_VERDICT_FORBIDDEN)
-                snprintf(buf, size,
-                         "Zuora answered 403 Forbidden (%s): the OAuth client's user needs the \"Refresh Central "
-                         "Sandbox\" (or \"Refresh Developer Sandbox\") permission",
-                         text ?: "no reason given");
+                snprintf(
+                        buf,
+                        size,
+                        "Zuora answered 403 Forbidden (%s): the OAuth client's user needs the \"Refresh "
+                        "Central "
+                        "Sandbox\" (or \"Refresh Developer Sandbox\") permission",
+                        text ?: "no reason given");
         else if (a->verdict == ZUORA_VERDICT_PERIOD)
                 snprintf(buf, size, "Zuora refused it: %s", text ?: "(no reason)");
         else if (a->verdict == ZUORA_VERDICT_FAILED || a->verdict == ZUORA_VERDICT_NOT_FOUND)
@@ -995,9 +1010,13 @@ char *zuora_answer_text(const ZuoraAnswer *a, char *buf, size_t size) {
         else if (a->transport_error)
                 snprintf(buf, size, "%s", text ?: "transport error");
         else if (a->malformed)
-                snprintf(buf, size, "Zuora answered %ld, but %s", a->status,
-                         a->body_size == 0 ? "with no body"
-                                           : "the body is not a job (not JSON, cut short, or without an id)");
+                snprintf(
+                        buf,
+                        size,
+                        "Zuora answered %ld, but %s",
+                        a->status,
+                        a->body_size == 0 ? "with no body"
+                                          : "the body is not a job (not JSON, cut short, or without an id)");
         else if (a->status > 0)
                 snprintf(buf, size, "Zuora answered %ld%s%s", a->status, text ? ": " : "", text ?: "");
         else

@@ -18,8 +18,8 @@
  * the epoch, ZUORA_TIME_UNSET when absent or null. */
 typedef struct ZuoraJob {
         char *id;
-        char *status;             /* as sent: "IN_PROGRESS"; NULL if absent */
-        int progress;             /* 0..100, -1 when absent */
+        char *status; /* as sent: "IN_PROGRESS"; NULL if absent */
+        int progress; /* 0..100, -1 when absent */
         char *test_environment_id;
         int64_t create_time;
         int64_t job_start_time;
@@ -30,14 +30,14 @@ typedef struct ZuoraJob {
 
 /* What to do with an answer. */
 typedef enum ZuoraVerdict {
-        ZUORA_VERDICT_OK,            /* 2xx with a well-formed body */
-        ZUORA_VERDICT_RETRY,         /* 5xx, transport errors, malformed or truncated JSON */
-        ZUORA_VERDICT_RATE_LIMITED,  /* 429: retry after the delay the server asked for */
-        ZUORA_VERDICT_REAUTH,        /* 401: new token, one retry */
-        ZUORA_VERDICT_PERIOD,        /* 403/409 "Only one refresh can be performed during a set period" */
-        ZUORA_VERDICT_FORBIDDEN,     /* any other 403: a missing permission */
-        ZUORA_VERDICT_NOT_FOUND,     /* 404 */
-        ZUORA_VERDICT_FAILED,        /* 400 and other 4xx: no retry */
+        ZUORA_VERDICT_OK,           /* 2xx with a well-formed body */
+        ZUORA_VERDICT_RETRY,        /* 5xx, transport errors, malformed or truncated JSON */
+        ZUORA_VERDICT_RATE_LIMITED, /* 429: retry after the delay the server asked for */
+        ZUORA_VERDICT_REAUTH,       /* 401: new token, one retry */
+        ZUORA_VERDICT_PERIOD,       /* 403/409 "Only one refresh can be performed during a set period" */
+        ZUORA_VERDICT_FORBIDDEN,    /* any other 403: a missing permission */
+        ZUORA_VERDICT_NOT_FOUND,    /* 404 */
+        ZUORA_VERDICT_FAILED,       /* 400 and other 4xx: no retry */
         _ZUORA_VERDICT_MAX,
         _ZUORA_VERDICT_INVALID = -EINVAL,
 } ZuoraVerdict;
@@ -81,10 +81,10 @@ bool zuora_status_is_terminal(const char *status);
 
 /* How a job ended, by its status. */
 typedef enum ZuoraOutcome {
-        ZUORA_OUTCOME_COMPLETED,  /* the sandbox is refreshed */
+        ZUORA_OUTCOME_COMPLETED, /* the sandbox is refreshed */
         ZUORA_OUTCOME_FAILED,
-        ZUORA_OUTCOME_CANCELED,   /* CANCELED or CANCELLED */
-        ZUORA_OUTCOME_OTHER,      /* a jobEndTime under another status, or none */
+        ZUORA_OUTCOME_CANCELED, /* CANCELED or CANCELLED */
+        ZUORA_OUTCOME_OTHER,    /* a jobEndTime under another status, or none */
         _ZUORA_OUTCOME_MAX,
         _ZUORA_OUTCOME_INVALID = -EINVAL,
 } ZuoraOutcome;
@@ -119,11 +119,11 @@ const char *zuora_verdict_to_string(ZuoraVerdict v);
 
 /* The API's resources refreshd uses. */
 typedef enum ZuoraEndpoint {
-        ZUORA_ENDPOINT_TOKEN,        /* /oauth/token */
-        ZUORA_ENDPOINT_ENVIRONMENT,  /* /test-environments/{id} */
-        ZUORA_ENDPOINT_JOBS,         /* /test-environments/{id}/jobs */
-        ZUORA_ENDPOINT_JOB,          /* /test-environments/{id}/jobs/{job} */
-        ZUORA_ENDPOINT_JOB_ACTIONS,  /* /test-environments/{id}/jobs/{job}/actions */
+        ZUORA_ENDPOINT_TOKEN,       /* /oauth/token */
+        ZUORA_ENDPOINT_ENVIRONMENT, /* /test-environments/{id} */
+        ZUORA_ENDPOINT_JOBS,        /* /test-environments/{id}/jobs */
+        ZUORA_ENDPOINT_JOB,         /* /test-environments/{id}/jobs/{job} */
+        ZUORA_ENDPOINT_JOB_ACTIONS, /* /test-environments/{id}/jobs/{job}/actions */
         _ZUORA_ENDPOINT_MAX,
         _ZUORA_ENDPOINT_INVALID = -EINVAL,
 } ZuoraEndpoint;
@@ -145,7 +145,7 @@ typedef struct ZuoraAnswer {
         bool token_failed;    /* no request was sent: the token could not be had */
         bool malformed;       /* a 2xx whose body is not what was asked */
         size_t body_size;
-        const char *text;     /* Zuora's reason or the transport's words; may be NULL */
+        const char *text; /* Zuora's reason or the transport's words; may be NULL */
 } ZuoraAnswer;
 
 /* Into BUF (SIZE bytes): "Zuora refused the credentials (401): check

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-    meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+    meson ninja-build pkg-config gcc clang clang-format libclang-rt-14-dev
     libcurl4-openssl-dev libyaml-dev libsystemd-dev libyajl-dev libcmocka-dev
     python3 tzdata openssl scdoc man-db groff-base valgrind
 )
