@@ -464,21 +464,28 @@ static int call_start(ClientCall *call) {
         return token_fetch(cl);
 }
 
+ZuoraAnswer client_result_answer(const ClientResult *result, bool malformed) {
+        const HttpResponse *resp = result->response;
+
+        return (ZuoraAnswer) {
+                .verdict = malformed ? ZUORA_VERDICT_RETRY : result->verdict,
+                .status = resp->status,
+                .transport_error = resp->error < 0,
+                .token_failed = result->token_failed,
+                .malformed = malformed,
+                .body_size = resp->body_size,
+                .text = result->zuora_text,
+        };
+}
+
 int client_call(
-        Client *cl,
-        HttpMethod method,
-        const char *url,
-        const char *body,
-        const char *idempotency_key,
-        const char *track_id,
-        ClientDoneFunc done,
-        void *userdata,
-        ClientCall **ret) {
+        Client *cl, const ClientRequest *req, ClientDoneFunc done, void *userdata, ClientCall **ret) {
+        const char *body = req->body, *idempotency_key = req->idempotency_key;
         ClientCall *call;
         int r;
 
         /* Credentials go to base_url's origin and nowhere else. */
-        if (!client_url_is_ours(cl, url))
+        if (!client_url_is_ours(cl, req->url))
                 return -EPERM;
 
         call = calloc(1, sizeof(ClientCall));
@@ -486,15 +493,15 @@ int client_call(
                 return -ENOMEM;
         *call = (ClientCall) {
                 .client = cl,
-                .method = method,
-                .url = strdup(url),
+                .method = req->method,
+                .url = strdup(req->url),
                 .body = body ? strdup(body) : NULL,
                 .idempotency_key = idempotency_key ? strdup(idempotency_key) : NULL,
                 .done = done,
                 .userdata = userdata,
         };
-        if (track_id)
-                snprintf(call->track_id, sizeof(call->track_id), "%s", track_id);
+        if (req->track_id)
+                snprintf(call->track_id, sizeof(call->track_id), "%s", req->track_id);
         LIST_APPEND(calls, &cl->calls, call);
         if (!call->url || (body && !call->body) || (idempotency_key && !call->idempotency_key)) {
                 call_free(call);

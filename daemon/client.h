@@ -31,6 +31,10 @@ typedef struct ClientResult {
 
 typedef void (*ClientDoneFunc)(const ClientResult *result, void *userdata);
 
+/* What the operator is told about RESULT (in zuora_answer_text()'s words);
+ * MALFORMED: a 2xx whose body is not what was asked. */
+ZuoraAnswer client_result_answer(const ClientResult *result, bool malformed);
+
 /* Takes ownership of SECRET. C must outlive the client or be replaced
  * through client_reconfigure(). */
 int client_new(sd_event *event, const Config *c, Secret *secret, Client **ret);
@@ -39,20 +43,20 @@ Client *client_free(Client *cl);
 /* New config and secret (ownership taken): drops the cached token. */
 int client_reconfigure(Client *cl, const Config *c, Secret *secret);
 
-/* Sends METHOD to URL (absolute, on base_url's origin) with an optional JSON
- * BODY and IDEMPOTENCY_KEY. TRACK_ID (may be NULL: a fresh one) is used for
- * the first attempt. *ret (may be NULL) is valid until DONE runs or
- * client_cancel(). -EPERM for a URL on another origin. */
-int client_call(
-        Client *cl,
-        HttpMethod method,
-        const char *url,
-        const char *body,
-        const char *idempotency_key,
-        const char *track_id,
-        ClientDoneFunc done,
-        void *userdata,
-        ClientCall **ret);
+/* What to send. The strings are copied. */
+typedef struct ClientRequest {
+        HttpMethod method;
+        const char *url;             /* absolute, on base_url's origin */
+        const char *body;            /* JSON, or NULL */
+        const char *idempotency_key; /* or NULL */
+        const char *track_id;        /* the first attempt's Zuora-Track-Id, or NULL: a fresh one */
+} ClientRequest;
+
+#define CLIENT_GET(u) (&(ClientRequest) { .method = HTTP_METHOD_GET, .url = (u) })
+
+/* Sends REQ; DONE runs with the answer. *ret (may be NULL) is valid until
+ * DONE runs or client_cancel(). -EPERM for a URL on another origin. */
+int client_call(Client *cl, const ClientRequest *req, ClientDoneFunc done, void *userdata, ClientCall **ret);
 
 void client_cancel(ClientCall *call);
 

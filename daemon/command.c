@@ -29,14 +29,13 @@ typedef struct SyncCall {
         char *body;
         size_t body_size;
         char *location;
-        char *text;
+        char reason[700]; /* what went wrong, in the daemon's words */
         char track_id[ZUORA_TRACK_ID_MAX];
 } SyncCall;
 
 static void sync_call_done(SyncCall *s) {
         free(s->body);
         free(s->location);
-        free(s->text);
         *s = (SyncCall) {};
 }
 
@@ -55,7 +54,8 @@ static void sync_on_done(const ClientResult *r, void *userdata) {
                 s->body_size = r->response->body_size;
         }
         s->location = r->response->location ? strdup(r->response->location) : NULL;
-        s->text = r->zuora_text ? strdup(r->zuora_text) : NULL;
+        ZuoraAnswer a = client_result_answer(r, /* malformed= */ false);
+        (void) zuora_answer_text(&a, s->reason, sizeof(s->reason));
         snprintf(s->track_id, sizeof(s->track_id), "%s", r->track_id ? r->track_id : "");
 }
 
@@ -76,7 +76,12 @@ static int sync_call(Session *s, HttpMethod method, const char *url, const char 
         int r;
 
         *out = (SyncCall) {};
-        r = client_call(s->client, method, url, body, NULL, NULL, sync_on_done, out, NULL);
+        r = client_call(
+                s->client,
+                &(ClientRequest) { .method = method, .url = url, .body = body },
+                sync_on_done,
+                out,
+                NULL);
         if (r < 0)
                 return r;
         while (!out->done) {
@@ -118,20 +123,6 @@ static int sync_sleep(Session *s, uint64_t usec) {
         while (r >= 0 && !done)
                 r = sd_event_run(s->event, UINT64_MAX);
         return r < 0 ? r : 0;
-}
-
-/* Why a call did not give what was asked, in the daemon's words. */
-static const char *sync_reason(const SyncCall *c, char *buf, size_t size) {
-        ZuoraAnswer a = {
-                .verdict = c->verdict,
-                .status = c->status,
-                .transport_error = c->error < 0,
-                .token_failed = c->token_failed,
-                .body_size = c->body_size,
-                .text = c->text,
-        };
-
-        return zuora_answer_text(&a, buf, size);
 }
 
 static int session_open(Session *s, const char *config_path, const char *env_name) {
@@ -181,7 +172,7 @@ static int newest_running(Session *s, ZuoraJob *ret, char *why, size_t why_size)
         if (r < 0)
                 return r;
         if (c.verdict != ZUORA_VERDICT_OK || zuora_parse_job_list(c.body, c.body_size, &jobs, &n) < 0) {
-                sync_reason(&c, why, why_size);
+                snprintf(why, why_size, "%s", c.reason);
                 return -EIO;
         }
         for (size_t i = 0; i < n; i++)
@@ -198,20 +189,29 @@ static int newest_running(Session *s, ZuoraJob *ret, char *why, size_t why_size)
         return 1;
 }
 
-/* The start of `refresh` and `cancel`: a session for ENV_NAME, and its
- * running job looked for (1 with it in *RET, 0 when none runs, < 0 when
- * the list could not be read: WHY says why). -ECANCELED when the session
- * could not be opened (the reason was printed). */
-static int session_open_running(
-        Session *s,
-        const char *config_path,
-        const char *env_name,
-        ZuoraJob *ret,
-        char *why,
-        size_t why_size) {
-        if (session_open(s, config_path, env_name) < 0)
+/* What `refresh` and `cancel` work with: a session for one environment,
+ * the running job looked for, the last call. */
+typedef struct EnvCommand {
+        Session s;
+        SyncCall c;
+        ZuoraJob running;
+        char why[700]; /* why the list could not be read */
+} EnvCommand;
+
+static void env_command_done(EnvCommand *x) {
+        zuora_job_done(&x->running);
+        sync_call_done(&x->c);
+        session_done(&x->s);
+}
+
+/* Opens a session for ENV_NAME and looks for its running job: 1 with it in
+ * X->running, 0 when none runs, < 0 when the list could not be read
+ * (X->why says why). -ECANCELED when the session could not be opened (the
+ * reason was printed). */
+static int env_command_open(EnvCommand *x, const char *config_path, const char *env_name) {
+        if (session_open(&x->s, config_path, env_name) < 0)
                 return -ECANCELED;
-        return newest_running(s, ret, why, why_size);
+        return newest_running(&x->s, &x->running, x->why, sizeof(x->why));
 }
 
 /* ---- refresh ---- */
@@ -277,59 +277,55 @@ static int refresh_wait(Session *s, const char *polling_url, const char *job_id)
 }
 
 int command_refresh(const char *config_path, const char *env_name, bool wait) {
-        _cleanup_(session_done) Session s = {};
-        _cleanup_(sync_call_done) SyncCall c = {};
+        _cleanup_(env_command_done) EnvCommand x = {};
         _cleanup_free_ char *body = NULL, *polling = NULL;
-        ZuoraJob running = {}, job = {};
-        char why[700];
+        ZuoraJob job = {};
         int r;
 
         /* Same rule as the daemon: a job that has not ended covers this. */
-        r = session_open_running(&s, config_path, env_name, &running, why, sizeof(why));
+        r = env_command_open(&x, config_path, env_name);
         if (r == -ECANCELED)
                 return EXIT_FAILURE;
         if (r > 0) {
                 fprintf(stderr,
                         "refreshd: environment '%s' already has a running job: %s (%s)\n",
                         env_name,
-                        running.id,
-                        running.status ? running.status : "status unknown");
-                zuora_job_done(&running);
+                        x.running.id,
+                        x.running.status ? x.running.status : "status unknown");
                 return EXIT_FAILURE;
         }
         if (r < 0)
                 fprintf(stderr,
                         "refreshd: cannot list the jobs of '%s' (%s); submitting anyway\n",
                         env_name,
-                        r == -EIO ? why : strerror(-r));
+                        r == -EIO ? x.why : strerror(-r));
 
         body = zuora_job_request_body(ZUORA_TIME_UNSET);
         if (!body)
                 return EXIT_FAILURE;
-        r = sync_call_env(&s, HTTP_METHOD_POST, ZUORA_ENDPOINT_JOBS, s.env, NULL, body, &c);
+        r = sync_call_env(&x.s, HTTP_METHOD_POST, ZUORA_ENDPOINT_JOBS, x.s.env, NULL, body, &x.c);
         if (r < 0) {
                 fprintf(stderr, "refreshd: %s\n", strerror(-r));
                 return EXIT_FAILURE;
         }
-        if (c.verdict != ZUORA_VERDICT_OK || zuora_parse_job(c.body, c.body_size, &job) < 0) {
+        if (x.c.verdict != ZUORA_VERDICT_OK || zuora_parse_job(x.c.body, x.c.body_size, &job) < 0) {
                 fprintf(stderr,
                         "refreshd: the refresh of '%s' was not submitted: %s (Zuora-Track-Id %s)\n",
                         env_name,
-                        c.verdict == ZUORA_VERDICT_OK ? "the answer is not a job"
-                                                      : sync_reason(&c, why, sizeof(why)),
-                        c.track_id);
+                        x.c.verdict == ZUORA_VERDICT_OK ? "the answer is not a job" : x.c.reason,
+                        x.c.track_id);
                 return EXIT_FAILURE;
         }
-        r = c.location ? client_resolve(s.client, c.location, &polling) : -ENOENT;
+        r = x.c.location ? client_resolve(x.s.client, x.c.location, &polling) : -ENOENT;
         if (r == -EPERM) {
                 fprintf(stderr, "refreshd: ignoring Location '%s': it points away from base_url\n", polling);
                 polling = mfree(polling);
         }
         if (!polling)
-                polling = client_url(s.client, ZUORA_ENDPOINT_JOB, s.env->id, job.id);
+                polling = client_url(x.s.client, ZUORA_ENDPOINT_JOB, x.s.env->id, job.id);
         printf("%s\n%s\n", job.id, polling ? polling : "");
         fflush(stdout);
-        r = wait && polling ? refresh_wait(&s, polling, job.id) : EXIT_SUCCESS;
+        r = wait && polling ? refresh_wait(&x.s, polling, job.id) : EXIT_SUCCESS;
         zuora_job_done(&job);
         return r < 0 ? EXIT_FAILURE : r;
 }
@@ -337,40 +333,40 @@ int command_refresh(const char *config_path, const char *env_name, bool wait) {
 /* ---- cancel ---- */
 
 int command_cancel(const char *config_path, const char *env_name) {
-        _cleanup_(session_done) Session s = {};
-        _cleanup_(sync_call_done) SyncCall c = {};
-        ZuoraJob running = {}, job = {};
-        char why[700];
+        _cleanup_(env_command_done) EnvCommand x = {};
+        ZuoraJob job = {};
         int r;
 
-        r = session_open_running(&s, config_path, env_name, &running, why, sizeof(why));
+        r = env_command_open(&x, config_path, env_name);
         if (r == -ECANCELED)
                 return EXIT_FAILURE;
         if (r <= 0) {
                 fprintf(stderr,
                         "refreshd: %s\n",
                         r == 0      ? "no running job to cancel"
-                        : r == -EIO ? why
+                        : r == -EIO ? x.why
                                     : strerror(-r));
                 return EXIT_FAILURE;
         }
         r = sync_call_env(
-                &s, HTTP_METHOD_POST, ZUORA_ENDPOINT_JOB_ACTIONS, s.env, running.id, ZUORA_CANCEL_BODY, &c);
+                &x.s,
+                HTTP_METHOD_POST,
+                ZUORA_ENDPOINT_JOB_ACTIONS,
+                x.s.env,
+                x.running.id,
+                ZUORA_CANCEL_BODY,
+                &x.c);
         if (r < 0)
                 fprintf(stderr, "refreshd: %s\n", strerror(-r));
-        else if (c.verdict != ZUORA_VERDICT_OK)
+        else if (x.c.verdict != ZUORA_VERDICT_OK)
                 /* Zuora allows it only before the refresh reaches its reset stage, and says so. */
-                fprintf(stderr,
-                        "refreshd: job %s was not cancelled: %s\n",
-                        running.id,
-                        sync_reason(&c, why, sizeof(why)));
-        else if (zuora_parse_job(c.body, c.body_size, &job) >= 0)
+                fprintf(stderr, "refreshd: job %s was not cancelled: %s\n", x.running.id, x.c.reason);
+        else if (zuora_parse_job(x.c.body, x.c.body_size, &job) >= 0)
                 printf("job %s: %s\n", job.id, job.status ? job.status : "cancel requested");
         else
-                printf("job %s: cancel requested\n", running.id);
+                printf("job %s: cancel requested\n", x.running.id);
         zuora_job_done(&job);
-        zuora_job_done(&running);
-        return r < 0 || c.verdict != ZUORA_VERDICT_OK ? EXIT_FAILURE : EXIT_SUCCESS;
+        return r < 0 || x.c.verdict != ZUORA_VERDICT_OK ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 /* ---- check --online ---- */
@@ -378,7 +374,6 @@ int command_cancel(const char *config_path, const char *env_name) {
 int command_check_online(const char *config_path) {
         _cleanup_(session_done) Session s = {};
         unsigned failed = 0;
-        char why[700];
 
         if (session_open(&s, config_path, NULL) < 0)
                 return EXIT_FAILURE;
@@ -401,7 +396,7 @@ int command_check_online(const char *config_path) {
                         printf("%s: error: %s\n",
                                e->name,
                                c.verdict == ZUORA_VERDICT_OK ? "the answer is not a test environment"
-                                                             : sync_reason(&c, why, sizeof(why)));
+                                                             : c.reason);
                         failed++;
                         if (c.token_failed || c.verdict == ZUORA_VERDICT_REAUTH)
                                 break; /* the same for every environment */
@@ -462,6 +457,30 @@ static void put_key_time(JsonWriter *w, const char *key, const EnvConfig *e, int
         put_local_time(w, t, e->tz);
 }
 
+/* {"environments": [...]}: one object per environment of C, its identity
+ * first and then what PUT adds, on standard output. */
+static int print_environments_json(
+        const Config *c, void (*put)(JsonWriter *w, const EnvConfig *e, void *userdata), void *userdata) {
+        _cleanup_(json_writer_done) JsonWriter w = {};
+        int r;
+
+        r = json_writer_init(&w, /* beautify= */ false, NULL, NULL);
+        if (r < 0)
+                return r;
+        json_put_open(&w);
+        json_put_string(&w, "environments");
+        json_put_array_open(&w);
+        for (size_t i = 0; i < c->n_envs; i++) {
+                json_put_open(&w);
+                put_env_identity(&w, &c->envs[i]);
+                put(&w, &c->envs[i], userdata);
+                json_put_close(&w);
+        }
+        json_put_array_close(&w);
+        json_put_close(&w);
+        return json_print(&w);
+}
+
 /* ---- check ---- */
 
 static int check_print_text(const Config *c, int64_t from, unsigned next) {
@@ -499,32 +518,24 @@ static void check_put_times(JsonWriter *w, const EnvConfig *e, const int64_t *ti
         json_put_array_close(w);
 }
 
+typedef struct CheckTimes {
+        int64_t from;
+        unsigned next;
+} CheckTimes;
+
+static void check_put_env(JsonWriter *w, const EnvConfig *e, void *userdata) {
+        const CheckTimes *ct = userdata;
+        int64_t times[1000];
+        unsigned n = 0;
+
+        for (int64_t t = ct->from; n < ct->next && cron_next(e->cron, e->tz, t, &t) >= 0; n++)
+                times[n] = t;
+        check_put_times(w, e, times, n, /* utc= */ false);
+        check_put_times(w, e, times, n, /* utc= */ true);
+}
+
 static int check_print_json(const Config *c, int64_t from, unsigned next) {
-        _cleanup_(json_writer_done) JsonWriter w = {};
-        int r;
-
-        r = json_writer_init(&w, /* beautify= */ false, NULL, NULL);
-        if (r < 0)
-                return r;
-        json_put_open(&w);
-        json_put_string(&w, "environments");
-        json_put_array_open(&w);
-        for (size_t i = 0; i < c->n_envs; i++) {
-                const EnvConfig *e = &c->envs[i];
-                int64_t times[1000];
-                unsigned n = 0;
-
-                for (int64_t t = from; n < next && cron_next(e->cron, e->tz, t, &t) >= 0; n++)
-                        times[n] = t;
-                json_put_open(&w);
-                put_env_identity(&w, e);
-                check_put_times(&w, e, times, n, /* utc= */ false);
-                check_put_times(&w, e, times, n, /* utc= */ true);
-                json_put_close(&w);
-        }
-        json_put_array_close(&w);
-        json_put_close(&w);
-        return json_print(&w);
+        return print_environments_json(c, check_put_env, &(CheckTimes) { from, next });
 }
 
 int command_check(const char *config_path, int64_t from, unsigned next, bool json, bool online) {
@@ -576,35 +587,27 @@ static StateEnv *status_entry(State *state, const EnvConfig *e) {
         return st && st->id && strcmp(st->id, e->id) != 0 ? NULL : st;
 }
 
+typedef struct StatusContext {
+        State *state;
+        int64_t now;
+} StatusContext;
+
+static void status_put_env(JsonWriter *w, const EnvConfig *e, void *userdata) {
+        const StatusContext *sc = userdata;
+        StateEnv *st = status_entry(sc->state, e);
+
+        put_key_time(w, "next_slot", e, next_slot(e, st, sc->now));
+        put_key_time(w, "last_slot", e, st ? st->last_slot : STATE_TIME_UNSET);
+        json_put_string(w, "job");
+        state_write_job(w, st ? st->job : NULL, put_local_time, e->tz);
+        json_put_string(w, "last_job");
+        state_write_last_job(w, st ? st->last_job : NULL, put_local_time, e->tz);
+        put_key_time(w, "zuora_last_refresh", e, st ? st->zuora_last_refresh : STATE_TIME_UNSET);
+        put_key_time(w, "zuora_next_refresh", e, st ? st->zuora_next_refresh : STATE_TIME_UNSET);
+}
+
 static int status_json(const Config *c, State *state, int64_t now) {
-        _cleanup_(json_writer_done) JsonWriter w = {};
-        int r;
-
-        r = json_writer_init(&w, /* beautify= */ false, NULL, NULL);
-        if (r < 0)
-                return r;
-        json_put_open(&w);
-        json_put_string(&w, "environments");
-        json_put_array_open(&w);
-        for (size_t i = 0; i < c->n_envs; i++) {
-                const EnvConfig *e = &c->envs[i];
-                StateEnv *st = status_entry(state, e);
-
-                json_put_open(&w);
-                put_env_identity(&w, e);
-                put_key_time(&w, "next_slot", e, next_slot(e, st, now));
-                put_key_time(&w, "last_slot", e, st ? st->last_slot : STATE_TIME_UNSET);
-                json_put_string(&w, "job");
-                state_write_job(&w, st ? st->job : NULL, put_local_time, e->tz);
-                json_put_string(&w, "last_job");
-                state_write_last_job(&w, st ? st->last_job : NULL, put_local_time, e->tz);
-                put_key_time(&w, "zuora_last_refresh", e, st ? st->zuora_last_refresh : STATE_TIME_UNSET);
-                put_key_time(&w, "zuora_next_refresh", e, st ? st->zuora_next_refresh : STATE_TIME_UNSET);
-                json_put_close(&w);
-        }
-        json_put_array_close(&w);
-        json_put_close(&w);
-        return json_print(&w);
+        return print_environments_json(c, status_put_env, &(StatusContext) { state, now });
 }
 
 static const char *local(const EnvConfig *e, int64_t t, char buf[static TZ_ISO_MAX]) {

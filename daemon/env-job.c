@@ -152,8 +152,7 @@ void env_poll(Env *e) {
         StateJob *j = env_st(e)->job;
         int r;
 
-        r = e->host->ops->call(
-                e->host, HTTP_METHOD_GET, j->polling_url, NULL, NULL, NULL, env_on_polled, e, &e->call);
+        r = e->host->ops->call(e->host, CLIENT_GET(j->polling_url), env_on_polled, e, &e->call);
         if (r == -EPERM) {
                 /* A polling URL away from base_url (a state file from another
                  * config): never send the token there; use the usual address. */
@@ -170,8 +169,7 @@ void env_poll(Env *e) {
                         free(j->polling_url);
                         j->polling_url = url;
                         env_save_later(e);
-                        r = e->host->ops->call(
-                                e->host, HTTP_METHOD_GET, url, NULL, NULL, NULL, env_on_polled, e, &e->call);
+                        r = e->host->ops->call(e->host, CLIENT_GET(url), env_on_polled, e, &e->call);
                 }
         }
         if (r < 0) {

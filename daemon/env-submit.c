@@ -26,17 +26,14 @@ void env_enter_submitting(Env *e) {
                 zuora_job_request_body(e->ec->submit_ahead > 0 ? e->slot : ZUORA_TIME_UNSET);
         int r;
 
-        r = url && key && body ? e->host->ops->call(
-                                         e->host,
-                                         HTTP_METHOD_POST,
-                                         url,
-                                         body,
-                                         key,
-                                         st->intent_track_id,
-                                         env_on_submitted,
-                                         e,
-                                         &e->call)
-                               : -ENOMEM;
+        ClientRequest req = {
+                .method = HTTP_METHOD_POST,
+                .url = url,
+                .body = body,
+                .idempotency_key = key,
+                .track_id = st->intent_track_id,
+        };
+        r = url && key && body ? e->host->ops->call(e->host, &req, env_on_submitted, e, &e->call) : -ENOMEM;
         if (r < 0)
                 env_retry(e, UINT64_MAX, REPORT_UNSET, NULL, strerror(-r));
 }
@@ -77,23 +74,16 @@ static void env_on_submitted(const ClientResult *res, void *userdata) {
         const HttpResponse *resp = res->response;
         ReportFields f = env_fields(e, e->slot);
         ZuoraJob job = {};
-        ZuoraAnswer a = {
-                .verdict = res->verdict,
-                .status = resp->status,
-                .transport_error = resp->error < 0,
-                .token_failed = res->token_failed,
-                .body_size = resp->body_size,
-                .text = res->zuora_text,
-        };
         char msg[800];
 
         e->call = NULL;
         f.track_id = res->track_id;
         f.http_status = resp->status > 0 ? resp->status : REPORT_UNSET;
-        if (a.verdict == ZUORA_VERDICT_OK && zuora_parse_job(resp->body, resp->body_size, &job) < 0) {
-                a.verdict = ZUORA_VERDICT_RETRY; /* a 2xx we cannot read: the job may exist */
-                a.malformed = true;
-        }
+        /* A 2xx we cannot read is a retry: the job may exist. */
+        ZuoraAnswer a = client_result_answer(
+                res,
+                /* malformed= */ res->verdict == ZUORA_VERDICT_OK &&
+                        zuora_parse_job(resp->body, resp->body_size, &job) < 0);
 
         switch (a.verdict) {
         case ZUORA_VERDICT_OK:

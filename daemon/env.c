@@ -84,7 +84,7 @@ static int env_get(Env *e, ZuoraEndpoint endpoint, ClientDoneFunc done, ClientCa
 
         if (!url)
                 return -ENOMEM;
-        return e->host->ops->call(e->host, HTTP_METHOD_GET, url, NULL, NULL, NULL, done, e, ret);
+        return e->host->ops->call(e->host, CLIENT_GET(url), done, e, ret);
 }
 
 static void env_cancel(Env *e, ClientCall **call) {

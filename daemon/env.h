@@ -61,15 +61,7 @@ typedef struct EnvHostOps {
         void (*timer_disarm)(EnvHost *h, EnvTimer t, TimerQueueIndex *index);
         /* Zuora, as client_call(), client_cancel(), client_url() and client_resolve(). */
         int (*call)(
-                EnvHost *h,
-                HttpMethod method,
-                const char *url,
-                const char *body,
-                const char *idempotency_key,
-                const char *track_id,
-                ClientDoneFunc done,
-                void *userdata,
-                ClientCall **ret);
+                EnvHost *h, const ClientRequest *req, ClientDoneFunc done, void *userdata, ClientCall **ret);
         void (*cancel)(EnvHost *h, ClientCall *call);
         char *(*url)(EnvHost *h, ZuoraEndpoint endpoint, const char *env_id, const char *job_id);
         int (*resolve)(EnvHost *h, const char *location, char **ret_url);

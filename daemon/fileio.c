@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -7,6 +8,25 @@
 
 #include "fileio.h"
 #include "macro.h"
+
+int open_regular(int dirfd, const char *path, int flags, mode_t mode, struct stat *ret_st) {
+        _cleanup_(closep) int fd = -EBADF;
+        struct stat st;
+
+        /* O_NONBLOCK: a FIFO would block the open itself; it is dropped after. */
+        fd = openat(dirfd, path, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, mode);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+                return -errno;
+        if (ret_st)
+                *ret_st = st;
+        return TAKE_FD(fd);
+}
 
 int read_full(int fd, void *buf, size_t size, size_t *ret_n) {
         size_t got = 0;
@@ -70,9 +90,10 @@ int read_all(int fd, size_t max, char **ret, size_t *ret_size) {
         return 0;
 }
 
-int write_all(int fd, const void *buf, size_t size) {
+/* write(), or pwrite() at OFFSET when it is not negative, until all is written. */
+static int write_loop(int fd, const void *buf, size_t size, off_t offset) {
         while (size > 0) {
-                ssize_t n = write(fd, buf, size);
+                ssize_t n = offset < 0 ? write(fd, buf, size) : pwrite(fd, buf, size, offset);
 
                 if (n < 0) {
                         if (errno == EINTR)
@@ -83,24 +104,16 @@ int write_all(int fd, const void *buf, size_t size) {
                         return -EIO;
                 buf = (const uint8_t *) buf + n;
                 size -= (size_t) n;
+                if (offset >= 0)
+                        offset += n;
         }
         return 0;
 }
 
-int pwrite_all(int fd, const void *buf, size_t size, off_t offset) {
-        while (size > 0) {
-                ssize_t n = pwrite(fd, buf, size, offset);
+int write_all(int fd, const void *buf, size_t size) {
+        return write_loop(fd, buf, size, -1);
+}
 
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        return -EIO;
-                buf = (const uint8_t *) buf + n;
-                size -= (size_t) n;
-                offset += n;
-        }
-        return 0;
+int pwrite_all(int fd, const void *buf, size_t size, off_t offset) {
+        return offset < 0 ? -EINVAL : write_loop(fd, buf, size, offset);
 }

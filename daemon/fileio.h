@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* Reads up to SIZE bytes into BUF, stopping early only at the end of the
@@ -16,6 +17,12 @@ int read_full(int fd, void *buf, size_t size, size_t *ret_n);
  * bytes. -EFBIG when it holds more than MAX bytes (a regular file larger
  * than that is refused before it is read). */
 int read_all(int fd, size_t max, char **ret, size_t *ret_size);
+
+/* Opens PATH (relative to DIRFD, or AT_FDCWD) with FLAGS (O_CLOEXEC and
+ * O_NOCTTY added; MODE when it creates it) as a regular file: anything else
+ * (a FIFO, a directory, a device) is refused with -EBADFD, without blocking
+ * on it. Its status in *ret_st (may be NULL). */
+int open_regular(int dirfd, const char *path, int flags, mode_t mode, struct stat *ret_st);
 
 /* Writes the SIZE bytes at BUF; -EIO if the file takes none. */
 int write_all(int fd, const void *buf, size_t size);

@@ -157,13 +157,9 @@ int intent_log_open(const char *dir, int *ret_fd) {
         dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0)
                 return -errno;
-        fd = openat(dirfd, INTENT_LOG_FILE_NAME, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+        fd = open_regular(dirfd, INTENT_LOG_FILE_NAME, O_RDWR | O_CREAT | O_NOFOLLOW, 0600, &st);
         if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
+                return fd;
         if (st.st_size < LOG_SIZE) {
                 /* A partial record at the end is rewritten too: it is damage. */
                 r = fill(fd, dirfd, st.st_size / INTENT_LOG_RECORD_SIZE * INTENT_LOG_RECORD_SIZE);
@@ -241,13 +237,9 @@ int intent_log_replay(
         assert(apply);
         if (asprintf(&path, "%s/%s", dir, INTENT_LOG_FILE_NAME) < 0)
                 return -ENOMEM;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        fd = open_regular(AT_FDCWD, path, O_RDONLY, 0, &st);
         if (fd < 0)
-                return errno == ENOENT ? 0 : -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
+                return fd == -ENOENT ? 0 : fd;
         chunk = malloc(READ_CHUNK * INTENT_LOG_RECORD_SIZE);
         if (!chunk)
                 return -ENOMEM;

@@ -561,17 +561,8 @@ static void host_timer_disarm(EnvHost *h, EnvTimer t, TimerQueueIndex *index) {
 }
 
 static int host_call(
-        EnvHost *h,
-        HttpMethod method,
-        const char *url,
-        const char *body,
-        const char *idempotency_key,
-        const char *track_id,
-        ClientDoneFunc done,
-        void *userdata,
-        ClientCall **ret) {
-        return client_call(
-                host_manager(h)->client, method, url, body, idempotency_key, track_id, done, userdata, ret);
+        EnvHost *h, const ClientRequest *req, ClientDoneFunc done, void *userdata, ClientCall **ret) {
+        return client_call(host_manager(h)->client, req, done, userdata, ret);
 }
 
 static void host_cancel(EnvHost *h, ClientCall *call) {

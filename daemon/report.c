@@ -470,39 +470,28 @@ static const char *local(const EnvConfig *ec, int64_t t, char buf[static TZ_ISO_
 #define LOCAL(ec, t) local(ec, t, (char[TZ_ISO_MAX]) {})
 
 void report_slot_due(const EnvConfig *ec, const ReportFields *f, ReportDue why) {
+        const char *slot = LOCAL(ec, f->slot);
+        char what[200];
+
         switch (why) {
         case REPORT_DUE_SLOT:
-                report_event(
-                        REFRESHD_MESSAGE_SLOT_FIRED,
-                        LOG_INFO,
-                        f,
-                        "Environment '%s': slot %s is due",
-                        ec->name,
-                        LOCAL(ec, f->slot));
-                return;
+                snprintf(what, sizeof(what), "slot %s is due", slot);
+                break;
         case REPORT_DUE_CATCH_UP:
-                report_event(
-                        REFRESHD_MESSAGE_SLOT_FIRED,
-                        LOG_INFO,
-                        f,
-                        "Environment '%s': catching up the slot %s missed while refreshd was not running",
-                        ec->name,
-                        LOCAL(ec, f->slot));
-                return;
+                snprintf(
+                        what,
+                        sizeof(what),
+                        "catching up the slot %s missed while refreshd was not running",
+                        slot);
+                break;
         case REPORT_DUE_CLOCK_JUMPED:
-                report_event(
-                        REFRESHD_MESSAGE_SLOT_FIRED,
-                        LOG_INFO,
-                        f,
-                        "Environment '%s': the clock jumped past the slot %s",
-                        ec->name,
-                        LOCAL(ec, f->slot));
-                return;
+                snprintf(what, sizeof(what), "the clock jumped past the slot %s", slot);
+                break;
         case _REPORT_DUE_MAX:
         case _REPORT_DUE_INVALID:
-                break;
+                assert_not_reached();
         }
-        assert_not_reached();
+        report_event(REFRESHD_MESSAGE_SLOT_FIRED, LOG_INFO, f, "Environment '%s': %s", ec->name, what);
 }
 
 void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const ReportSkip *why) {
@@ -687,8 +676,7 @@ void report_job_progress(const EnvConfig *ec, const ReportFields *f) {
 }
 
 void report_job_ended(const EnvConfig *ec, const ReportFields *f, ZuoraOutcome outcome) {
-        switch (outcome) {
-        case ZUORA_OUTCOME_COMPLETED:
+        if (outcome == ZUORA_OUTCOME_COMPLETED) {
                 report_event(
                         REFRESHD_MESSAGE_FINISHED,
                         LOG_NOTICE,
@@ -697,32 +685,15 @@ void report_job_ended(const EnvConfig *ec, const ReportFields *f, ZuoraOutcome o
                         ec->name,
                         f->job_id);
                 return;
-        case ZUORA_OUTCOME_CANCELED:
-                report_event(
-                        REFRESHD_MESSAGE_CANCELLED,
-                        LOG_ERR,
-                        f,
-                        "Environment '%s': job %s ended: %s",
-                        ec->name,
-                        f->job_id,
-                        f->job_status);
-                return;
-        case ZUORA_OUTCOME_FAILED:
-        case ZUORA_OUTCOME_OTHER:
-                report_event(
-                        REFRESHD_MESSAGE_FAILED,
-                        LOG_ERR,
-                        f,
-                        "Environment '%s': job %s ended: %s",
-                        ec->name,
-                        f->job_id,
-                        f->job_status);
-                return;
-        case _ZUORA_OUTCOME_MAX:
-        case _ZUORA_OUTCOME_INVALID:
-                break;
         }
-        assert_not_reached();
+        report_event(
+                outcome == ZUORA_OUTCOME_CANCELED ? REFRESHD_MESSAGE_CANCELLED : REFRESHD_MESSAGE_FAILED,
+                LOG_ERR,
+                f,
+                "Environment '%s': job %s ended: %s",
+                ec->name,
+                f->job_id,
+                f->job_status);
 }
 
 void report_job_lost(const EnvConfig *ec, const ReportFields *f) {

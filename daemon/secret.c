@@ -65,13 +65,9 @@ static int secret_read_file(const char *path, Secret **ret) {
         size_t size = 0;
         int r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = open_regular(AT_FDCWD, path, O_RDONLY, 0, &st);
         if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
+                return fd;
         if (st.st_mode & S_IWOTH)
                 return -EPERM;
         r = read_full(fd, buf, sizeof(buf), &size);

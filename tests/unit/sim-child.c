@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -164,4 +165,25 @@ finish:
         free(req);
         free(resp);
         return status;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+
+int sim_group_start(Sim *s, const char *path, char *dir) {
+        if (!mkdtemp(dir)) {
+                fprintf(stderr, "cannot make %s: %m\n", dir);
+                return -1;
+        }
+        if (sim_start(s, path, dir, "sim", NULL) < 0) {
+                fprintf(stderr, "cannot start the simulator '%s'\n", path);
+                return -1;
+        }
+        return 0;
+}
+
+void sim_group_stop(Sim *s, const char *dir) {
+        sim_stop(s);
+        (void) nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -22,6 +22,13 @@ const char *sim_path(int argc, char **argv);
 int sim_start(Sim *s, const char *path, const char *dir, const char *name, const char *const *extra);
 void sim_stop(Sim *s);
 
+/* A test group's setup: makes the directory DIR (a mkdtemp() template) and
+ * starts PATH in it as S. 0, or -1 with the reason printed. */
+int sim_group_start(Sim *s, const char *path, char *dir);
+
+/* Its teardown: stops S and removes DIR with what is in it. */
+void sim_group_stop(Sim *s, const char *dir);
+
 /* "running", or how the child ended: for failure messages. */
 const char *sim_health(Sim *s);
 

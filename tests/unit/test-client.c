@@ -88,7 +88,8 @@ static void call(Fixture *f, Call *c, const char *path, const char *track_id) {
 
         assert_true(asprintf(&url, "http://%s%s", sim.base, path) > 0);
         c->f = f;
-        assert_int_equal(client_call(f->client, HTTP_METHOD_GET, url, NULL, NULL, track_id, on_done, c, &c->call), 0);
+        ClientRequest req = { .method = HTTP_METHOD_GET, .url = url, .track_id = track_id };
+        assert_int_equal(client_call(f->client, &req, on_done, c, &c->call), 0);
         free(url);
 }
 
@@ -255,9 +256,7 @@ static void test_credentials_stay_on_base_url(void **state) {
         char *url = NULL;
 
         fixture_init(&f, 2);
-        assert_int_equal(client_call(f.client, HTTP_METHOD_GET, "http://127.0.0.2:9/x", NULL, NULL, NULL, on_done, NULL,
-                                     &c),
-                         -EPERM);
+        assert_int_equal(client_call(f.client, CLIENT_GET("http://127.0.0.2:9/x"), on_done, NULL, &c), -EPERM);
         assert_null(c);
         assert_int_equal(client_resolve(f.client, "https://evil.example/jobs/1", &url), -EPERM);
         free(url);
@@ -273,23 +272,12 @@ static void test_credentials_stay_on_base_url(void **state) {
 
 /* ---- setup ---- */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
 static int group_setup(void **state) {
-        if (!mkdtemp(tmpdir))
-                return -1;
-        if (sim_start(&sim, sim_program, tmpdir, "sim", NULL) < 0) {
-                fprintf(stderr, "cannot start the simulator '%s'\n", sim_program);
-                return -1;
-        }
-        return 0;
+        return sim_group_start(&sim, sim_program, tmpdir);
 }
 
 static int group_teardown(void **state) {
-        sim_stop(&sim);
-        (void) nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        sim_group_stop(&sim, tmpdir);
         return 0;
 }
 

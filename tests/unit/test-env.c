@@ -98,19 +98,18 @@ static char *strdup_or_null(const char *s) {
         return s ? strdup(s) : NULL;
 }
 
-static int fake_call(EnvHost *h, HttpMethod method, const char *url, const char *body, const char *key,
-                     const char *track, ClientDoneFunc done, void *userdata, ClientCall **ret) {
+static int fake_call(EnvHost *h, const ClientRequest *req, ClientDoneFunc done, void *userdata, ClientCall **ret) {
         Fake *f = fake_of(h);
         struct ClientCall *c = calloc(1, sizeof(*c));
 
-        if (strncmp(url, BASE, strlen(BASE)) != 0) {
+        if (strncmp(req->url, BASE, strlen(BASE)) != 0) {
                 free(c);
                 return -EPERM; /* as the client: never off base_url */
         }
         assert_true(f->n_calls < ELEMENTSOF(f->calls));
-        *c = (struct ClientCall) { .method = method, .url = strdup(url), .body = strdup_or_null(body),
-                                   .key = strdup_or_null(key), .track = strdup_or_null(track), .done = done,
-                                   .userdata = userdata, .open = true };
+        *c = (struct ClientCall) { .method = req->method, .url = strdup(req->url), .body = strdup_or_null(req->body),
+                                   .key = strdup_or_null(req->idempotency_key), .track = strdup_or_null(req->track_id),
+                                   .done = done, .userdata = userdata, .open = true };
         f->calls[f->n_calls++] = c;
         *ret = c;
         return 0;

@@ -1198,24 +1198,13 @@ static void test_free_pending(void **state) {
 
 /* ---- setup ---- */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
 static int group_setup(void **state) {
-        if (!mkdtemp(tmpdir))
-                return -1;
-        if (sim_start(&sim, sim_program, tmpdir, "sim", NULL) < 0) {
-                fprintf(stderr, "cannot start the simulator '%s'\n", sim_program);
-                return -1;
-        }
-        return 0;
+        return sim_group_start(&sim, sim_program, tmpdir);
 }
 
 static int group_teardown(void **state) {
-        sim_stop(&sim);
         sim_stop(&tls_sim);
-        (void) nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        sim_group_stop(&sim, tmpdir);
         return 0;
 }
 
