@@ -347,6 +347,12 @@ static const char *list_body(const char *id, const char *created) {
         return buf;
 }
 
+/* The poll of job J1 comes, and is answered A. */
+static void poll_job(Fake *f, Answer a) {
+        fire_wait(f);
+        answer(open_call(f, HTTP_METHOD_GET, JOBS "/j1"), a);
+}
+
 /* Started at noon the day before SLOT: IDLE, the slot timer armed a second ahead of it. */
 static void to_idle(Fake *f, const char *extra) {
         fake_init(f, extra, "2026-12-07T12:00:00Z");
@@ -814,19 +820,16 @@ static void test_poll_to_completion(void **state) {
         Fake f;
 
         to_tracking(&f, NULL);
-        fire_wait(&f);
-        answer(open_call(&f, HTTP_METHOD_GET, JOBS "/j1"), (Answer) { 200, job_body("j1", "IN_PROGRESS", 45) });
+        poll_job(&f, (Answer) { 200, job_body("j1", "IN_PROGRESS", 45) });
         assert_logged(&f, "job j1 is IN_PROGRESS");
         assert_string_equal(st(&f)->job->status, "IN_PROGRESS");
         assert_int_equal(st(&f)->job->progress, 45);
-        fire_wait(&f);
-        answer(open_call(&f, HTTP_METHOD_GET, JOBS "/j1"), (Answer) { 200, job_body("j1", "IN_PROGRESS", 80) });
+        poll_job(&f, (Answer) { 200, job_body("j1", "IN_PROGRESS", 80) });
         assert_logged(&f, "job j1 at 80%");
         char *status = env_status_text(f.env);
         assert_string_equal(status, "uat IN_PROGRESS 80%");
         free(status);
-        fire_wait(&f);
-        answer(open_call(&f, HTTP_METHOD_GET, JOBS "/j1"), (Answer) { 200, job_body("j1", "COMPLETED", 100) });
+        poll_job(&f, (Answer) { 200, job_body("j1", "COMPLETED", 100) });
         assert_logged(&f, "job j1 completed: the sandbox is refreshed");
         assert_int_equal(f.env->state, ENV_IDLE);
         assert_null(st(&f)->job);
@@ -857,8 +860,7 @@ static void test_poll_endings(void **state) {
                 Fake f;
 
                 to_tracking(&f, NULL);
-                fire_wait(&f);
-                answer(open_call(&f, HTTP_METHOD_GET, JOBS "/j1"), rows[i].answer);
+                poll_job(&f, rows[i].answer);
                 assert_logged(&f, rows[i].logged);
                 assert_int_equal(f.env->state, ENV_IDLE);
                 assert_string_equal(st(&f)->last_job->status, rows[i].status);
@@ -872,8 +874,7 @@ static void test_poll_failures_go_on(void **state) {
 
         to_tracking(&f, NULL);
         for (int k = 0; k < 3; k++) {
-                fire_wait(&f);
-                answer(open_call(&f, HTTP_METHOD_GET, JOBS "/j1"), (Answer) { 500, "down" });
+                poll_job(&f, (Answer) { 500, "down" });
                 assert_int_equal(f.env->state, ENV_TRACKING);
                 assert_true(f.wait_armed);
         }
@@ -881,23 +882,36 @@ static void test_poll_failures_go_on(void **state) {
         const char *first = strstr(f.log, "polling job j1 failed");
         assert_non_null(first);
         assert_null(strstr(first + 1, "polling job j1 failed"));
-        fire_wait(&f);
-        answer(open_call(&f, HTTP_METHOD_GET, JOBS "/j1"), (Answer) { 200, job_body("j1", "WEIRD", 5) });
+        poll_job(&f, (Answer) { 200, job_body("j1", "WEIRD", 5) });
         assert_logged(&f, "has a status refreshd does not know, 'WEIRD'");
         fake_done(&f);
 }
 
 /* ---- restarts, reloads, the clock ---- */
 
+typedef enum Left {
+        LEFT_INTENT, /* killed between the intent and the POST's answer */
+        LEFT_JOB,    /* killed while job j1 ran */
+} Left;
+
+/* Restarted at NOW after SLOT fired, with what the last run LEFT in the state. */
+static void restart(Fake *f, const char *now, Left left) {
+        fake_init(f, NULL, now);
+        st(f)->since = T("2026-12-01T00:00:00Z");
+        st(f)->last_slot = T(SLOT);
+        if (left == LEFT_INTENT)
+                assert_int_equal(state_env_set_intent(st(f), T(SLOT), "refreshd-old", T(SLOT)), 0);
+        else
+                assert_int_equal(
+                        state_env_follow(st(f), "j1", BASE JOBS "/j1", "IN_PROGRESS", 50, T(SLOT), T(SLOT)), 0);
+        assert_int_equal(env_start(f->env), 0);
+}
+
 static void test_restart_with_intent_reconciles(void **state) {
         Fake f;
 
         /* Killed between the intent and the POST's answer: the list decides. */
-        fake_init(&f, NULL, "2026-12-08T03:00:05Z");
-        st(&f)->since = T("2026-12-01T00:00:00Z");
-        st(&f)->last_slot = T(SLOT);
-        assert_int_equal(state_env_set_intent(st(&f), T(SLOT), "refreshd-old", T(SLOT)), 0);
-        assert_int_equal(env_start(f.env), 0);
+        restart(&f, "2026-12-08T03:00:05Z", LEFT_INTENT);
         assert_int_equal(f.env->state, ENV_LISTING);
         answer(open_call(&f, HTTP_METHOD_GET, JOBS), (Answer) { 200, list_body("sent", "2026-12-08T03:00:01Z") });
         assert_int_equal(f.env->state, ENV_TRACKING);
@@ -906,11 +920,7 @@ static void test_restart_with_intent_reconciles(void **state) {
         fake_done(&f);
 
         /* ... or nothing was sent: submitted now, with a new intent first. */
-        fake_init(&f, NULL, "2026-12-08T03:00:05Z");
-        st(&f)->since = T("2026-12-01T00:00:00Z");
-        st(&f)->last_slot = T(SLOT);
-        assert_int_equal(state_env_set_intent(st(&f), T(SLOT), "refreshd-old", T(SLOT)), 0);
-        assert_int_equal(env_start(f.env), 0);
+        restart(&f, "2026-12-08T03:00:05Z", LEFT_INTENT);
         answer(open_call(&f, HTTP_METHOD_GET, JOBS), (Answer) { 200, "[]" });
         assert_int_equal(f.env->state, ENV_INTENT);
         env_on_intent_saved(f.env);
@@ -921,11 +931,7 @@ static void test_restart_with_intent_reconciles(void **state) {
 static void test_restart_with_job_polls_first(void **state) {
         Fake f;
 
-        fake_init(&f, NULL, "2026-12-09T03:30:00Z");
-        st(&f)->since = T("2026-12-01T00:00:00Z");
-        st(&f)->last_slot = T(SLOT);
-        assert_int_equal(state_env_follow(st(&f), "j1", BASE JOBS "/j1", "IN_PROGRESS", 50, T(SLOT), T(SLOT)), 0);
-        assert_int_equal(env_start(f.env), 0);
+        restart(&f, "2026-12-09T03:30:00Z", LEFT_JOB);
         assert_int_equal(f.env->state, ENV_TRACKING);
         assert_false(f.slot_armed); /* planned after the first poll */
         /* It ended meanwhile: the slot missed since then is caught up. */
@@ -938,11 +944,7 @@ static void test_restart_with_job_polls_first(void **state) {
 static void test_restart_with_running_job_skips_missed(void **state) {
         Fake f;
 
-        fake_init(&f, NULL, "2026-12-09T03:30:00Z");
-        st(&f)->since = T("2026-12-01T00:00:00Z");
-        st(&f)->last_slot = T(SLOT);
-        assert_int_equal(state_env_follow(st(&f), "j1", BASE JOBS "/j1", "IN_PROGRESS", 50, T(SLOT), T(SLOT)), 0);
-        assert_int_equal(env_start(f.env), 0);
+        restart(&f, "2026-12-09T03:30:00Z", LEFT_JOB);
         /* Still running: the slot missed meanwhile came while it ran. */
         answer(open_call(&f, HTTP_METHOD_GET, JOBS "/j1"), (Answer) { 200, job_body("j1", "IN_PROGRESS", 60) });
         assert_logged(&f, "slot 2026-12-09T03:00:00+00:00 skipped: job j1 is still running");
@@ -985,8 +987,7 @@ static void test_clock_back_never_fires_twice(void **state) {
         Fake f;
 
         to_tracking(&f, NULL);
-        fire_wait(&f);
-        answer(open_call(&f, HTTP_METHOD_GET, JOBS "/j1"), (Answer) { 200, job_body("j1", "COMPLETED", 100) });
+        poll_job(&f, (Answer) { 200, job_body("j1", "COMPLETED", 100) });
         /* The clock goes back an hour before the slot that fired. */
         set_time(&f, "2026-12-08T02:00:00Z");
         env_replan(f.env);
@@ -1018,8 +1019,7 @@ static void test_removed_follows_job_then_finishes(void **state) {
         assert_false(env_remove(f.env));
         assert_false(f.slot_armed);
         assert_false(env_is_finished(f.env));
-        fire_wait(&f);
-        answer(open_call(&f, HTTP_METHOD_GET, JOBS "/j1"), (Answer) { 200, job_body("j1", "COMPLETED", 100) });
+        poll_job(&f, (Answer) { 200, job_body("j1", "COMPLETED", 100) });
         assert_true(env_is_finished(f.env));
         assert_false(f.slot_armed);
         fake_done(&f);
