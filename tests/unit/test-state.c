@@ -565,6 +565,60 @@ static void test_format_refuses_invalid(void **state) {
         state_free(s);
 }
 
+/* ---- a file of an earlier version ---- */
+
+/* tests/unit/data/state-0.1.0.json was written by refreshd 0.1.0 (main at
+ * 548b37b, before state.json was read and written through one field
+ * table): it loads, means what it meant, and is written back byte for byte. */
+static void test_earlier_file_loads(void **state) {
+        const char *file = __FILE__, *slash = strrchr(file, '/'), *data = getenv("TEST_DATA");
+        char *path, *text = NULL, *again = NULL;
+        size_t size = 0, n;
+        FILE *f;
+        State *s;
+
+        if (data)
+                assert_true(asprintf(&path, "%s/state-0.1.0.json", data) > 0);
+        else
+                assert_true(asprintf(&path, "%.*s/data/state-0.1.0.json", slash ? (int) (slash - file) : 1,
+                                     slash ? file : ".") > 0);
+        f = fopen(path, "re");
+        assert_non_null(f);
+        FILE *m = open_memstream(&text, &size);
+        for (int c; (c = fgetc(f)) != EOF;)
+                fputc(c, m);
+        fclose(f);
+        fclose(m);
+        free(path);
+
+        s = parse(text);
+        assert_int_equal(s->n_envs, 3);
+        assert_int_equal(s->log_id, 0x1f2e3d4c5b6a7988ULL);
+        assert_int_equal(s->log_seq, 17);
+        StateEnv *uat = state_find(s, "uat"), *dev = state_find(s, "dev-sandbox"), *eu = state_find(s, "eu-uat");
+        assert_string_equal(uat->id, "11111111-1111-1111-1111-111111111111");
+        assert_int_equal(uat->last_submitted, T("2026-12-06T03:00:00Z"));
+        assert_string_equal(uat->job->status, "IN_PROGRESS");
+        assert_int_equal(uat->job->progress, 45);
+        assert_int_equal(uat->job->slot, T("2026-12-06T03:00:00Z"));
+        assert_string_equal(uat->last_job->status, "COMPLETED");
+        assert_null(uat->last_job->message);
+        assert_int_equal(uat->intent_slot, STATE_TIME_UNSET);
+        assert_int_equal(dev->intent_slot, T("2026-12-07T01:30:00Z"));
+        assert_string_equal(dev->intent_track_id, "refreshd-0123456789abcdef0123456789abcdef");
+        assert_null(dev->job);
+        assert_null(dev->last_job->id);
+        assert_string_equal(dev->last_job->status, "SUBMIT_FAILED");
+        assert_int_equal(eu->deferred_until, T("2026-12-08T09:00:00Z"));
+
+        assert_int_equal(state_format(s, &again, &n), 0);
+        assert_true(size == n + 1 && text[n] == '\n');
+        assert_memory_equal(again, text, n);
+        free(again);
+        free(text);
+        state_free(s);
+}
+
 /* ---- what the loader refuses ---- */
 
 static void test_not_json(void **state) {
@@ -1468,6 +1522,7 @@ int main(void) {
                 cmocka_unit_test(test_environment_order),
                 cmocka_unit_test(test_strings),
                 cmocka_unit_test(test_format_refuses_invalid),
+                cmocka_unit_test(test_earlier_file_loads),
                 cmocka_unit_test(test_not_json),
                 cmocka_unit_test(test_wrong_shape),
                 cmocka_unit_test(test_environments_cut_out),
