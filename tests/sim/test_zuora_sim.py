@@ -715,6 +715,50 @@ class TestJobs(SimTest):
         self.assertEqual(len([j for j in self.sim.control("GET", "/_sim/jobs") if j["env_id"] == "idem2"]), 1)
 
 
+class TestClockAndHandJobs(SimTest):
+    """Zuora's own clock (clock_offset) and jobs made elsewhere (POST /_sim/jobs)."""
+
+    def test_clock_offset_shifts_every_time_written(self):
+        self.sim.configure(clock_offset=-300)
+        before = time.time()
+        resp = self.create("clk1")
+        job = resp.json()
+        created = parse_time(job["createTime"])
+        self.assertAlmostEqual(created, before - 300, delta=2)
+        date = email.utils.parsedate_to_datetime(resp.headers["Date"]).timestamp()
+        self.assertAlmostEqual(date, before - 300, delta=2)
+        # Read by Zuora's clock too: a scheduledRefreshTime 60 s after Zuora's now is 60 s from now.
+        self.sim.configure(clock_offset=120)
+        later = self.create("clk2", body={"jobType": "REFRESH", "scheduledRefreshTime": rfc3339(time.time() + 180)})
+        self.assertEqual(later.status, 200, later.body)
+        self.assertAlmostEqual(parse_time(later.json()["scheduledRefreshTime"]), time.time() + 180, delta=2)
+        self.assertAlmostEqual(parse_time(later.json()["createTime"]), time.time() + 120, delta=2)
+
+    def test_hand_jobs_backdated(self):
+        env = "hand1"
+        for status, created, ended in (("CANCELED", 200, 150), ("FAILED", 190, 120), ("COMPLETED", 180, 100)):
+            view = self.sim.control("POST", "/_sim/jobs", {"env_id": env, "status": status,
+                                                          "created_ago": created, "ended_ago": ended})
+            self.assertEqual(view["status"], status)
+            self.assertAlmostEqual(parse_time(view["createTime"]), time.time() - created, delta=2)
+            self.assertAlmostEqual(parse_time(view["jobEndTime"]), time.time() - ended, delta=2)
+        listed = self.api("GET", "/test-environments/%s/jobs" % env).json()
+        listed = listed if isinstance(listed, list) else listed.get("result", [])
+        self.assertEqual([j["status"] for j in listed], ["COMPLETED", "FAILED", "CANCELED"])
+        # A job running since long ago blocks a create (409) and empties nextRefreshTime.
+        self.sim.configure(environments={env: {"cooldown_seconds": 10}})
+        self.assertIsNotNone(self.api("GET", "/test-environments/" + env).json()["nextRefreshTime"])
+        run = self.sim.control("POST", "/_sim/jobs", {"env_id": env, "status": "IN_PROGRESS", "created_ago": 3600})
+        self.assertEqual(run["status"], "IN_PROGRESS")
+        self.assertIsNone(run["jobEndTime"])
+        info = self.api("GET", "/test-environments/" + env).json()
+        self.assertIsNone(info["nextRefreshTime"])
+        self.assertIsNotNone(info["lastRefreshTime"])
+        self.assertEqual(self.create(env).status, 409)
+        with self.assertRaises(AssertionError):
+            self.sim.control("POST", "/_sim/jobs", {"env_id": env, "status": "WEIRD"})
+
+
 class TestControl(SimTest):
     """/_sim/ endpoints."""
 

@@ -84,8 +84,15 @@ DEFAULT_CONFIG = {
     "client_secret": "demo-secret",
     "strict_environments": False,      # True: only the listed environments exist
     "idempotency": False,              # True: honour Idempotency-Key on job creation
+    "clock_offset": 0.0,               # seconds Zuora's clock is ahead of the real one (negative: behind)
     "environments": {},
 }
+
+# Zuora's clock, which is not the client's: every time the API writes (createTime, updateTime,
+# jobStartTime, jobEndTime, nextRefreshTime, lastRefreshTime, scheduledRefreshTime, the Date and
+# Retry-After headers) is real time plus this, and every time it reads is its clock's. Set from the
+# clock_offset setting whenever the config changes.
+CLOCK = {"offset": 0.0}
 ENV_KEYS = ("cooldown_seconds", "final_status", "job_seconds", "exists", "environment_type",
             "data_copy_type", "tenant_name", "last_refresh_time", "last_refresh_ago", "set_end_time")
 
@@ -94,9 +101,11 @@ ENV_KEYS = ("cooldown_seconds", "final_status", "job_seconds", "exists", "enviro
 # small helpers
 
 def rfc3339(ts, round_up=False):
-    """Format epoch seconds as RFC 3339 UTC with whole seconds and a "Z"; None stays None."""
+    """Format epoch seconds (real time) as Zuora's clock shows them: RFC 3339 UTC with whole
+    seconds and a "Z"; None stays None."""
     if ts is None:
         return None
+    ts += CLOCK["offset"]
     ts = math.ceil(ts) if round_up else math.floor(ts)
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -322,7 +331,7 @@ class FaultRule:
     COMMIT_VARIANTS = ("500", "reset", "close", "hang")
     PARAMS = {
         "status": ("status", "body", "headers", "content_type", "retry_after", "retry_after_date"),
-        "slow": ("delay",),
+        "slow": ("delay", "commit_first"),
         "drip": ("bytes_per_second",),
         "huge_body": ("size",),
         "wrong_shape": ("variant",),
@@ -392,8 +401,11 @@ class FaultRule:
                     raise ValueError("%s must be a number of seconds" % key)
         elif action == "slow":
             p.setdefault("delay", 1.0)
+            p.setdefault("commit_first", False)
             if not is_number(p["delay"]) or p["delay"] < 0:
                 raise ValueError("delay must be a number >= 0")
+            if not isinstance(p["commit_first"], bool):
+                raise ValueError("commit_first must be true or false")
         elif action == "drip":
             p.setdefault("bytes_per_second", 1)
             if not is_number(p["bytes_per_second"]) or p["bytes_per_second"] <= 0:
@@ -454,7 +466,7 @@ class FaultRule:
         if "retry_after" in p:
             headers.append(("Retry-After", str(int(math.ceil(p["retry_after"])))))
         if "retry_after_date" in p:
-            headers.append(("Retry-After", email.utils.formatdate(time.time() + p["retry_after_date"],
+            headers.append(("Retry-After", email.utils.formatdate(time.time() + CLOCK["offset"] + p["retry_after_date"],
                                                                   usegmt=True)))
         body = p.get("body")
         if body is None:
@@ -531,6 +543,7 @@ class State:
         self._initial_config = copy.deepcopy(DEFAULT_CONFIG)
         self._initial_faults = []
         self.config = copy.deepcopy(DEFAULT_CONFIG)
+        CLOCK["offset"] = 0.0
         self.faults = []
         self._fault_seq = 0
         self.reset(keep_config=True)
@@ -548,6 +561,7 @@ class State:
         with self.lock:
             if not keep_config:
                 self.config = copy.deepcopy(self._initial_config)
+                CLOCK["offset"] = self.config["clock_offset"]
                 self.faults = []
                 self.add_faults(copy.deepcopy(self._initial_faults))
             self.envs = {}
@@ -576,6 +590,7 @@ class State:
                     new[key] = self._check_value(key, value)
             rules = self._make_rules(faults)
             self.config = new
+            CLOCK["offset"] = new["clock_offset"]
             self._append_rules(rules)
 
     @staticmethod
@@ -588,6 +603,10 @@ class State:
         elif key in ("job_seconds", "token_lifetime", "cooldown_seconds"):
             if not is_number(value) or value < 0:
                 raise ValueError("%s must be a number >= 0" % key)
+            value = float(value)
+        elif key == "clock_offset":
+            if not is_number(value):
+                raise ValueError("clock_offset must be a number of seconds")
             value = float(value)
         elif key in ("gzip_always", "strict_environments", "idempotency"):
             if not isinstance(value, bool):
@@ -811,7 +830,8 @@ class State:
         """The TestEnvironment body.
 
         nextRefreshTime is lastRefreshTime + cooldown (rounded up to the second, possibly in the
-        past), and null when the environment was never refreshed or has no cooldown.
+        past), and null when the environment was never refreshed or has no cooldown, or while a
+        job runs (Zuora's UI: "if a job is still in progress, this field has no value").
         """
         with self.lock:
             last = self.last_refresh(env.id, now)
@@ -829,8 +849,12 @@ class State:
                 "provisionTime": rfc3339(env.provisioned),
                 "deactivationTime": None,
                 "lastRefreshTime": rfc3339(last),
-                "nextRefreshTime": rfc3339(last + cooldown, round_up=True) if last and cooldown else None,
+                "nextRefreshTime": rfc3339(last + cooldown, round_up=True)
+                if last and cooldown and not self._running(env.id, now) else None,
             }
+
+    def _running(self, env_id, now):
+        return any(j.env_id == env_id and j.running(now) for j in self.jobs.values())
 
     def list_environments(self, now):
         """Every existing environment (configured or seen)."""
@@ -876,6 +900,34 @@ class State:
             if idempotency_key and self.config["idempotency"]:
                 self.idempotency_keys[(env_id, idempotency_key)] = job.id
             return job, False
+
+    def add_job(self, spec):
+        """A job made elsewhere (by hand in Zuora's UI, by another program), for /_sim/jobs POST:
+        {"env_id", "status": COMPLETED | FAILED | CANCELED | IN_PROGRESS, "created_ago": s,
+        "ended_ago": s (not for IN_PROGRESS, which runs until canceled)}. Its times are in the past
+        by real time (Zuora's clock offset is added when they are shown, as for every job)."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("env_id"), str):
+            raise ValueError("a job needs an env_id")
+        status = spec.get("status", "COMPLETED")
+        if status not in ("COMPLETED", "FAILED", "CANCELED", "IN_PROGRESS"):
+            raise ValueError("status must be COMPLETED, FAILED, CANCELED or IN_PROGRESS")
+        now = time.time()
+        created = now - float(spec.get("created_ago", 0))
+        ended = None if status == "IN_PROGRESS" else now - float(spec.get("ended_ago", 0))
+        if ended is not None and ended < created:
+            raise ValueError("ended_ago must not be more than created_ago")
+        with self.lock:
+            self.environment(spec["env_id"])
+            self.job_seq += 1
+            final = {"IN_PROGRESS": "never", "CANCELED": "COMPLETED"}.get(status, status)
+            duration = 1.0 if ended is None else max(ended - created, 0.001)
+            job = Job(uuid.uuid4().hex, spec["env_id"], self.job_seq, created, duration, final, True,
+                      spec.get("user_id", "by-hand"))
+            if status == "CANCELED":
+                job.canceled_at = ended
+                job.canceled_progress = 10
+            self.jobs[job.id] = job
+            return job.view(now)
 
     def job(self, env_id, job_id):
         """The job of that environment; ApiError 404 when unknown."""
@@ -1025,7 +1077,7 @@ class ZuoraApi:
         scheduled = data.get("scheduledRefreshTime")
         if scheduled is not None:
             try:
-                scheduled = parse_rfc3339(scheduled)
+                scheduled = parse_rfc3339(scheduled) - CLOCK["offset"]  # by Zuora's clock
             except (ValueError, TypeError):
                 raise ApiError(400, zuora_error(CODE_BAD_REQUEST,
                                                 "Invalid value for field scheduledRefreshTime: "
@@ -1086,6 +1138,8 @@ class ControlApi:
             return Reply.json(200, {"cleared": state.clear_requests()})
         if path == "/_sim/jobs" and m == "GET":
             return Reply.json(200, state.jobs_view())
+        if path == "/_sim/jobs" and m == "POST":
+            return Reply.json(200, state.add_job(self._json(req)))
         if path == "/_sim/config" and m == "GET":
             return Reply.json(200, state.config_view())
         if path == "/_sim/config" and m == "POST":
@@ -1143,6 +1197,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def version_string(self):
         """The Server header."""
         return self.server_version
+
+    def date_time_string(self, timestamp=None):
+        """The Date header, by Zuora's clock."""
+        return email.utils.formatdate((time.time() if timestamp is None else timestamp) + CLOCK["offset"],
+                                      usegmt=True)
 
     # -- connection setup / teardown
 
@@ -1364,7 +1423,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if action == "hang":
             self._hang()
             return action
-        if action == "slow":
+        slow_after = action == "slow" and rule.params["commit_first"]
+        if action == "slow" and not slow_after:
             srv.stopping.wait(rule.params["delay"])
         if action == "expire_token":
             srv.state.expire_token(req.bearer)
@@ -1372,6 +1432,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             reply = rule.canned_reply()
         else:
             reply = srv.api.handle(req)
+        if slow_after:
+            # Done (a job made), and the answer still on its way: a client that dies meanwhile
+            # never learns of it.
+            srv.stopping.wait(rule.params["delay"])
         if action == "commit_then_fail":
             variant = rule.params["variant"]
             if variant == "500":
@@ -1550,6 +1614,7 @@ def parse_args(argv):
     p.add_argument("--location-mode", choices=("relative", "absolute", "missing", "foreign"))
     p.add_argument("--foreign-base", help="base URL used by --location-mode foreign")
     p.add_argument("--list-shape", choices=("bare", "result", "data", "jobs"))
+    p.add_argument("--clock-offset", type=float, help="seconds Zuora's clock is ahead (negative: behind)")
     p.add_argument("--tls-cert", help="PEM certificate (chain): serve HTTPS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--scenario", help="JSON file: config keys and an optional 'faults' list")
@@ -1579,7 +1644,8 @@ def build_state(args):
     flags = {"job_seconds": args.job_seconds, "token_lifetime": args.token_lifetime,
              "client_id": args.client_id, "client_secret": args.client_secret,
              "cooldown_seconds": args.cooldown_seconds, "location_mode": args.location_mode,
-             "foreign_base": args.foreign_base, "list_shape": args.list_shape}
+             "foreign_base": args.foreign_base, "list_shape": args.list_shape,
+             "clock_offset": args.clock_offset}
     state.configure({k: v for k, v in flags.items() if v is not None})
     state.mark_initial()
     return state
