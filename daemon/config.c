@@ -971,7 +971,8 @@ static void schedules_insert(Loader *l, size_t index) {
 /* Sets E's schedule and CronSpec from TEXT: those of an environment before
  * it with the same text, or parsed. Real configs repeat a few schedules
  * over many environments. */
-static int loader_schedule(Loader *l, EnvConfig *e, const char *text, CronError *reterr) {
+static int loader_schedule(
+        Loader *l, EnvConfig *e, const char *text, CronError *reterr, CronWarnings *retwarn) {
         Config *c = l->config;
         uint64_t hash = string_hash(text);
         CronSpec *spec = NULL;
@@ -987,7 +988,8 @@ static int loader_schedule(Loader *l, EnvConfig *e, const char *text, CronError 
                 }
         }
 
-        r = cron_parse(text, &spec, reterr);
+        /* A schedule's warnings are given once, where it is first written. */
+        r = cron_parse_warn(text, &spec, reterr, retwarn);
         if (r < 0)
                 return r;
         if (GROW(c->crons, l->crons_allocated, c->n_crons, 16) < 0) {
@@ -1021,21 +1023,34 @@ static int loader_schedule(Loader *l, EnvConfig *e, const char *text, CronError 
 
 static void check_schedule(Loader *l, EnvConfig *e, const YamlNode *v, const char *context) {
         CronError err = {};
+        CronWarnings warnings = {};
         int64_t a, b;
         char ta[TZ_ISO_MAX], tb[TZ_ISO_MAX], gap[DURATION_MAX], min[DURATION_MAX];
+        unsigned line, column;
         int r;
 
-        r = loader_schedule(l, e, v->value, &err);
+        r = loader_schedule(l, e, v->value, &err, &warnings);
         if (r == -ENOMEM) {
                 l->oom = r;
                 return;
         }
         if (r < 0) {
-                unsigned line, column;
                 yaml_tree_position(l->tree, v, err.offset, &line, &column);
                 loader_diag(
                         l, line, column, false, "%s: 'schedule' \"%s\": %s", context, v->value, err.message);
                 return;
+        }
+        for (size_t i = 0; i < warnings.n; i++) {
+                yaml_tree_position(l->tree, v, warnings.items[i].offset, &line, &column);
+                loader_diag(
+                        l,
+                        line,
+                        column,
+                        true,
+                        "%s: 'schedule' \"%s\": %s",
+                        context,
+                        v->value,
+                        warnings.items[i].message);
         }
         if (cron_days_either(e->cron))
                 warn_either_days(l, v, context);

@@ -89,7 +89,8 @@ typedef struct FieldSet {
 typedef struct Parser {
         const char *expr;
         CronError *err;
-        size_t shift; /* offset of the text parsed within what the user wrote (macros) */
+        CronWarnings *warnings; /* may be NULL */
+        size_t shift;           /* offset of the text parsed within what the user wrote (macros) */
 } Parser;
 
 _printf_(4, 5) static int parse_error(Parser *p, const char *at, size_t len, const char *fmt, ...) {
@@ -103,6 +104,28 @@ _printf_(4, 5) static int parse_error(Parser *p, const char *at, size_t len, con
         vsnprintf(p->err->message, sizeof(p->err->message), fmt, ap);
         va_end(ap);
         return -EINVAL;
+}
+
+_printf_(4, 5) static void parse_warning(Parser *p, const char *at, size_t len, const char *fmt, ...) {
+        CronWarnings *w = p->warnings;
+        va_list ap;
+
+        if (!w || w->n >= CRON_WARNINGS_MAX)
+                return;
+        w->items[w->n].offset = p->shift == SIZE_MAX ? 0 : (size_t) (at - p->expr) + p->shift;
+        w->items[w->n].length = len;
+        va_start(ap, fmt);
+        vsnprintf(w->items[w->n].message, sizeof(w->items[w->n].message), fmt, ap);
+        va_end(ap);
+        w->n++;
+}
+
+static int first_bit(uint64_t v) {
+        return __builtin_ctzll(v);
+}
+
+static int last_bit(uint64_t v) {
+        return 63 - __builtin_clzll(v);
 }
 
 /* A number or a name of field F at *s; advances *s. */
@@ -187,6 +210,76 @@ static int parse_step(Parser *p, const FieldInfo *f, const char **s, const char 
         return 0;
 }
 
+/* The values of BITS of FIELD, "0 and 45" or "0", for a warning. */
+static const char *field_values(int field, uint64_t bits, char buf[static 32]) {
+        int a = first_bit(bits), b = last_bit(bits);
+
+        if (field == FIELD_DOW)
+                snprintf(buf, 32, a == b ? "%s" : "%s and %s", day_names[a], day_names[b]);
+        else
+                snprintf(buf, 32, a == b ? "%d" : "%d and %d", a, b);
+        return buf;
+}
+
+/* Warnings for what an element means that its writer may not have meant:
+ * a step too large to repeat in its range ("*" "/60": minute 0 alone), a
+ * day-of-month step that cannot repeat in a month ("*" "/25": days 1 and
+ * 26, the count starting again each month), and values listed already
+ * ("0,0"; "0,7": both Sunday). BITS are the element's values, BEFORE those
+ * of the elements before it. */
+static void warn_element(
+        Parser *p,
+        int field,
+        const char *start,
+        const char *end,
+        int lo,
+        int hi,
+        int step,
+        uint64_t bits,
+        uint64_t before) {
+        const FieldInfo *f = &fields[field];
+        int len = (int) (end - start);
+        char values[32];
+
+        if (step > 1 && step > hi - lo)
+                parse_warning(
+                        p,
+                        start,
+                        (size_t) len,
+                        "step %d in '%.*s' is larger than the %s range %d-%d it steps through: it means %s "
+                        "%s only",
+                        step,
+                        len,
+                        start,
+                        f->name,
+                        lo,
+                        hi,
+                        f->name,
+                        field_values(field, bits, values));
+        else if (field == FIELD_DOM && step > 15)
+                parse_warning(
+                        p,
+                        start,
+                        (size_t) len,
+                        "'%.*s' means days %s of each month: the step starts again with each month, it is "
+                        "not "
+                        "every %d days",
+                        len,
+                        start,
+                        field_values(field, bits, values),
+                        step);
+        else if ((bits & ~before) == 0)
+                parse_warning(
+                        p,
+                        start,
+                        (size_t) len,
+                        "'%.*s' in %s repeats a value listed before it%s",
+                        len,
+                        start,
+                        f->name,
+                        field == FIELD_DOW && (bits & 1) ? " (0 and 7 are both Sunday)" : "");
+}
+
 /* One list element: "*", "*" "/n", "a", "a-b", "a-b/n", "a/n", "L", "D#N", "DL". */
 static int parse_element(Parser *p, int field, const char *s, const char *end, FieldSet *set) {
         const FieldInfo *f = &fields[field];
@@ -245,6 +338,9 @@ static int parse_element(Parser *p, int field, const char *s, const char *end, F
                         r = parse_value(p, f, &s, end, &hi);
                         if (r < 0)
                                 return r;
+                        /* "FRI-SUN", "5-0": to Sunday, the end of the week (as cronie reads it). */
+                        if (field == FIELD_DOW && hi == 0 && lo > 0)
+                                hi = 7;
                         if (hi < lo)
                                 return parse_error(
                                         p,
@@ -262,8 +358,8 @@ static int parse_element(Parser *p, int field, const char *s, const char *end, F
                                         (int) (s - h),
                                         h);
                 } else if (s < end && *s == '/')
-                        /* "a/n": from a to the end of the field (Saturday for days of the week) */
-                        hi = field == FIELD_DOW ? 6 : f->max;
+                        /* "a/n": from a to the end of the field (7, Sunday, for days of the week) */
+                        hi = f->max;
         }
 
         if (s < end && *s == '/') {
@@ -275,8 +371,11 @@ static int parse_element(Parser *p, int field, const char *s, const char *end, F
         if (s != end)
                 return parse_error(p, s, end - s, "unexpected '%.*s' in %s", (int) (end - s), s, f->name);
 
+        uint64_t bits = 0;
         for (int v = lo; v <= hi; v += step)
-                set->bits |= UINT64_C(1) << (field == FIELD_DOW ? v % 7 : v);
+                bits |= UINT64_C(1) << (field == FIELD_DOW ? v % 7 : v);
+        warn_element(p, field, start, end, lo, hi, step, bits, set->bits);
+        set->bits |= bits;
         return 0;
 }
 
@@ -297,14 +396,6 @@ static int parse_field(Parser *p, int field, const char *s, const char *end, Fie
         }
         *ret = set;
         return 0;
-}
-
-static int first_bit(uint64_t v) {
-        return __builtin_ctzll(v);
-}
-
-static int last_bit(uint64_t v) {
-        return 63 - __builtin_clzll(v);
 }
 
 /* Days 1..NDAYS (bits 1..31) of a month whose 1st is weekday W1 that match
@@ -389,10 +480,14 @@ static bool is_space(char c) {
 }
 
 int cron_parse(const char *expr, CronSpec **ret, CronError *reterr) {
+        return cron_parse_warn(expr, ret, reterr, NULL);
+}
+
+int cron_parse_warn(const char *expr, CronSpec **ret, CronError *reterr, CronWarnings *retwarn) {
         static const int order5[] = { FIELD_MINUTE, FIELD_HOUR, FIELD_DOM, FIELD_MONTH, FIELD_DOW };
         static const int order6[] = { FIELD_SECOND, FIELD_MINUTE, FIELD_HOUR,
                                       FIELD_DOM,    FIELD_MONTH,  FIELD_DOW };
-        Parser p = { .expr = expr, .err = reterr };
+        Parser p = { .expr = expr, .err = reterr, .warnings = retwarn };
         const char *start[7], *end[7];
         FieldSet set[_FIELD_MAX] = {};
         size_t n = 0;

@@ -6,7 +6,8 @@
  *
  * Grammar: 5 fields "minute hour day-of-month month day-of-week", or 6 with a
  * leading "second"; "*", numbers, "a-b", "*" "/n", "a-b/n", "a/n", lists; JAN-DEC
- * and SUN-SAT; day-of-week 0-7 (0 and 7 are Sunday); day-of-month "L";
+ * and SUN-SAT; day-of-week 0-7 (0 and 7 are Sunday: "a/n" runs to 7, and a
+ * range ending in Sunday, "FRI-SUN" or "5-0", is "5-7"); day-of-month "L";
  * day-of-week "D#N" and "DL"; @yearly @annually @monthly @weekly @daily
  * @midnight @hourly. When both day fields are restricted a day matches if
  * either matches (Vixie cron); a field that begins with "*" is unrestricted.
@@ -31,6 +32,19 @@ typedef struct CronError {
 /* Parses EXPR. On failure returns -EINVAL and fills *reterr (when not NULL);
  * an expression that can never fire ("0 0 30 FEB *") is such a failure. */
 int cron_parse(const char *expr, CronSpec **ret, CronError *reterr);
+
+/* What an expression means that its writer may not have meant, at most
+ * CRON_WARNINGS_MAX of them: a step larger than the range it steps through
+ * ("*" "/60" in minutes), a day-of-month step that cannot repeat within a
+ * month ("*" "/25"), a value listed twice ("0,0"; "0,7" in day-of-week). */
+#define CRON_WARNINGS_MAX 4
+typedef struct CronWarnings {
+        CronError items[CRON_WARNINGS_MAX];
+        size_t n;
+} CronWarnings;
+
+/* cron_parse(), and the warnings in *RETWARN (may be NULL; its n set to 0 first by the caller). */
+int cron_parse_warn(const char *expr, CronSpec **ret, CronError *reterr, CronWarnings *retwarn);
 
 CronSpec *cron_spec_free(CronSpec *s);
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target for the schedule parser: any text either parses into a
- * spec whose next fires are strictly increasing, or is refused with a
- * message that points inside the text.
+ * spec whose next fires are strictly increasing (its warnings, if any,
+ * pointing inside the text), or is refused with a message that points
+ * inside the text.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CronSpec *s = NULL;
         CronError err;
+        CronWarnings warnings = {};
         char *expr;
 
         if (size > 512)
@@ -21,10 +23,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         expr = strndup((const char *) data, size);
         if (!expr)
                 return 0;
-        if (cron_parse(expr, &s, &err) < 0) {
+        if (cron_parse_warn(expr, &s, &err, &warnings) < 0) {
                 if (err.offset > strlen(expr))
                         abort();
         } else {
+                if (warnings.n > CRON_WARNINGS_MAX)
+                        abort();
+                for (size_t i = 0; i < warnings.n; i++)
+                        if (warnings.items[i].offset + warnings.items[i].length > strlen(expr) ||
+                            !warnings.items[i].message[0])
+                                abort();
                 int64_t t = 1796083200; /* 2026-12-01 */
                 for (int i = 0; i < 8; i++) {
                         int64_t next;

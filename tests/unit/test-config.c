@@ -1032,6 +1032,20 @@ static void test_schedule_either_days_warning(void **state) {
         check_loads(ZUORA_OK ENV_WITH_SCHEDULE("0 2 * * SUN"));
 }
 
+/* Parsed, but perhaps not what was meant: a warning at the element. */
+static void test_schedule_warnings(void **state) {
+        /* "    schedule: \"" is 15 columns: the expression starts at 8:16. */
+        check_one_warning(ZUORA_OK ENV_WITH_SCHEDULE("*/60 * * * *"), 8, 16, "environment 'uat'", "'*/60'",
+                          "larger than the minute range 0-59", "minute 0 only");
+        check_one_warning(ZUORA_OK ENV_WITH_SCHEDULE("0 0 */25 * *"), 8, 20, "days 1 and 26", "not every 25 days");
+        check_one_warning(ZUORA_OK ENV_WITH_SCHEDULE("0 0 * * 0,7"), 8, 26, "'7' in day-of-week",
+                          "0 and 7 are both Sunday");
+        /* The forms other crons accept, with no warning. */
+        check_loads(ZUORA_OK ENV_WITH_SCHEDULE("0 0 * * MON-SUN"));
+        check_loads(ZUORA_OK ENV_WITH_SCHEDULE("0 0 * * 1/2"));
+        check_loads(ZUORA_OK ENV_WITH_SCHEDULE("* * * * 7/1"));
+}
+
 /* ---- min_interval ---- */
 
 static void test_min_interval(void **state) {
@@ -1744,6 +1758,7 @@ int main(void) {
                 cmocka_unit_test(test_schedule_errors),
                 cmocka_unit_test(test_schedule_error_in_unusual_scalars),
                 cmocka_unit_test(test_schedule_either_days_warning),
+                cmocka_unit_test(test_schedule_warnings),
                 cmocka_unit_test(test_min_interval),
                 cmocka_unit_test(test_base_url),
                 cmocka_unit_test(test_secret_sources),

@@ -101,6 +101,82 @@ static void test_day_of_week(void **state) {
               "2026-11-29T00:00:00+00:00", "2026-12-04T00:00:00+00:00");
 }
 
+/* The forms other projects' test suites use (croniter, cron-parser,
+ * cronie): a day-of-week step runs to 7, "7/n" is Sunday, and a range may
+ * end in Sunday ("X-SUN", "X-7", "X-0" as cronie reads it). */
+static void test_day_of_week_peer_forms(void **state) {
+        /* 2026-11-28 is a Saturday. */
+        FIRES("0 0 * * 1/2", NULL, "2026-11-28T00:00:00Z", "2026-11-29T00:00:00+00:00", "2026-11-30T00:00:00+00:00",
+              "2026-12-02T00:00:00+00:00", "2026-12-04T00:00:00+00:00", "2026-12-06T00:00:00+00:00");
+        FIRES("0 0 * * 1-7/2", NULL, "2026-11-28T00:00:00Z", "2026-11-29T00:00:00+00:00", "2026-11-30T00:00:00+00:00",
+              "2026-12-02T00:00:00+00:00");
+        FIRES("0 0 * * 6/1", NULL, "2026-11-25T00:00:00Z", "2026-11-28T00:00:00+00:00", "2026-11-29T00:00:00+00:00",
+              "2026-12-05T00:00:00+00:00");
+        FIRES("0 0 * * 7/2", NULL, "2026-11-25T00:00:00Z", "2026-11-29T00:00:00+00:00", "2026-12-06T00:00:00+00:00");
+        FIRES("0 0 * * 7/1", NULL, "2026-11-25T00:00:00Z", "2026-11-29T00:00:00+00:00", "2026-12-06T00:00:00+00:00");
+        FIRES("* * * * 7/2", NULL, "2026-11-28T23:58:00Z", "2026-11-29T00:00:00+00:00", "2026-11-29T00:01:00+00:00");
+        FIRES("0 0 * * MON-SUN", NULL, "2026-11-28T00:00:00Z", "2026-11-29T00:00:00+00:00", "2026-11-30T00:00:00+00:00");
+        FIRES("0 0 * * thu-sun", NULL, "2026-11-25T00:00:00Z", "2026-11-26T00:00:00+00:00", "2026-11-27T00:00:00+00:00",
+              "2026-11-28T00:00:00+00:00", "2026-11-29T00:00:00+00:00", "2026-12-03T00:00:00+00:00");
+        FIRES("0 0 * * 4-0", NULL, "2026-11-29T00:00:00Z", "2026-12-03T00:00:00+00:00");
+        FIRES("0 0 * * Fri-7", NULL, "2026-11-29T00:00:00Z", "2026-12-04T00:00:00+00:00");
+        FIRES("0 0 * * sat-sun/1", NULL, "2026-11-23T00:00:00Z", "2026-11-28T00:00:00+00:00", "2026-11-29T00:00:00+00:00");
+        /* Still backwards: a range that wraps through the week is two. */
+        expect_error("0 0 * * FRI-MON", 8, "goes backwards");
+        expect_error("0 0 * * 0-8", 10, "day-of-week value 8");
+}
+
+/* Asserts that EXPR parses with a warning at OFFSET that says NEEDLE (and no other). */
+static void expect_warning(const char *expr, size_t offset, const char *needle) {
+        CronSpec *s = NULL;
+        CronWarnings w = {};
+
+        if (cron_parse_warn(expr, &s, NULL, &w) < 0)
+                fail_msg("'%s' does not parse", expr);
+        cron_spec_free(s);
+        if (w.n != 1)
+                fail_msg("'%s': %zu warnings, want 1", expr, w.n);
+        if (!strstr(w.items[0].message, needle))
+                fail_msg("'%s': warning '%s' lacks '%s'", expr, w.items[0].message, needle);
+        if (w.items[0].offset != offset)
+                fail_msg("'%s': warning at offset %zu, want %zu", expr, w.items[0].offset, offset);
+}
+
+static void expect_no_warning(const char *expr) {
+        CronSpec *s = NULL;
+        CronWarnings w = {};
+
+        assert_int_equal(cron_parse_warn(expr, &s, NULL, &w), 0);
+        cron_spec_free(s);
+        if (w.n != 0)
+                fail_msg("'%s': unexpected warning '%s'", expr, w.items[0].message);
+}
+
+/* What parses but may not mean what its writer meant: warnings, as cronie gives. */
+static void test_warnings(void **state) {
+        expect_warning("*/60 * * * *", 0, "step 60 in '*/60' is larger than the minute range 0-59 it steps through: "
+                                          "it means minute 0 only");
+        expect_warning("1/60 * * * *", 0, "it means minute 1 only");
+        expect_warning("0 */24 * * *", 2, "it means hour 0 only");
+        expect_warning("0 0 * * */7", 8, "it means day-of-week SUN only");
+        expect_warning("0 0 */25 * *", 4, "'*/25' means days 1 and 26 of each month: the step starts again with each "
+                                          "month, it is not every 25 days");
+        expect_warning("0,0 * * * *", 2, "'0' in minute repeats a value listed before it");
+        expect_warning("0 0 * * 0,7", 10, "'7' in day-of-week repeats a value listed before it (0 and 7 are both "
+                                          "Sunday)");
+        expect_warning("0 0 * * MON-FRI,3", 16, "repeats a value");
+        expect_no_warning("0 3 * * *");
+        expect_no_warning("*/30 * * * *");
+        expect_no_warning("*/15 9-17 * * MON-FRI");
+        expect_no_warning("0 0 1,15 * *");
+        expect_no_warning("0 0 */10 * *");
+        expect_no_warning("0 0 * * 1/2");
+        expect_no_warning("0 0 * * 1-3,2-5"); /* overlapping, but each adds a day */
+        expect_no_warning("@daily");
+        /* Warnings are not errors: the schedule fires as written. */
+        FIRES("*/60 * * * *", NULL, "2026-01-01T00:00:00Z", "2026-01-01T01:00:00+00:00");
+}
+
 static void test_nth_and_last(void **state) {
         FIRES("0 3 * * SUN#1", NULL, "2026-11-29T00:00:00Z", "2026-12-06T03:00:00+00:00", "2027-01-03T03:00:00+00:00",
               "2027-02-07T03:00:00+00:00");
@@ -262,7 +338,7 @@ static void test_min_interval(void **state) {
 /* ---- the oracle ---- */
 
 typedef struct Sets {
-        bool sec[60], min[60], hour[24], dom[32], month[13], dow[7];
+        bool sec[60], min[60], hour[24], dom[32], month[13], dow[8]; /* dow[7]: Sunday too */
         bool dom_last, dom_star, dow_star;
         bool nth[7][6], dow_last[7];
         bool six;
@@ -355,8 +431,15 @@ static void random_expression(Rng *r, char *buf, Sets *s) {
                 int d = rng_range(r, 0, 6);
                 sprintf(buf + strlen(buf), "%dL", d);
                 s->dow_last[d] = true;
+        } else if (k == 2) {
+                /* A range by name that may end in Sunday, in any case. */
+                static const char *const names[] = { "sun", "MON", "Tue", "wed", "THU", "fri", "Sat" };
+                int a = rng_range(r, 0, 6), b = rng_range(r, a, a == 0 ? 6 : 7); /* "sun-sun" is Sunday alone */
+                sprintf(buf + strlen(buf), "%s-%s", names[a], names[b % 7]);
+                for (int v = a; v <= b; v++)
+                        s->dow[v] = true;
         } else
-                random_field(r, buf, s->dow, 0, 6, &s->dow_star);
+                random_field(r, buf, s->dow, 0, 7, &s->dow_star);
 }
 
 static bool oracle_day_matches(const Sets *s, int64_t days) {
@@ -368,7 +451,8 @@ static bool oracle_day_matches(const Sets *s, int64_t days) {
                 return false;
         int nd = days_in_month(y, m), wd = weekday_from_days(days);
         bool dom = s->dom[d] || (s->dom_last && d == nd);
-        bool dow = s->dow[wd] || s->nth[wd][(d - 1) / 7 + 1] || (s->dow_last[wd] && d + 7 > nd);
+        bool dow = s->dow[wd] || (wd == 0 && s->dow[7]) || s->nth[wd][(d - 1) / 7 + 1] ||
+                (s->dow_last[wd] && d + 7 > nd);
         /* A field written "*..." is unrestricted: then both must match. */
         if (s->dom_star || s->dow_star)
                 return dom && dow;
@@ -583,6 +667,8 @@ int main(void) {
                 cmocka_unit_test(test_basic_fields),
                 cmocka_unit_test(test_seconds_field),
                 cmocka_unit_test(test_day_of_week),
+                cmocka_unit_test(test_day_of_week_peer_forms),
+                cmocka_unit_test(test_warnings),
                 cmocka_unit_test(test_nth_and_last),
                 cmocka_unit_test(test_leap_day),
                 cmocka_unit_test(test_or_rule),
