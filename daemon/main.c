@@ -9,7 +9,7 @@
  *   manager command
  *   env
  *   client plan store state intentlog report secret timerq
- *   zuora cron config http tz duration
+ *   zuora zclock cron config http tz duration
  *   json yamltree arena utf8 httpdate sort fileio
  *   macro civil list refreshd-messages
  *
