@@ -144,11 +144,8 @@ static int session_open(Session *s, const char *config_path, const char *env_nam
         }
         r = secret_read(s->config, &secret);
         if (r < 0) {
-                fprintf(stderr,
-                        "refreshd: cannot read the client secret (%s '%s'): %s\n",
-                        secret_source_to_string(s->config->secret_source),
-                        s->config->secret_name,
-                        strerror(-r));
+                char why[600];
+                fprintf(stderr, "%s\n", secret_error_text(s->config, r, false, why, sizeof(why)));
                 return r;
         }
         r = sd_event_new(&s->event);
@@ -555,6 +552,25 @@ int command_check(const char *config_path, int64_t from, unsigned next, bool jso
                         config_path,
                         diags.n_errors,
                         diags.n_errors == 1 ? "" : "s");
+                return EXIT_FAILURE;
+        }
+        /* What `run` will read, read now: a secret that is empty or too
+         * long fails here, where the operator looks, not at the start. */
+        Secret *secret = NULL;
+        char why[600];
+        r = secret_read(c, &secret);
+        secret_free(secret);
+        if (r == -EACCES)
+                /* Not this user's to read: the service's user reads it. */
+                fprintf(stderr,
+                        "%s (as this user; `run` reads it as the service's user)\n",
+                        secret_error_text(c, r, /* warning= */ true, why, sizeof(why)));
+        else if (r < 0) {
+                fprintf(stderr,
+                        "%s\n%s: 1 error\n",
+                        secret_error_text(c, r, false, why, sizeof(why)),
+                        config_path);
+                config_free(c);
                 return EXIT_FAILURE;
         }
         r = json ? check_print_json(c, from, next) : check_print_text(c, from, next);

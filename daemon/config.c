@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "duration.h"
+#include "fileio.h"
 #include "macro.h"
 #include "sort.h"
 #include "yamltree.h"
@@ -134,11 +135,13 @@ void diags_clear(Diags *d) {
 
 typedef struct EnvSection EnvSection;
 
-/* Where an environment's name was written: the duplicate check comes after
- * the environments' nodes are gone. */
+/* Where an environment's name and id were written: the duplicate checks
+ * come after the environments' nodes are gone. 16 bytes: one per
+ * environment. */
 typedef struct NameAt {
-        const char *name; /* the EnvConfig's */
-        unsigned line, column;
+        uint32_t env; /* its index in config->envs */
+        uint32_t line, id_line;
+        uint16_t column, id_column; /* columns past 65535 are cut */
 } NameAt;
 
 typedef struct Loader {
@@ -765,6 +768,8 @@ static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
 
         if (z->secret_file.node) {
                 const YamlNode *v = z->secret_file.node;
+                c->secret_line = v->line;
+                c->secret_column = v->column;
                 c->secret_source = SECRET_SOURCE_FILE;
                 c->secret_name = strdup(v->value);
                 c->secret_path = path_join(l->dir, v->value);
@@ -775,6 +780,8 @@ static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
                 check_secret_file(l, v, "client_secret_file", c->secret_path, /* warn_mode= */ true);
         } else if (z->secret_credential.node) {
                 const YamlNode *v = z->secret_credential.node;
+                c->secret_line = v->line;
+                c->secret_column = v->column;
                 const char *creds = getenv("CREDENTIALS_DIRECTORY");
 
                 c->secret_source = SECRET_SOURCE_CREDENTIAL;
@@ -802,6 +809,8 @@ static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
                         /* warn_mode= */ !(creds && creds[0] == '/'));
         } else {
                 const YamlNode *v = z->secret_env.node;
+                c->secret_line = v->line;
+                c->secret_column = v->column;
                 const char *val;
 
                 c->secret_source = SECRET_SOURCE_ENV;
@@ -1135,8 +1144,11 @@ static void load_environment(Loader *l, const YamlNode *node, size_t index, cons
                 if (!e->name || GROW(l->names, l->names_allocated, l->n_names, 64) < 0)
                         l->oom = -ENOMEM;
                 else
-                        l->names[l->n_names++] =
-                                (NameAt) { .name = e->name, .line = v->line, .column = v->column };
+                        l->names[l->n_names++] = (NameAt) {
+                                .env = (uint32_t) (e - c->envs),
+                                .line = v->line,
+                                .column = (uint16_t) (v->column < UINT16_MAX ? v->column : UINT16_MAX),
+                        };
         }
         if (s.id_node.node) {
                 const YamlNode *v = s.id_node.node;
@@ -1150,32 +1162,51 @@ static void load_environment(Loader *l, const YamlNode *node, size_t index, cons
                 e->id = arena_strdup(&c->strings, v->value);
                 if (!e->id)
                         l->oom = -ENOMEM;
+                else if (
+                        e->name && l->n_names > 0 &&
+                        l->names[l->n_names - 1].env == (uint32_t) (e - c->envs)) {
+                        l->names[l->n_names - 1].id_line = v->line;
+                        l->names[l->n_names - 1].id_column =
+                                (uint16_t) (v->column < UINT16_MAX ? v->column : UINT16_MAX);
+                }
         }
         e->tz = tz_ref(loader_zone(l, s.timezone.node, context));
         if (s.schedule.node)
                 check_schedule(l, e, s.schedule.node, context);
 }
 
-static int compare_names_at(const void *a, const void *b) {
-        const NameAt *x = a, *y = b;
-        int r = strcmp(x->name, y->name);
-
-        if (r != 0)
-                return r;
+static int compare_position(const NameAt *x, const NameAt *y) {
         return x->line != y->line ? (x->line < y->line ? -1 : 1)
                                   : (x->column < y->column ? -1 : x->column > y->column);
+}
+
+static int compare_names_at(const void *a, const void *b, void *userdata) {
+        const EnvConfig *envs = userdata;
+        const NameAt *x = a, *y = b;
+        int r = strcmp(envs[x->env].name, envs[y->env].name);
+
+        return r != 0 ? r : compare_position(x, y);
+}
+
+/* By id; entries without an id (an error of their own) last. */
+static int compare_ids_at(const void *a, const void *b, void *userdata) {
+        const EnvConfig *envs = userdata;
+        const NameAt *x = a, *y = b;
+        const char *i = x->id_line ? envs[x->env].id : NULL, *j = y->id_line ? envs[y->env].id : NULL;
+        int r = !i || !j ? (!i) - (!j) : strcmp(i, j);
+
+        return r != 0 ? r : compare_position(x, y);
 }
 
 /* Names must be unique: sorted, duplicates are neighbours (N log N, where
  * comparing each with all before it took seconds at 10,000 environments). */
 static void check_duplicate_names(Loader *l) {
+        const EnvConfig *envs = l->config->envs;
         NameAt *names = l->names;
 
-        if (l->n_names < 2)
-                return;
-        sort_in_place(names, l->n_names, sizeof(NameAt), compare_names_at);
+        sort_in_place(names, l->n_names, sizeof(NameAt), compare_names_at, l->config->envs);
         for (size_t i = 1, first = 0; i < l->n_names; i++) {
-                if (strcmp(names[i].name, names[first].name) != 0) {
+                if (strcmp(envs[names[i].env].name, envs[names[first].env].name) != 0) {
                         first = i;
                         continue;
                 }
@@ -1185,8 +1216,35 @@ static void check_duplicate_names(Loader *l) {
                         names[i].column,
                         false,
                         "duplicate environment name '%s' (first defined at line %u)",
-                        names[i].name,
+                        envs[names[i].env].name,
                         names[first].line);
+        }
+}
+
+/* Ids too: two environments on one sandbox would refresh it twice at a
+ * slot they share, and each would take the other's job for its own. */
+static void check_duplicate_ids(Loader *l) {
+        const EnvConfig *envs = l->config->envs;
+        NameAt *names = l->names;
+
+        sort_in_place(names, l->n_names, sizeof(NameAt), compare_ids_at, l->config->envs);
+        for (size_t i = 1, first = 0; i < l->n_names && names[i].id_line; i++) {
+                if (strcmp(envs[names[i].env].id, envs[names[first].env].id) != 0) {
+                        first = i;
+                        continue;
+                }
+                loader_diag(
+                        l,
+                        names[i].id_line,
+                        names[i].id_column,
+                        false,
+                        "environment '%s': 'id' '%s' is environment '%s''s too (line %u); one test "
+                        "environment "
+                        "may be listed once",
+                        envs[names[i].env].name,
+                        envs[names[i].env].id,
+                        envs[names[first].env].name,
+                        names[first].id_line);
         }
 }
 
@@ -1197,6 +1255,7 @@ static void load_environments_end(Loader *l, const YamlNode *node, size_t n_item
         if (n_items == 0)
                 warning_at(l, node, "'environments' is empty: nothing will be refreshed");
         check_duplicate_names(l);
+        check_duplicate_ids(l);
         /* Give back the room the list grew by. */
         if (c->n_envs > 0 && c->n_envs < l->envs_allocated) {
                 EnvConfig *n = reallocarray(c->envs, c->n_envs, sizeof(EnvConfig));
@@ -1479,9 +1538,10 @@ int config_load(const char *path, int64_t now, Config **ret, Diags *diags) {
         _cleanup_(closep) int fd = -EBADF;
         struct stat st;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0 || fstat(fd, &st) < 0)
-                return file_problem(path, diags, "cannot read the config file: %s", strerror(errno));
+        /* Never blocks on a FIFO (nor hangs a reload on one): a config is a regular file. */
+        fd = open_regular(AT_FDCWD, path, O_RDONLY, 0, &st);
+        if (fd < 0)
+                return file_problem(path, diags, "cannot read the config file: %s", fileio_error(fd));
         /* A file too long is refused whatever it holds, before it is read.
          * libyaml reads the rest as it parses, and stops past the limit. */
         if (S_ISREG(st.st_mode) && st.st_size > CONFIG_MAX_SIZE)

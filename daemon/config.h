@@ -56,11 +56,12 @@ typedef struct Config {
         char *base_url; /* without a trailing '/' */
         char *client_id;
         SecretSource secret_source;
-        char *secret_name;        /* the path, credential name or variable name as written */
-        char *secret_path;        /* FILE and CREDENTIAL: where the secret is read from */
-        char *entity_id;          /* or NULL */
-        char *ca_file;            /* or NULL */
-        uint64_t request_timeout; /* µs */
+        char *secret_name;                   /* the path, credential name or variable name as written */
+        char *secret_path;                   /* FILE and CREDENTIAL: where the secret is read from */
+        unsigned secret_line, secret_column; /* where its key's value is written */
+        char *entity_id;                     /* or NULL */
+        char *ca_file;                       /* or NULL */
+        uint64_t request_timeout;            /* µs */
         unsigned max_concurrent_requests;
         EnvConfig *envs;
         size_t n_envs;

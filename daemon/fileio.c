@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +27,10 @@ int open_regular(int dirfd, const char *path, int flags, mode_t mode, struct sta
         if (ret_st)
                 *ret_st = st;
         return TAKE_FD(fd);
+}
+
+const char *fileio_error(int r) {
+        return r == -EBADFD ? "not a regular file" : strerror(-r);
 }
 
 int read_full(int fd, void *buf, size_t size, size_t *ret_n) {

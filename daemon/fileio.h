@@ -24,6 +24,10 @@ int read_all(int fd, size_t max, char **ret, size_t *ret_size);
  * on it. Its status in *ret_st (may be NULL). */
 int open_regular(int dirfd, const char *path, int flags, mode_t mode, struct stat *ret_st);
 
+/* Words for an error of these functions: open_regular()'s -EBADFD is "not
+ * a regular file", the rest strerror()'s. */
+const char *fileio_error(int r);
+
 /* Writes the SIZE bytes at BUF; -EIO if the file takes none. */
 int write_all(int fd, const void *buf, size_t size);
 

@@ -67,6 +67,7 @@ typedef enum HttpHeader {
         HTTP_HEADER_RETRY_AFTER,
         HTTP_HEADER_RATELIMIT_RESET,
         HTTP_HEADER_CONTENT_TYPE,
+        HTTP_HEADER_DATE,
         _HTTP_HEADER_MAX,
         _HTTP_HEADER_INVALID = -EINVAL,
 } HttpHeader;
@@ -76,6 +77,7 @@ static const char *const http_header_names[_HTTP_HEADER_MAX] = {
         [HTTP_HEADER_RETRY_AFTER] = "Retry-After",
         [HTTP_HEADER_RATELIMIT_RESET] = "RateLimit-Reset",
         [HTTP_HEADER_CONTENT_TYPE] = "Content-Type",
+        [HTTP_HEADER_DATE] = "Date",
 };
 
 /* One socket curl asked us to watch; curl_multi_assign() hands it back. */
@@ -558,6 +560,11 @@ static int http_error_from_curl(const HttpEasy *x, CURLcode code) {
                 return -ECONNRESET;
         case CURLE_WRITE_ERROR:
                 return x->body_too_large ? -EMSGSIZE : -EIO;
+        case CURLE_OUT_OF_MEMORY:
+                /* curl's own refusal of a header line over its limit
+                 * (CURL_MAX_HTTP_HEADER, 100 KiB) comes as this: an answer
+                 * too large, unless it was really our memory. */
+                return x->out_of_memory ? -ENOMEM : -EMSGSIZE;
         case CURLE_SSL_CONNECT_ERROR:
         case CURLE_SSL_ENGINE_NOTFOUND:
         case CURLE_SSL_ENGINE_SETFAILED:
@@ -604,6 +611,8 @@ static bool http_easy_maybe_sent(HttpEasy *x) {
 }
 
 static const char *http_easy_error_text(HttpEasy *x, CURLcode code, int error) {
+        if (error == -EMSGSIZE && !x->body_too_large)
+                return "A response header line larger than curl takes (100 KiB)";
         if (error == -EMSGSIZE) {
                 (void) snprintf(
                         x->error_buffer,
@@ -666,6 +675,7 @@ static bool http_request_complete(HttpRequest *req, CURLcode code) {
                 .retry_after = x->headers[HTTP_HEADER_RETRY_AFTER],
                 .ratelimit_reset = x->headers[HTTP_HEADER_RATELIMIT_RESET],
                 .content_type = x->headers[HTTP_HEADER_CONTENT_TYPE],
+                .date = x->headers[HTTP_HEADER_DATE],
                 .elapsed_usec = total > 0 ? (uint64_t) total : 0,
         };
         return http_request_finish(req, &resp);

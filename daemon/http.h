@@ -58,6 +58,7 @@ typedef struct HttpResponse {
         const char *retry_after;
         const char *ratelimit_reset;
         const char *content_type;
+        const char *date; /* when the server made the answer, by its clock */
         uint64_t elapsed_usec;
 } HttpResponse;
 

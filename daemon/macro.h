@@ -19,6 +19,9 @@
 /* Marks code that a correct program never reaches. */
 #define assert_not_reached() abort()
 
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 /* The struct of TYPE whose MEMBER PTR points to. */

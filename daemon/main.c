@@ -306,6 +306,10 @@ int main(int argc, char *argv[]) {
         Args args = { .command = COMMAND_RUN, .next = 3, .log_target = LOG_TARGET_AUTO };
         int r;
 
+        /* A reader that went away (refreshd run 2>&1 | head -1) is a write
+         * error to ignore, not a reason to die. */
+        (void) signal(SIGPIPE, SIG_IGN);
+
         r = parse_args(argc, argv, &args);
         if (r <= 0) {
                 free(args.config_path);

@@ -102,13 +102,8 @@ static int load_config(Manager *m, Config **ret_config, Secret **ret_secret) {
                 return r;
         r = secret_read(c, &secret);
         if (r < 0) {
-                report_log(
-                        LOG_ERR,
-                        "%s: cannot read the client secret (%s '%s'): %s",
-                        m->config_path,
-                        secret_source_to_string(c->secret_source),
-                        c->secret_name,
-                        strerror(-r));
+                char why[600];
+                report_log(LOG_ERR, "%s", secret_error_text(c, r, false, why, sizeof(why)));
                 config_free(c);
                 return MANAGER_ERR_CONFIG;
         }
@@ -372,7 +367,7 @@ static Env *manager_find_env(Manager *m, const char *name) {
         return NULL;
 }
 
-static int env_compare_by_name(const void *a, const void *b) {
+static int env_compare_by_name(const void *a, const void *b, void *userdata) {
         return strcmp((*(Env *const *) a)->name, (*(Env *const *) b)->name);
 }
 
@@ -389,7 +384,7 @@ static Env **manager_sorted_envs(Manager *m, size_t *ret_n) {
         for (size_t i = 0; i < m->n_envs; i++)
                 if (!m->envs[i]->removed)
                         sorted[n++] = m->envs[i];
-        sort_in_place(sorted, n, sizeof(Env *), env_compare_by_name);
+        sort_in_place(sorted, n, sizeof(Env *), env_compare_by_name, NULL);
         *ret_n = n;
         return sorted;
 }
@@ -425,6 +420,12 @@ static int manager_add_env(Manager *m, Config *c, const EnvConfig *ec, Env **ret
         if (ret)
                 *ret = e;
         return 0;
+}
+
+/* Whether the state keeps the entry of environment NAME: it is in the config. */
+static bool manager_keeps_entry(const char *name, void *userdata) {
+        Manager *m = userdata;
+        return config_find_env(m->config, name) != NULL;
 }
 
 static void manager_reload(Manager *m) {
@@ -467,6 +468,7 @@ static void manager_reload(Manager *m) {
         config_free(m->config);
         m->config = c;
         manager_reap(m);
+        state_prune(m->state, manager_keeps_entry, m);
         manager_save_later(m);
         /* The old config and the new one's parse tree were freed in pieces
          * scattered over the heap, which malloc keeps: at 10,000
@@ -636,6 +638,9 @@ int manager_new(sd_event *event, const char *config_path, const char *state_dir,
         r = load_state(m);
         if (r < 0)
                 return r;
+        /* Environments removed from the config while refreshd was not
+         * running: their entries go (state.json stays bounded). */
+        state_prune(m->state, manager_keeps_entry, m);
         m->host.state = m->state;
         r = client_new(event, m->config, TAKE_PTR(secret), &m->client);
         if (r < 0)

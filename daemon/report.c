@@ -158,12 +158,21 @@ static void write_control(FILE *out, unsigned char c) {
         }
 }
 
-/* The message is written as the caller formatted it; only control
- * characters are escaped. */
+static bool char_is_key(unsigned char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+               c == '.' || c == '-';
+}
+
+/* The message is written as the caller formatted it, but for control
+ * characters and an '=' after a word: a message quoting Zuora's words
+ * ("denied REFRESHD_JOB_STATUS=COMPLETED") must not read as a field of
+ * the line, so that '=' is written \x3d. */
 static void write_message(FILE *out, const char *s) {
         for (const unsigned char *p = (const unsigned char *) s; *p; p++)
                 if (char_is_control(*p))
                         write_control(out, *p);
+                else if (*p == '=' && p > (const unsigned char *) s && char_is_key(p[-1]))
+                        fputs("\\x3d", out);
                 else
                         fputc(*p, out);
 }

@@ -83,6 +83,44 @@ static int secret_read_file(const char *path, Secret **ret) {
         return r;
 }
 
+char *secret_error_text(const Config *c, int r, bool warning, char *buf, size_t size) {
+        const char *what;
+
+        switch (r) {
+        case -ENODATA:
+                what = "is empty (or holds only line breaks)";
+                break;
+        case -EFBIG:
+                what = "is longer than " STRINGIFY(SECRET_MAX_SIZE) " bytes; a client secret is far shorter";
+                break;
+        case -EPERM:
+                what = "is writable by others; refusing it";
+                break;
+        case -EBADFD:
+                what = "is not a regular file";
+                break;
+        case -ENOENT:
+                what = c->secret_source == SECRET_SOURCE_ENV ? "is not set" : "does not exist";
+                break;
+        default:
+                what = NULL;
+        }
+        snprintf(
+                buf,
+                size,
+                "%s:%u:%u: %s: '%s': the client secret %s '%s' %s%s",
+                c->path,
+                c->secret_line,
+                c->secret_column,
+                warning ? "warning" : "error",
+                secret_source_to_string(c->secret_source),
+                c->secret_source == SECRET_SOURCE_ENV ? "in the environment variable" : "in",
+                c->secret_name,
+                what ?: "cannot be read: ",
+                what ? "" : strerror(-r));
+        return buf;
+}
+
 int secret_read(const Config *c, Secret **ret) {
         /* Whatever happens next, no core dump of this process may hold it. */
         (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

@@ -21,6 +21,11 @@ typedef struct Secret {
  * empty, -EPERM for a world-writable file, else a negative errno. */
 int secret_read(const Config *c, Secret **ret);
 
+/* What went wrong reading C's secret (error R of secret_read()), as
+ * "PATH:LINE:COLUMN: error: 'client_secret_file': …" ("warning:" when
+ * WARNING), into BUF. */
+char *secret_error_text(const Config *c, int r, bool warning, char *buf, size_t size);
+
 /* Wipes and frees; accepts NULL. */
 Secret *secret_free(Secret *s);
 

@@ -9,7 +9,8 @@
 
 #include <stddef.h>
 
-typedef int (*SortCompareFunc)(const void *a, const void *b);
+typedef int (*SortCompareFunc)(const void *a, const void *b, void *userdata);
 
-/* Sorts the N elements of SIZE bytes at BASE (at most 64 bytes each). */
-void sort_in_place(void *base, size_t n, size_t size, SortCompareFunc compare);
+/* Sorts the N elements of SIZE bytes at BASE (at most 64 bytes each);
+ * USERDATA goes to every COMPARE. */
+void sort_in_place(void *base, size_t n, size_t size, SortCompareFunc compare, void *userdata);

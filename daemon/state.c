@@ -62,7 +62,6 @@
 #include "utf8.h"
 
 #define STATE_VERSION 1
-#define STATE_SIZE_MAX ((size_t) 16 * 1024 * 1024)
 #define STATE_DEPTH_MAX 64 /* ours is 4 deep; the rest is room for unknown keys */
 #define STATE_TEMP_NAME "." STATE_FILE_NAME ".XXXXXX"
 #define STATE_ASIDE_MAX 1000
@@ -195,6 +194,29 @@ bool state_job_set_status(StateJob *j, const char *status) {
         return true;
 }
 
+/* MESSAGE, cut at STATE_MESSAGE_MAX bytes (on a character's boundary, with
+ * "…" after): the journal keeps Zuora's whole reason, and state.json stays
+ * bounded however long the reasons are. */
+static char *message_dup(const char *m) {
+        size_t n = strlen(m), cut = 0, len;
+        char *s;
+
+        if (n <= STATE_MESSAGE_MAX)
+                return strdup(m);
+        for (size_t i = 0; i < STATE_MESSAGE_MAX - 3; i += len) {
+                len = utf8_char_len(m + i, n - i) ?: 1;
+                if (i + len > STATE_MESSAGE_MAX - 3)
+                        break;
+                cut = i + len;
+        }
+        s = malloc(cut + 4);
+        if (!s)
+                return NULL;
+        memcpy(s, m, cut);
+        memcpy(s + cut, "\xE2\x80\xA6", 4); /* U+2026 and the NUL */
+        return s;
+}
+
 /* Makes the last job ID, STATUS, MESSAGE, ENDED_AT, SLOT. */
 static int state_env_set_last_job(
         StateEnv *e,
@@ -206,7 +228,7 @@ static int state_env_set_last_job(
         _cleanup_(state_last_job_freep) StateLastJob *lj = calloc(1, sizeof(StateLastJob));
 
         if (!lj || (id && !(lj->id = strdup(id))) || !(lj->status = strdup(status)) ||
-            (message && !(lj->message = strdup(message))))
+            (message && !(lj->message = message_dup(message))))
                 return -ENOMEM;
         lj->ended_at = ended_at;
         lj->slot = slot;
@@ -358,18 +380,17 @@ int state_get(State *s, const char *name, const char *id, StateEnv **ret) {
         return 0;
 }
 
-void state_prune(State *s, const char *const *names, size_t n) {
+void state_prune(State *s, bool (*keep)(const char *name, void *userdata), void *userdata) {
         size_t k = 0;
 
         if (!s)
                 return;
         for (size_t i = 0; i < s->n_envs; i++) {
                 StateEnv *e = &s->envs[i];
-                bool keep = e->job != NULL; /* a job in flight is still ours to follow */
 
-                for (size_t j = 0; !keep && j < n; j++)
-                        keep = streq_ptr(e->name, names[j]);
-                if (!keep) {
+                /* A job in flight is still ours to follow, and a slot being
+                 * submitted still ours to settle. */
+                if (!e->job && e->intent_slot == STATE_TIME_UNSET && !keep(e->name, userdata)) {
                         state_env_done(e);
                         continue;
                 }
@@ -377,6 +398,8 @@ void state_prune(State *s, const char *const *names, size_t n) {
                         s->envs[k] = *e;
                 k++;
         }
+        if (k == s->n_envs)
+                return;
         s->n_envs = k;
         index_drop(s); /* entries moved */
 }
@@ -1165,7 +1188,7 @@ int state_load(const char *dir, State **ret, char **reterr_message) {
                                     "%s/%s: %s",
                                     dir,
                                     INTENT_LOG_FILE_NAME,
-                                    r == -EBADFD ? "not a regular file" : strerror(-r)) < 0)
+                                    fileio_error(r)) < 0)
                                 *reterr_message = NULL;
                         return r;
                 }
@@ -1179,6 +1202,7 @@ int state_load(const char *dir, State **ret, char **reterr_message) {
 typedef struct FileSink {
         int fd;
         int r;
+        size_t total; /* written so far: never more than the reader takes */
         size_t n;
         char buf[64 * 1024];
 } FileSink;
@@ -1192,6 +1216,9 @@ static void file_sink_flush(FileSink *f) {
 static void file_sink_on_print(void *userdata, const char *str, size_t len) {
         FileSink *f = userdata;
 
+        f->total += len;
+        if (f->total > STATE_SIZE_MAX && f->r >= 0)
+                f->r = -EFBIG;
         while (len > 0 && f->r >= 0) {
                 size_t k = sizeof(f->buf) - f->n < len ? sizeof(f->buf) - f->n : len;
 

@@ -15,6 +15,11 @@
 
 #define STATE_TIME_UNSET INT64_MIN
 #define STATE_FILE_NAME "state.json"
+/* The largest state.json read, and written: 10,000 environments with jobs in
+ * flight take about 6 MB. */
+#define STATE_SIZE_MAX ((size_t) 64 * 1024 * 1024)
+/* A last job's message is cut at this many bytes. */
+#define STATE_MESSAGE_MAX 400
 
 /* A job being followed. */
 typedef struct StateJob {
@@ -117,9 +122,10 @@ StateEnv *state_find(State *s, const char *name);
  * another environment. */
 int state_get(State *s, const char *name, const char *id, StateEnv **ret);
 
-/* Drops entries of environments not in NAMES (N names) that have no job in
- * flight. */
-void state_prune(State *s, const char *const *names, size_t n);
+/* Drops the entries that have no job in flight nor an intent and whose name KEEP says
+ * no to: environments gone from the config. Entries move: pointers into
+ * ENVS are stale after it. */
+void state_prune(State *s, bool (*keep)(const char *name, void *userdata), void *userdata);
 
 StateJob *state_job_free(StateJob *j);
 StateLastJob *state_last_job_free(StateLastJob *j);

@@ -10,6 +10,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "intentlog.h"
 #include "macro.h"
 #include "report.h"
@@ -83,7 +84,7 @@ int store_file_new(const char *dir, Store **ret) {
                         "cannot open %s/%s: %s; intents go to %s alone, which is slower",
                         dir,
                         INTENT_LOG_FILE_NAME,
-                        strerror(-r),
+                        fileio_error(r),
                         STATE_FILE_NAME);
         *ret = &f->store;
         return 0;

@@ -25,6 +25,8 @@ struct YamlTree {
         char *file_text;  /* TEXT when read from FD */
         size_t n_read;    /* bytes libyaml has read from FD */
         int read_error;   /* reading FD failed: -errno, or -EFBIG past MAX_SIZE */
+        size_t skip;      /* FD: the bytes of a byte order mark at its start, left out */
+        bool started;     /* FD: the first read is done */
         Arena arena;      /* the nodes */
         YamlNode **stack; /* children of the collections being read, innermost last */
         size_t n_stack, stack_allocated;
@@ -82,6 +84,16 @@ static int tree_read(void *userdata, unsigned char *buffer, size_t size, size_t 
                 return 0;
         }
         t->n_read += (size_t) n;
+        if (!t->started) {
+                /* A byte order mark is allowed, and stands for nothing
+                 * (YAML 1.2 section 5.2); positions count from after it. */
+                t->started = true;
+                if (n >= 3 && memcmp(buffer, "\xEF\xBB\xBF", 3) == 0) {
+                        memmove(buffer, buffer + 3, (size_t) n - 3);
+                        n -= 3;
+                        t->skip = 3;
+                }
+        }
         if (t->n_read > t->max_size) {
                 /* It grew past the limit since the caller looked. */
                 t->read_error = -EFBIG;
@@ -106,7 +118,7 @@ static const char *tree_text(YamlTree *t) {
                 return NULL;
         }
         while (size < t->max_size) {
-                n = pread(t->fd, t->file_text + size, t->max_size - size, (off_t) size);
+                n = pread(t->fd, t->file_text + size, t->max_size - size, (off_t) (size + t->skip));
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0)
@@ -491,6 +503,10 @@ int yaml_tree_new(
 
         if (!t)
                 return -ENOMEM;
+        if (text && size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+                text += 3; /* see tree_read() */
+                size -= 3;
+        }
         *t = (YamlTree) {
                 .hooks = *hooks,
                 .text = text,

@@ -115,6 +115,46 @@ class CheckTest(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertNotIn("s3cret", out + err)
 
+    def test_unusable_secret_fails_check_where_run_would(self):
+        # "  client_secret_file: " is 22 columns: the value is at 4:23.
+        for content, words in ((b"\n", "is empty"), (b"x" * 5000, "longer than 4096 bytes")):
+            with tempfile.TemporaryDirectory() as d:
+                secret = os.path.join(d, "secret")
+                with open(secret, "wb") as f:
+                    f.write(content)
+                os.chmod(secret, 0o600)
+                text = VALID.replace("client_secret_env: REFRESHD_TEST_SECRET", "client_secret_file: " + secret)
+                for command, code in (("check", 1), ("run", 78)):
+                    rc, out, err = run(command, "--state-dir", d, config_text=text) if command == "run" \
+                        else run(command, config_text=text)
+                    self.assertEqual(rc, code, err)
+                    self.assertIn("refreshd.yaml:4:23: error: 'client_secret_file': the client secret in", err)
+                    self.assertIn(words, err)
+
+    def test_config_fifo_refused_at_once(self):
+        with tempfile.TemporaryDirectory() as d:
+            fifo = os.path.join(d, "refreshd.yaml")
+            os.mkfifo(fifo)
+            rc, _, err = run("check", "-c", fifo)
+            self.assertEqual(rc, 1)
+            self.assertIn("cannot read the config file: not a regular file", err)
+
+    def test_schedule_warnings_and_peer_forms(self):
+        text = VALID.replace("\"30 2 * * *\"", "\"*/60 2 * * thu-sun\"")
+        rc, out, err = run("check", "--json", "--from", "2026-11-29T00:00:00Z", config_text=text)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("refreshd.yaml:14:16: warning: environment 'ny': 'schedule' \"*/60 2 * * thu-sun\": step 60", err)
+        ny = json.loads(out)["environments"][1]
+        # Sunday 29 November (the range ends on Sunday), then Thursday 3 December.
+        self.assertEqual(ny["next"][:2], ["2026-11-29T02:00:00-05:00", "2026-12-03T02:00:00-05:00"])
+
+    def test_one_sandbox_under_two_names(self):
+        text = VALID.replace("33333333-3333-3333-3333-333333333333", "11111111-1111-1111-1111-111111111111")
+        rc, _, err = run("check", config_text=text)
+        self.assertEqual(rc, 1)
+        self.assertIn("refreshd.yaml:17:9: error: environment 'off': 'id' '11111111-1111-1111-1111-111111111111' "
+                      "is environment 'uat''s too (line 9)", err)
+
     def test_run_with_invalid_config_exits_78(self):
         rc, _, err = run("run", config_text="zuora: {}\n")
         self.assertEqual(rc, 78)

@@ -52,11 +52,14 @@ static void test_arena(void **state) {
         assert_null(arena_alloc(&a, SIZE_MAX - 8, 8));
 }
 
+static int sort_context;
+
 typedef struct Pair {
         uint32_t key, seq;
 } Pair;
 
-static int compare_pairs(const void *x, const void *y) {
+static int compare_pairs(const void *x, const void *y, void *userdata) {
+        assert_ptr_equal(userdata, &sort_context);
         const Pair *a = x, *b = y;
         if (a->key != b->key)
                 return a->key < b->key ? -1 : 1;
@@ -72,8 +75,8 @@ static void test_sort(void **state) {
                 Pair *a = calloc(n + 1, sizeof(Pair)), *b = calloc(n + 1, sizeof(Pair));
                 for (size_t i = 0; i < n; i++)
                         a[i] = b[i] = (Pair) { .key = (uint32_t) rand() % 16, .seq = (uint32_t) i };
-                sort_in_place(a, n, sizeof(Pair), compare_pairs);
-                qsort(b, n, sizeof(Pair), compare_pairs);
+                sort_in_place(a, n, sizeof(Pair), compare_pairs, &sort_context);
+                qsort_r(b, n, sizeof(Pair), compare_pairs, &sort_context);
                 assert_memory_equal(a, b, n * sizeof(Pair));
                 free(a);
                 free(b);

@@ -689,6 +689,25 @@ static void test_duplicates(void **state) {
                 assert_error_at(&t, 12, 11, "duplicate environment name 'uat'", "line 6");
         }
 
+        /* One sandbox under two names: it would be refreshed twice at a slot
+         * they share. The second id is the one reported. */
+        {
+                _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK
+                                                            "environments:\n"
+                                                            "  - name: uat\n"
+                                                            "    id: a1\n" /* line 7 */
+                                                            "    schedule: \"@daily\"\n"
+                                                            "  - name: dev\n"
+                                                            "    id: a2\n"
+                                                            "    schedule: \"@daily\"\n"
+                                                            "  - name: uat2\n"
+                                                            "    id: a1\n" /* line 13 */
+                                                            "    schedule: \"@hourly\"\n");
+                assert_refused(&t, 1);
+                assert_error_at(&t, 13, 9, "environment 'uat2'", "'id' 'a1'", "environment 'uat''s too (line 7)",
+                                "listed once");
+        }
+
         /* Duplicate keys: the second is the one reported. */
         check_one_error(ZUORA_OK ENVS_OK "zuora: {}\n", 9, 1, "duplicate key 'zuora'", "the config file");
         check_one_error(ZUORA_OK "  client_id: def\n" ENVS_OK, 5, 3, "duplicate key 'client_id'", "zuora");
@@ -1370,6 +1389,18 @@ static void test_yaml_tabs(void **state) {
         check_one_error(ZUORA_OK "  \tentity_id: x\n" ENVS_OK, 5, 3, "tab");
 }
 
+/* A UTF-8 byte order mark (some editors write one) is not part of the text. */
+static void test_yaml_bom(void **state) {
+        {
+                _cleanup_(loaded_done) Loaded t = load_text("\xef\xbb\xbf" ZUORA_OK ENVS_OK);
+                assert_loaded(&t, 0);
+        }
+        /* Positions are those of the text after it. */
+        check_one_error("\xef\xbb\xbf" ZUORA_OK ENV_WITH_SCHEDULE("0 3 * * SUN#9"), 8, 24, "SUN#9");
+        /* Only at the very start. */
+        check_one_error(ZUORA_OK "\xef\xbb\xbf" ENVS_OK, 5, 2, "invalid YAML");
+}
+
 static void test_yaml_not_utf8(void **state) {
         /* "  client_id: " is 13 columns. */
         check_one_error("zuora:\n  client_id: \xff\xfe\n", 2, 14, "UTF-8");
@@ -1564,6 +1595,19 @@ static void test_load_file(void **state) {
                 assert_string_equal(t.config->path, path);
                 assert_string_equal(t.diags.path, path);
         }
+        /* A byte order mark, read from the file: skipped, the positions after it. */
+        static const char bom[] = "\xef\xbb\xbf" ZUORA_OK ENV_WITH_SCHEDULE("0 3 * * SUN#9");
+        write_file(path, bom, strlen(bom), 0644);
+        {
+                _cleanup_(loaded_done) Loaded t = load_file(path);
+                assert_refused(&t, 1);
+                assert_error_at(&t, 8, 24, "SUN#9");
+        }
+        write_file(path, "\xef\xbb\xbf" ZUORA_OK ENVS_OK, strlen("\xef\xbb\xbf" ZUORA_OK ENVS_OK), 0644);
+        {
+                _cleanup_(loaded_done) Loaded t = load_file(path);
+                assert_loaded(&t, 0);
+        }
 }
 
 /* config_load() lets libyaml read the file as it parses and reads it again
@@ -1619,33 +1663,19 @@ static void test_load_file_positions(void **state) {
                 assert_error_at(&t, 6011, 19, "invalid duration");
         }
 
-        /* A pipe cannot be read again: the messages point at the value, or at the whole file. */
+        /* A FIFO (or any file that is not a regular one) is refused at once,
+         * without waiting for a writer: a reload must never hang on it. */
         _cleanup_free_ char *fifo = path_in(dir, "fifo.yaml");
-        static const char *const piped[] = {
-                ZUORA_OK ENV_WITH_SCHEDULE("0 3 * * SUN#9"),
-                "zuora:\n  client_id: \xff\n",
-                ZUORA_OK ENVS_OK,
-        };
         assert_int_equal(mkfifo(fifo, 0600), 0);
-        for (size_t i = 0; i < ELEMENTSOF(piped); i++) {
-                pid_t pid = fork();
-                assert_true(pid >= 0);
-                if (pid == 0) {
-                        int fd = open(fifo, O_WRONLY | O_CLOEXEC);
-                        _exit(fd >= 0 && write(fd, piped[i], strlen(piped[i])) == (ssize_t) strlen(piped[i]) ? 0 : 1);
-                }
+        {
                 _cleanup_(loaded_done) Loaded t = load_file(fifo);
-                int status;
-                assert_int_equal(waitpid(pid, &status, 0), pid);
-                assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-                if (i == 0) {
-                        assert_refused(&t, 1);
-                        assert_error_at(&t, 8, 15, "SUN#9");
-                } else if (i == 1) {
-                        assert_refused(&t, 1);
-                        assert_error_at(&t, 0, 0, "UTF-8");
-                } else
-                        assert_loaded(&t, 0);
+                assert_refused(&t, 1);
+                assert_error_at(&t, 0, 0, "cannot read the config file: not a regular file");
+        }
+        {
+                _cleanup_(loaded_done) Loaded t = load_file(dir);
+                assert_refused(&t, 1);
+                assert_error_at(&t, 0, 0, "not a regular file");
         }
         assert_int_equal(unlink(fifo), 0);
 }
@@ -1768,6 +1798,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_warnings_do_not_fail, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test(test_yaml_syntax),
                 cmocka_unit_test(test_yaml_tabs),
+                cmocka_unit_test(test_yaml_bom),
                 cmocka_unit_test(test_yaml_not_utf8),
                 cmocka_unit_test(test_yaml_alias_bomb),
                 cmocka_unit_test(test_yaml_deep_nesting),

@@ -1139,6 +1139,24 @@ static void test_not_http(void **state) {
         assert_int_equal(c.status, 0);
 }
 
+/* A header line over curl's 100 KiB: said as such, not as "Out of memory". */
+static void test_giant_header(void **state) {
+        _cleanup_(call_clear) Call c = {};
+        _cleanup_free_ char *answer = NULL;
+        const size_t n = 1000 * 1000;
+        char *p;
+
+        answer = malloc(n + 100);
+        assert_non_null(answer);
+        p = stpcpy(answer, "HTTP/1.1 200 OK\r\nX-Big: ");
+        memset(p, 'a', n);
+        strcpy(p + n, "\r\nContent-Length: 2\r\n\r\n{}");
+        canned_get(answer, &c);
+        assert_int_equal(c.error, -EMSGSIZE);
+        assert_non_null(strstr(c.error_text, "header line larger than curl takes"));
+        assert_null(strstr(c.error_text, "memory"));
+}
+
 static void on_done_free(HttpRequest *req, const HttpResponse *resp, void *userdata) {
         Call *c = userdata;
         Fixture *f = c->f;
@@ -1231,6 +1249,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_no_redirect),
                 cmocka_unit_test(test_interim_headers),
                 cmocka_unit_test(test_not_http),
+                cmocka_unit_test(test_giant_header),
                 cmocka_unit_test(test_free_pending),
                 cmocka_unit_test(test_free_in_callback),
         };

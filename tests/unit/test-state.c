@@ -838,7 +838,7 @@ static void test_every_prefix(void **state) {
 }
 
 static void test_too_big(void **state) {
-        size_t n = 16 * 1024 * 1024 + 1;
+        size_t n = STATE_SIZE_MAX + 1;
         char *big = malloc(n), *m = NULL;
         State *s = NULL;
 
@@ -896,8 +896,15 @@ static void test_get(void **state) {
         state_free(s);
 }
 
+static bool keep_listed(const char *name, void *userdata) {
+        for (const char *const *k = userdata; *k; k++)
+                if (strcmp(*k, name) == 0)
+                        return true;
+        return false;
+}
+
 static void test_prune(void **state) {
-        static const char *const keep[] = { "a", "d", "gone" };
+        static const char *const keep[] = { "a", "d", "gone", NULL }, *const none[] = { NULL };
         State *s = state_new();
 
         env_get(s, "a", "1");
@@ -907,16 +914,18 @@ static void test_prune(void **state) {
         env_get(s, "e", "5")->last_job = last_job_new("j", "COMPLETED", NULL, 1, 1);
 
         /* "b" left the config, but its job is still running: it stays until that ends. */
-        state_prune(s, keep, 3);
+        state_prune(s, keep_listed, (void *) keep);
         assert_int_equal(s->n_envs, 3);
         assert_string_equal(s->envs[0].name, "a");
         assert_string_equal(s->envs[1].name, "b");
         assert_string_equal(s->envs[2].name, "d");
+        assert_ptr_equal(state_find(s, "d"), &s->envs[2]); /* found where it moved to */
+        assert_null(state_find(s, "c"));
 
         s->envs[1].job = state_job_free(s->envs[1].job);
-        state_prune(s, NULL, 0);
+        state_prune(s, keep_listed, (void *) none);
         assert_int_equal(s->n_envs, 0);
-        state_prune(NULL, keep, 3);
+        state_prune(NULL, keep_listed, (void *) keep);
         state_free(s);
 }
 
@@ -924,7 +933,7 @@ static void test_prune(void **state) {
 static void test_find_many(void **state) {
         State *s = state_new(), *back = NULL;
         char *text = NULL, *m = NULL;
-        const char *keep[1000];
+        const char *keep[1001] = {};
         char names[3000][8];
 
         s->log_id = 1; /* state_save() would start a generation, and the text would differ */
@@ -938,7 +947,7 @@ static void test_find_many(void **state) {
                 assert_int_equal(state_find(s, names[i])->last_slot, (int64_t) i);
         assert_null(state_find(s, "e3000"));
 
-        state_prune(s, keep, 1000);
+        state_prune(s, keep_listed, (void *) keep);
         assert_int_equal(s->n_envs, 1000);
         for (size_t i = 0; i < 3000; i++)
                 if (i % 3 == 0)
@@ -1037,7 +1046,7 @@ static void test_load_corrupt(void **state) {
         /* Bigger than anything we write: not even read (a sparse file, so this costs no space). */
         fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC);
         assert_true(fd >= 0);
-        assert_int_equal(ftruncate(fd, 16 * 1024 * 1024 + 1), 0);
+        assert_int_equal(ftruncate(fd, (off_t) STATE_SIZE_MAX + 1), 0);
         close(fd);
         assert_int_equal(state_load(d, &s, &m), -EFBIG);
         assert_null(m);
