@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "client.h"
+#include "httpdate.h"
 #include "list.h"
 #include "macro.h"
 
@@ -36,6 +37,7 @@ struct ClientCall {
         bool waiting_token;
         bool queued;
         bool reauthenticated;
+        int64_t sent_usec; /* CLOCK_REALTIME: when its request left */
         char track_id[ZUORA_TRACK_ID_MAX];
 };
 
@@ -56,9 +58,12 @@ struct Client {
          * flight: a waiting call holds no request yet (no headers, no
          * copies), which at 1,000 polls due together is about 0.4 MB. */
         LIST_HEAD(ClientCall) queue;
-        size_t queue_high;      /* the longest it has been since it was last empty */
-        unsigned sending;       /* calls with a request in flight */
-        sd_event_source *drain; /* defer: sends waiting calls while there is room */
+        size_t queue_high;       /* the longest it has been since it was last empty */
+        unsigned sending;        /* calls with a request in flight */
+        sd_event_source *drain;  /* defer: sends waiting calls while there is room */
+        int64_t token_sent_usec; /* CLOCK_REALTIME: when the token request left */
+        ZuoraClock own_clock;
+        ZuoraClock *clock; /* own_clock, or the state's */
 };
 
 static uint64_t now_boottime(Client *cl) {
@@ -70,6 +75,35 @@ static uint64_t now_boottime(Client *cl) {
                 t = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
         }
         return t;
+}
+
+static int64_t realtime_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec * (int64_t) USEC_PER_SEC + ts.tv_nsec / 1000;
+}
+
+void client_set_clock(Client *cl, ZuoraClock *c) {
+        cl->clock = c ?: &cl->own_clock;
+}
+
+const ZuoraClock *client_clock(const Client *cl) {
+        return cl->clock;
+}
+
+void client_observe_clock(Client *cl, int64_t stamp_sec, int64_t sent_usec, int64_t received_usec) {
+        (void) zclock_observe(cl->clock, stamp_sec, sent_usec, received_usec);
+}
+
+/* An answer's Date says what Zuora's clock showed between SENT and now. */
+static void client_observe_date(
+        Client *cl, const HttpResponse *resp, int64_t sent_usec, int64_t received_usec) {
+        int64_t t;
+
+        if (resp->status > 0 && resp->date && sent_usec > 0 &&
+            httpdate_parse(resp->date, strlen(resp->date), received_usec / (int64_t) USEC_PER_SEC, &t) >= 0)
+                client_observe_clock(cl, t, sent_usec, received_usec);
 }
 
 static void token_drop(Client *cl) {
@@ -135,6 +169,7 @@ int client_new(sd_event *event, const Config *c, Secret *secret, Client **ret) {
                 return -ENOMEM;
         }
         cl->event = sd_event_ref(event);
+        cl->clock = &cl->own_clock;
         client_set_config(cl, c);
         cl->secret = secret;
         r = http_new(event, &o, &cl->http);
@@ -267,6 +302,8 @@ static void call_finish(
                 .response = resp,
                 .track_id = track_id,
                 .token_failed = token_failed,
+                .sent_usec = call->sent_usec,
+                .received_usec = realtime_usec(),
         };
         ClientDoneFunc done = call->done;
         void *userdata = call->userdata;
@@ -286,12 +323,14 @@ static void call_finish(
 }
 
 static int call_start(ClientCall *call);
+static int token_fetch(Client *cl);
 
 static void call_on_done(HttpRequest *req, const HttpResponse *resp, void *userdata) {
         ClientCall *call = userdata;
         Client *cl = call->client;
         ZuoraVerdict v = zuora_classify(resp->status, resp->error, resp->body, resp->body_size, true);
 
+        client_observe_date(cl, resp, call->sent_usec, realtime_usec());
         call_request_gone(call);
         if (v == ZUORA_VERDICT_REAUTH && !call->reauthenticated) {
                 /* The token was refused (revoked, expired early): one more
@@ -320,6 +359,8 @@ static int call_submit(ClientCall *call) {
                 zuora_track_id(random, call->track_id);
         }
 
+        if (!cl->token)
+                return -ENOKEY; /* never "Bearer (null)": the callers wait for a token first */
         if ((size_t) snprintf(auth, sizeof(auth), "Authorization: Bearer %s", cl->token) >= sizeof(auth))
                 return -E2BIG;
         headers[n++] = auth;
@@ -344,6 +385,7 @@ static int call_submit(ClientCall *call) {
                 .body_size = call->body ? strlen(call->body) : 0,
                 .content_type = call->body ? "application/json" : NULL,
         };
+        call->sent_usec = realtime_usec();
         r = http_submit(cl->http, &spec, call_on_done, call, &call->request);
         explicit_bzero(auth, sizeof(auth));
         if (r >= 0)
@@ -376,7 +418,13 @@ static int client_on_drain(sd_event_source *s, void *userdata) {
 
                 LIST_REMOVE(queue, &cl->queue, call);
                 call->queued = false;
-                r = call_submit(call);
+                if (!cl->token) {
+                        /* The token went while it waited (a reload, a 401 of
+                         * another call): it waits for the next one. */
+                        call->waiting_token = true;
+                        r = token_fetch(cl);
+                } else
+                        r = call_submit(call);
                 if (r < 0) {
                         HttpResponse resp = { .error = r, .error_text = strerror(-r), .body = "" };
                         call_finish(
@@ -400,6 +448,7 @@ static void token_on_done(HttpRequest *req, const HttpResponse *resp, void *user
         char *token = NULL;
 
         cl->token_request = NULL;
+        client_observe_date(cl, resp, cl->token_sent_usec, realtime_usec());
         if (v == ZUORA_VERDICT_OK && zuora_parse_token(resp->body, resp->body_size, &token, &expires_in) < 0)
                 v = ZUORA_VERDICT_RETRY;
         if (v == ZUORA_VERDICT_OK) {
@@ -450,6 +499,7 @@ static int token_fetch(Client *cl) {
                 .body_size = strlen(body),
                 .content_type = "application/x-www-form-urlencoded",
         };
+        cl->token_sent_usec = realtime_usec();
         r = http_submit(cl->http, &spec, token_on_done, cl, &cl->token_request);
         secret_string_free(body);
         return r;

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "http.h"
 #include "secret.h"
+#include "zclock.h"
 #include "zuora.h"
 
 typedef struct Client Client;
@@ -24,9 +25,11 @@ typedef struct ClientResult {
         ZuoraVerdict verdict; /* classified with body_ok = true; callers that parse
                                * the body and fail treat it as RETRY */
         const HttpResponse *response;
-        const char *track_id; /* of the (last) request sent */
-        bool token_failed;    /* no request was sent: the token could not be had */
-        char *zuora_text;     /* Zuora's reason text or a transport error, or NULL */
+        const char *track_id;  /* of the (last) request sent */
+        bool token_failed;     /* no request was sent: the token could not be had */
+        char *zuora_text;      /* Zuora's reason text or a transport error, or NULL */
+        int64_t sent_usec;     /* CLOCK_REALTIME: when the (last) request left ... */
+        int64_t received_usec; /* ... and when its answer came */
 } ClientResult;
 
 typedef void (*ClientDoneFunc)(const ClientResult *result, void *userdata);
@@ -39,6 +42,17 @@ ZuoraAnswer client_result_answer(const ClientResult *result, bool malformed);
  * through client_reconfigure(). */
 int client_new(sd_event *event, const Config *c, Secret *secret, Client **ret);
 Client *client_free(Client *cl);
+
+/* Where the client keeps what it measures of Zuora's clock (the Date of
+ * every answer): C, which outlives the client (NULL: a clock of its own). */
+void client_set_clock(Client *cl, ZuoraClock *c);
+
+/* What is known of Zuora's clock. */
+const ZuoraClock *client_clock(const Client *cl);
+
+/* Another of Zuora's stamps (a job's createTime), made between SENT_USEC
+ * and RECEIVED_USEC of ours. */
+void client_observe_clock(Client *cl, int64_t stamp_sec, int64_t sent_usec, int64_t received_usec);
 
 /* New config and secret (ownership taken): drops the cached token. */
 int client_reconfigure(Client *cl, const Config *c, Secret *secret);

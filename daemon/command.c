@@ -454,10 +454,14 @@ static void put_key_time(JsonWriter *w, const char *key, const EnvConfig *e, int
         put_local_time(w, t, e->tz);
 }
 
-/* {"environments": [...]}: one object per environment of C, its identity
- * first and then what PUT adds, on standard output. */
+/* {"environments": [...]} on standard output: one object per environment
+ * of C, its identity first and then what PUT adds; the keys before
+ * "environments" put by PUT_TOP (may be NULL). */
 static int print_environments_json(
-        const Config *c, void (*put)(JsonWriter *w, const EnvConfig *e, void *userdata), void *userdata) {
+        const Config *c,
+        void (*put_top)(JsonWriter *w, void *userdata),
+        void (*put)(JsonWriter *w, const EnvConfig *e, void *userdata),
+        void *userdata) {
         _cleanup_(json_writer_done) JsonWriter w = {};
         int r;
 
@@ -465,6 +469,8 @@ static int print_environments_json(
         if (r < 0)
                 return r;
         json_put_open(&w);
+        if (put_top)
+                put_top(&w, userdata);
         json_put_string(&w, "environments");
         json_put_array_open(&w);
         for (size_t i = 0; i < c->n_envs; i++) {
@@ -532,7 +538,7 @@ static void check_put_env(JsonWriter *w, const EnvConfig *e, void *userdata) {
 }
 
 static int check_print_json(const Config *c, int64_t from, unsigned next) {
-        return print_environments_json(c, check_put_env, &(CheckTimes) { from, next });
+        return print_environments_json(c, NULL, check_put_env, &(CheckTimes) { from, next });
 }
 
 int command_check(const char *config_path, int64_t from, unsigned next, bool json, bool online) {
@@ -622,8 +628,27 @@ static void status_put_env(JsonWriter *w, const EnvConfig *e, void *userdata) {
         put_key_time(w, "zuora_next_refresh", e, st ? st->zuora_next_refresh : STATE_TIME_UNSET);
 }
 
+/* What was measured of Zuora's clock: its offset from ours and how far
+ * that may be off, seconds; null until measured. */
+static void status_put_clock(JsonWriter *w, void *userdata) {
+        const StatusContext *sc = userdata;
+        int64_t offset, uncertainty;
+
+        zclock_estimate(&sc->state->zclock, sc->now * 1000000, &offset, &uncertainty);
+        json_put_string(w, "zuora_clock_offset_s");
+        if (sc->state->zclock.measured)
+                json_put_fixed(w, offset / 1000, 3);
+        else
+                json_put_null(w);
+        json_put_string(w, "zuora_clock_uncertainty_s");
+        if (sc->state->zclock.measured)
+                json_put_fixed(w, uncertainty / 1000, 3);
+        else
+                json_put_null(w);
+}
+
 static int status_json(const Config *c, State *state, int64_t now) {
-        return print_environments_json(c, status_put_env, &(StatusContext) { state, now });
+        return print_environments_json(c, status_put_clock, status_put_env, &(StatusContext) { state, now });
 }
 
 static const char *local(const EnvConfig *e, int64_t t, char buf[static TZ_ISO_MAX]) {

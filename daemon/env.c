@@ -3,9 +3,12 @@
  * One environment's refresh lifecycle. The rules it keeps, from the product
  * contract:
  *  - at most once per slot: before a slot's POST the environment's jobs are
- *    listed, and a job created at or after the slot (less submit_ahead, less
- *    5 minutes of clock skew) is adopted instead; the same check runs before
- *    every retry of a POST whose outcome is unknown;
+ *    listed, and a job that covers the slot (plan_covering_job(), Zuora's
+ *    times read through its clock as measured) is adopted instead; the same
+ *    check runs before every retry of a POST whose outcome is unknown, and
+ *    an answer that may have made a job it does not name is never followed
+ *    by another POST;
+ *  - a refresh running at Zuora that does not cover the slot skips it;
  *  - the intent to submit a slot is on disk before the POST leaves, so a
  *    crash between the two is reconciled by that list check at the next start;
  *  - a slot that comes while a job still runs, or sooner than min_interval
@@ -98,8 +101,8 @@ static void env_cancel_calls(Env *e) {
         e->waiting = 0;
 }
 
-/* The environment's entry in the state: remembered by index (entries are
- * only ever appended while the daemon runs), checked by name. */
+/* The environment's entry in the state: remembered by index, checked by
+ * name (state_prune() moves entries). */
 StateEnv *env_st(const Env *e) {
         State *s = e->host->state;
         Env *w = (Env *) e;
@@ -280,7 +283,7 @@ void env_slot_done(Env *e) {
                 state_env_clear_intent(st);
         e->slot = STATE_TIME_UNSET;
         e->attempt = 0;
-        e->conflict = false;
+        e->must_list = false;
         env_disarm_wait(e);
         env_save_later(e);
         if (st && st->job) {
@@ -343,7 +346,13 @@ static void env_enter_checking(Env *e, bool checked) {
  * after a restart; a refresh missed is worse than the small chance of a
  * double, so a list that cannot be asked for is no reason to wait. */
 static void env_enter_listing(Env *e) {
-        if (env_get(e, ZUORA_ENDPOINT_JOBS, env_on_listed, &e->call) < 0)
+        int r = env_get(e, ZUORA_ENDPOINT_JOBS, env_on_listed, &e->call);
+
+        if (r >= 0)
+                return;
+        if (e->must_list)
+                env_retry(e, UINT64_MAX, REPORT_UNSET, NULL, strerror(-r)); /* never a POST again */
+        else
                 env_enter_state(e, ENV_INTENT);
 }
 
@@ -389,9 +398,12 @@ static bool env_allowed(Env *e) {
         StateEnv *st = env_st(e);
         int64_t next = st->zuora_next_refresh, until;
 
-        if (!plan_is_ineligible(next, e->slot, env_now(e)))
+        const ZuoraClock *clock = e->host->ops->zuora_clock(e->host);
+        int64_t now = (int64_t) env_now_usec(e, CLOCK_REALTIME);
+
+        if (!plan_is_ineligible(clock, next, e->slot, now))
                 return true;
-        until = plan_defer_until(e->ec, e->slot, next, env_now(e));
+        until = plan_defer_until(e->ec, clock, e->slot, next, now);
         ReportFields f = env_fields(e, e->slot);
         report_ineligible(e->ec, &f, next, until != PLAN_UNSET);
         if (until != PLAN_UNSET)
@@ -515,18 +527,27 @@ static uint64_t backoff_delay(unsigned attempt) {
 /* Retries the submission after DELAY (or a backoff delay when DELAY is
  * UINT64_MAX), unless retry_for has run out. */
 void env_retry(Env *e, uint64_t delay, int64_t http_status, const char *track_id, const char *why) {
-        if (delay == UINT64_MAX)
+        bool asked = delay != UINT64_MAX; /* Zuora said how long (Retry-After) */
+
+        if (!asked)
                 delay = backoff_delay(e->attempt);
         e->attempt++;
-        env_set_error(e, why);
+        if (!e->must_list)
+                env_set_error(e, why); /* else it keeps why the POST is not sent again */
         if (env_now_usec(e, CLOCK_BOOTTIME) + delay > e->first_attempt + e->ec->retry_for) {
-                char msg[600];
-                snprintf(
-                        msg,
-                        sizeof(msg),
-                        "%s (gave up after retrying for %s)",
-                        why,
-                        duration_format(e->ec->retry_for, (char[DURATION_MAX]) {}));
+                char msg[600], wait[DURATION_MAX], retry_for[DURATION_MAX];
+
+                duration_format(e->ec->retry_for, retry_for);
+                if (asked)
+                        snprintf(
+                                msg,
+                                sizeof(msg),
+                                "%s, and asks to wait %s: longer than retry_for %s leaves; not retried",
+                                why,
+                                duration_format(delay / USEC_PER_SEC * USEC_PER_SEC, wait),
+                                retry_for);
+                else
+                        snprintf(msg, sizeof(msg), "%s (gave up after retrying for %s)", why, retry_for);
                 env_fail(e, msg);
                 return;
         }
@@ -623,10 +644,74 @@ static void env_listed_none(Env *e) {
                 env_enter_state(e, ENV_INTENT);
 }
 
+/* The list could not be read. A refresh missed is worse than the small
+ * chance of a double: on to the POST; but when the last POST may have
+ * created a job (must_list), it is never sent again: the list is asked
+ * for again, within retry_for. */
+static void env_list_failed(Env *e, const ClientResult *res) {
+        char why[700];
+
+        if (!e->must_list) {
+                env_listed_none(e);
+                return;
+        }
+        ZuoraAnswer a = client_result_answer(res, /* malformed= */ res->verdict == ZUORA_VERDICT_OK);
+        snprintf(
+                why,
+                sizeof(why),
+                "the job list cannot be read (%s)",
+                zuora_answer_text(&a, (char[600]) {}, 600));
+        env_retry(e, UINT64_MAX, res->response->status, res->track_id, why);
+}
+
+/* A refresh already runs at Zuora that refreshd did not start for this
+ * slot: the slot is skipped, as it is while a job of its own runs. */
+static void env_skip_running(Env *e, const ZuoraJob *job) {
+        StateEnv *st = env_st(e);
+        ReportFields f = env_fields(e, e->slot);
+
+        f.job_id = job->id;
+        f.job_status = job->status;
+        report_slot_skipped(
+                e->ec,
+                &f,
+                &(ReportSkip) { .reason = REPORT_SKIP_RUNNING_AT_ZUORA,
+                                .job_id = job->id,
+                                /* Zuora's page: nextRefreshTime has no value while a job runs. */
+                                .no_next_refresh = st->zuora_next_refresh == STATE_TIME_UNSET &&
+                                                   st->zuora_last_refresh != STATE_TIME_UNSET });
+        env_cancel_calls(e);
+        env_slot_done(e);
+}
+
+/* What the list check knows besides the list. */
+static void env_plan_slot(
+        const Env *e, PlanSlot *ret, int64_t earlier[static 3], const char *known[static 2]) {
+        StateEnv *st = env_st(e);
+
+        earlier[0] = e->prev_slot;
+        earlier[1] = st->last_job ? st->last_job->slot : STATE_TIME_UNSET;
+        earlier[2] = st->last_submitted;
+        known[0] = st->last_job ? st->last_job->id : NULL;
+        known[1] = st->job ? st->job->id : NULL;
+        *ret = (PlanSlot) {
+                .slot = e->slot,
+                .earlier = earlier,
+                .n_earlier = 3,
+                .known_ids = known,
+                .n_known_ids = 2,
+                .clock = e->host->ops->zuora_clock(e->host),
+                .now_usec = (int64_t) env_now_usec(e, CLOCK_REALTIME),
+        };
+}
+
 static void env_on_listed(const ClientResult *res, void *userdata) {
         Env *e = userdata;
         ZuoraJob *jobs = NULL;
-        const ZuoraJob *found;
+        const ZuoraJob *found, *running;
+        int64_t earlier[3];
+        const char *known[2];
+        PlanSlot ps;
         size_t n = 0;
 
         e->call = NULL;
@@ -634,37 +719,25 @@ static void env_on_listed(const ClientResult *res, void *userdata) {
                 e->waiting &= ~WAIT_LIST;
         if (res->verdict != ZUORA_VERDICT_OK ||
             zuora_parse_job_list(res->response->body, res->response->body_size, &jobs, &n) < 0) {
-                /* A refresh missed is worse than the small chance of a double. */
-                env_listed_none(e);
+                env_list_failed(e, res);
                 return;
         }
-        StateEnv *st = env_st(e);
-        const int64_t earlier[] = { e->prev_slot,
-                                    st->last_job ? st->last_job->slot : STATE_TIME_UNSET,
-                                    st->last_submitted };
-        found = plan_covering_job(
-                e->ec,
-                e->slot,
-                earlier,
-                ELEMENTSOF(earlier),
-                st->last_job ? st->last_job->id : NULL,
-                jobs,
-                n);
-        if (!found) {
-                zuora_job_list_free(jobs, n);
-                if (e->conflict) {
-                        /* Zuora said a job is running, and none is this slot's. */
-                        env_fail(e, e->last_error ?: "Zuora answered 409");
-                        return;
-                }
+        env_plan_slot(e, &ps, earlier, known);
+        found = plan_covering_job(e->ec, &ps, jobs, n);
+        running = found ? NULL : plan_running_job(jobs, n);
+        if (found) {
+                _cleanup_free_ char *url = env_url(e, ZUORA_ENDPOINT_JOB, found->id);
+                env_cancel_calls(e); /* CHECKING: the eligibility check is moot */
+                if (url)
+                        env_track(e, found, url, /* adopted= */ true);
+        } else if (running)
+                env_skip_running(e, running);
+        else if (e->must_list)
+                /* Zuora said a job runs, or accepted a refresh whose job cannot
+                 * be named, and none in the list is this slot's. */
+                env_fail(e, e->last_error ?: "Zuora answered 409");
+        else
                 env_listed_none(e);
-                return;
-        }
-        env_cancel_calls(e); /* CHECKING: the eligibility check is moot */
-
-        _cleanup_free_ char *url = env_url(e, ZUORA_ENDPOINT_JOB, found->id);
-        if (url)
-                env_track(e, found, url, /* adopted= */ true);
         zuora_job_list_free(jobs, n);
 }
 
@@ -695,12 +768,22 @@ int env_start(Env *e) {
 }
 
 int env_reconfigure(Env *e, Config *c, const EnvConfig *ec) {
+        bool due = e->next_slot != STATE_TIME_UNSET && env_now_usec(e, CLOCK_REALTIME) >= env_fire_usec(e);
+
         config_free(e->config);
         e->config = config_ref(c);
         e->ec = ec;
         e->name = ec->name;
-        if (e->state == ENV_IDLE)
-                env_schedule(e);
+        if (e->state != ENV_IDLE)
+                return 0;
+        /* A slot whose time came just before the reload, its timer not run
+         * yet, is due, not missed while refreshd was not running. */
+        if (due && ec->enabled) {
+                env_disarm_slot(e);
+                env_on_slot(e);
+                return 0;
+        }
+        env_schedule(e);
         return 0;
 }
 

@@ -65,6 +65,10 @@ typedef struct EnvHostOps {
         void (*cancel)(EnvHost *h, ClientCall *call);
         char *(*url)(EnvHost *h, ZuoraEndpoint endpoint, const char *env_id, const char *job_id);
         int (*resolve)(EnvHost *h, const char *location, char **ret_url);
+        /* Zuora's clock as measured, and another of its stamps (a createTime
+         * made between SENT_USEC and RECEIVED_USEC of ours). */
+        const ZuoraClock *(*zuora_clock)(EnvHost *h);
+        void (*observe_clock)(EnvHost *h, int64_t stamp_sec, int64_t sent_usec, int64_t received_usec);
         /* An entry of the state changed: have it written at the end of this turn. */
         void (*save_later)(EnvHost *h);
         /* This environment's checks went out (CHECKING true) or ended: while
@@ -92,7 +96,8 @@ struct Env {
         unsigned attempt;     /* of the current submission */
         bool removed;         /* gone from the config: follow the job, then go */
         bool deferred;        /* firing at Zuora's nextRefreshTime */
-        bool conflict;        /* the POST got a 409: list, adopt or fail */
+        bool must_list;       /* the POST may have created a job it cannot name (a 409, an
+                               * unreadable 2xx, a redirect): list, adopt or fail, never POST again */
         bool plan_after_poll; /* restarted with a job: plan slots after its first poll */
         bool poll_failing;    /* a poll error was logged for this streak */
         bool unknown_status_warned;

@@ -597,3 +597,18 @@ void json_put_int(JsonWriter *w, long long i) {
         if (w->r >= 0)
                 writer_status(w, yajl_gen_integer(w->gen, i));
 }
+
+void json_put_fixed(JsonWriter *w, long long value, unsigned decimals) {
+        unsigned long long unit = 1,
+                           a = value < 0 ? 0ULL - (unsigned long long) value : (unsigned long long) value;
+        char buf[48];
+        int n;
+
+        assert(decimals > 0 && decimals <= 18);
+        for (unsigned i = 0; i < decimals; i++)
+                unit *= 10;
+        n = snprintf(
+                buf, sizeof(buf), "%s%llu.%0*llu", value < 0 ? "-" : "", a / unit, (int) decimals, a % unit);
+        if (w->r >= 0)
+                writer_status(w, yajl_gen_number(w->gen, buf, (size_t) n));
+}

@@ -129,3 +129,5 @@ void json_put_string_or_null(JsonWriter *w, const char *s);
 void json_put_null(JsonWriter *w);
 void json_put_bool(JsonWriter *w, bool b);
 void json_put_int(JsonWriter *w, long long i);
+/* VALUE / 10^DECIMALS, written with DECIMALS digits after the point: -300.125. */
+void json_put_fixed(JsonWriter *w, long long value, unsigned decimals);

@@ -132,8 +132,40 @@ static int load_state(Manager *m) {
         return m->state ? 0 : -ENOMEM;
 }
 
+/* Zuora's clock is reported when it is off by more than this, and again
+ * when the offset moves by more than this. */
+#define CLOCK_REPORT_USEC ((int64_t) (5 * USEC_PER_SEC))
+
+static int64_t abs64(int64_t v) {
+        return v < 0 ? -v : v;
+}
+
+/* Says when Zuora's clock, as measured, is off ours by more than a few
+ * seconds (or moved since it was said), and when it agrees again. */
+static void manager_check_clock(Manager *m) {
+        int64_t offset, uncertainty;
+
+        if (!m->state->zclock.measured)
+                return;
+        zclock_estimate(
+                &m->state->zclock, (int64_t) manager_now_usec(m, CLOCK_REALTIME), &offset, &uncertainty);
+        if (abs64(offset) > CLOCK_REPORT_USEC) {
+                if (m->clock_warned && abs64(offset - m->clock_warned_offset) <= CLOCK_REPORT_USEC)
+                        return;
+                report_zuora_clock(offset, uncertainty, /* agrees= */ false);
+                m->clock_warned = true;
+                m->clock_warned_offset = offset;
+        } else if (m->clock_warned) {
+                report_zuora_clock(offset, uncertainty, /* agrees= */ true);
+                m->clock_warned = false;
+        }
+}
+
 static bool manager_save_now(Manager *m) {
-        int r = store_save(m->store, m->state);
+        int r;
+
+        manager_check_clock(m);
+        r = store_save(m->store, m->state);
 
         if (r < 0) {
                 /* Keep going in memory; the list check keeps refreshes at most once. */
@@ -579,6 +611,14 @@ static int host_resolve(EnvHost *h, const char *location, char **ret_url) {
         return client_resolve(host_manager(h)->client, location, ret_url);
 }
 
+static const ZuoraClock *host_zuora_clock(EnvHost *h) {
+        return client_clock(host_manager(h)->client);
+}
+
+static void host_observe_clock(EnvHost *h, int64_t stamp_sec, int64_t sent_usec, int64_t received_usec) {
+        client_observe_clock(host_manager(h)->client, stamp_sec, sent_usec, received_usec);
+}
+
 static void host_save_later(EnvHost *h) {
         manager_save_later(host_manager(h));
 }
@@ -599,6 +639,8 @@ static const EnvHostOps host_ops = {
         .cancel = host_cancel,
         .url = host_url,
         .resolve = host_resolve,
+        .zuora_clock = host_zuora_clock,
+        .observe_clock = host_observe_clock,
         .save_later = host_save_later,
         .checks_changed = host_checks_changed,
         .status_changed = host_status_changed,
@@ -645,6 +687,8 @@ int manager_new(sd_event *event, const char *config_path, const char *state_dir,
         r = client_new(event, m->config, TAKE_PTR(secret), &m->client);
         if (r < 0)
                 return r;
+        /* What the client measures of Zuora's clock is kept in the state. */
+        client_set_clock(m->client, &m->state->zclock);
         for (size_t i = 0; i < m->config->n_envs; i++) {
                 r = manager_add_env(m, m->config, &m->config->envs[i], NULL);
                 if (r < 0)

@@ -46,6 +46,8 @@ typedef struct Manager {
         sd_event_source *status_source; /* CLOCK_MONOTONIC: one STATUS= rebuild per second at most */
         uint64_t status_sent_usec;      /* CLOCK_MONOTONIC: when it was last rebuilt */
         char *status_text;              /* the last STATUS= sent */
+        bool clock_warned;              /* Zuora's clock was reported off ... */
+        int64_t clock_warned_offset;    /* ... by this much, µs */
 } Manager;
 
 /* Loads the config (errors printed; MANAGER_ERR_CONFIG when it cannot be

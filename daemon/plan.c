@@ -66,19 +66,27 @@ bool plan_too_soon(const EnvConfig *ec, int64_t last_submitted, int64_t slot) {
         return gap < 0 || (uint64_t) gap * USEC_PER_SEC < ec->min_interval;
 }
 
-bool plan_is_ineligible(int64_t allowed_from, int64_t slot, int64_t now) {
-        return allowed_from != PLAN_UNSET && allowed_from > slot && allowed_from > now;
+bool plan_is_ineligible(const ZuoraClock *clock, int64_t allowed_from, int64_t slot, int64_t now_usec) {
+        int64_t lo, hi;
+
+        if (allowed_from == PLAN_UNSET)
+                return false;
+        zclock_to_ours(clock, allowed_from, now_usec, &lo, &hi);
+        return lo > slot && lo > now_usec / (int64_t) USEC_PER_SEC;
 }
 
-int64_t plan_defer_until(const EnvConfig *ec, int64_t slot, int64_t allowed_from, int64_t now) {
-        int64_t next;
+int64_t plan_defer_until(
+        const EnvConfig *ec, const ZuoraClock *clock, int64_t slot, int64_t allowed_from, int64_t now_usec) {
+        int64_t lo, until, next;
 
-        if (ec->when_ineligible != WHEN_INELIGIBLE_DEFER || allowed_from == PLAN_UNSET ||
-            allowed_from <= now)
+        if (ec->when_ineligible != WHEN_INELIGIBLE_DEFER || allowed_from == PLAN_UNSET)
                 return PLAN_UNSET;
-        if (cron_next(ec->cron, ec->tz, slot, &next) >= 0 && next <= allowed_from)
+        zclock_to_ours(clock, allowed_from, now_usec, &lo, &until);
+        if (until <= now_usec / (int64_t) USEC_PER_SEC)
+                return PLAN_UNSET;
+        if (cron_next(ec->cron, ec->tz, slot, &next) >= 0 && next <= until)
                 return PLAN_UNSET; /* the next slot comes first */
-        return allowed_from;
+        return until;
 }
 
 uint64_t plan_fire_usec(const EnvConfig *ec, int64_t slot, bool deferred) {
@@ -95,28 +103,62 @@ uint64_t plan_wake_usec(uint64_t fire_usec, uint64_t now_usec, bool deferred) {
         return lead >= PLAN_CHECK_AHEAD_MIN_USEC ? fire_usec - lead : fire_usec;
 }
 
-const ZuoraJob *plan_covering_job(
-        const EnvConfig *ec,
-        int64_t slot,
-        const int64_t *earlier,
-        size_t n_earlier,
-        const char *previous_id,
-        const ZuoraJob *jobs,
-        size_t n) {
-        int64_t ahead = (int64_t) (ec->submit_ahead / USEC_PER_SEC);
-        int64_t since = slot - ahead - PLAN_CLOCK_SKEW_SEC;
+static bool is_known(const PlanSlot *s, const char *id) {
+        for (size_t i = 0; i < s->n_known_ids; i++)
+                if (s->known_ids[i] && strcmp(s->known_ids[i], id) == 0)
+                        return true;
+        return false;
+}
+
+/* Whether JOB, which has ended, may have ended before FROM (our clock).
+ * The doubt goes against the job: a POST after a job that failed or was
+ * cancelled refreshes the sandbox once, while adopting it loses the slot. */
+static bool ended_before(const PlanSlot *s, const ZuoraJob *job, int64_t from) {
+        int64_t end = job->job_end_time != ZUORA_TIME_UNSET ? job->job_end_time : job->update_time, lo, hi;
+
+        if (end == ZUORA_TIME_UNSET)
+                end = job->create_time; /* it ended no sooner than it began */
+        zclock_to_ours(s->clock, end, s->now_usec, &lo, &hi);
+        return lo < from;
+}
+
+const ZuoraJob *plan_covering_job(const EnvConfig *ec, const PlanSlot *s, const ZuoraJob *jobs, size_t n) {
+        int64_t ahead = (int64_t) (ec->submit_ahead / USEC_PER_SEC), start = s->slot - ahead;
+        int64_t since = start - PLAN_JUST_BEFORE_SEC - PLAN_CLOCK_MARGIN_SEC, after = PLAN_UNSET, lo, hi;
         const ZuoraJob *found = NULL;
 
-        /* The skew allowance must not reach back to an earlier slot (the
-         * previous one, or after a restart the last one known to have had a
-         * job): no job of an earlier slot covers this one. */
-        for (size_t i = 0; i < n_earlier; i++)
-                if (earlier[i] != PLAN_UNSET && earlier[i] < slot && earlier[i] - ahead + 1 > since)
-                        since = earlier[i] - ahead + 1;
+        /* No job of an earlier slot covers this one: a job created before an
+         * earlier slot came (surely after it, by Zuora's clock as measured) is
+         * that slot's, or older. */
+        for (size_t i = 0; i < s->n_earlier; i++)
+                if (s->earlier[i] != PLAN_UNSET && s->earlier[i] < s->slot &&
+                    (after == PLAN_UNSET || s->earlier[i] - ahead > after))
+                        after = s->earlier[i] - ahead;
+        for (size_t i = 0; i < n; i++) {
+                const ZuoraJob *j = &jobs[i];
+
+                if (j->create_time == ZUORA_TIME_UNSET || is_known(s, j->id))
+                        continue;
+                zclock_to_ours(s->clock, j->create_time, s->now_usec, &lo, &hi);
+                /* Created before the slot, as far as the clocks can tell
+                 * (the uncertainty in the slot's favour): another slot's. */
+                if (hi < since || (after != PLAN_UNSET && lo <= after))
+                        continue;
+                /* An end other than COMPLETED before the slot: it refreshed nothing for it. */
+                if (zuora_job_has_ended(j) && zuora_status_outcome(j->status) != ZUORA_OUTCOME_COMPLETED &&
+                    ended_before(s, j, start))
+                        continue;
+                if (!found || j->create_time > found->create_time)
+                        found = j;
+        }
+        return found;
+}
+
+const ZuoraJob *plan_running_job(const ZuoraJob *jobs, size_t n) {
+        const ZuoraJob *found = NULL;
+
         for (size_t i = 0; i < n; i++)
-                if (jobs[i].create_time != ZUORA_TIME_UNSET && jobs[i].create_time >= since &&
-                    !(previous_id && strcmp(jobs[i].id, previous_id) == 0) &&
-                    (!found || jobs[i].create_time > found->create_time))
+                if (!zuora_job_has_ended(&jobs[i]) && (!found || jobs[i].create_time > found->create_time))
                         found = &jobs[i];
         return found;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "zclock.h"
 #include "zuora.h"
 
 #define PLAN_UNSET INT64_MIN
@@ -63,32 +64,52 @@ int64_t plan_latest_slot(const EnvConfig *ec, int64_t after, int64_t now);
  * wall clock: a DST change between them neither shortens nor lengthens it. */
 bool plan_too_soon(const EnvConfig *ec, int64_t last_submitted, int64_t slot);
 
-/* Whether Zuora's nextRefreshTime ALLOWED_FROM forbids SLOT at NOW. */
-bool plan_is_ineligible(int64_t allowed_from, int64_t slot, int64_t now);
+/* Whether Zuora's nextRefreshTime ALLOWED_FROM (by Zuora's CLOCK) forbids
+ * SLOT at NOW_USEC: only when it surely comes after both. */
+bool plan_is_ineligible(const ZuoraClock *clock, int64_t allowed_from, int64_t slot, int64_t now_usec);
 
-/* When a SLOT that Zuora allows only from ALLOWED_FROM fires instead: at
- * ALLOWED_FROM with when_ineligible defer, unless the next slot comes first
- * or ALLOWED_FROM has passed at NOW; PLAN_UNSET when it is skipped. */
-int64_t plan_defer_until(const EnvConfig *ec, int64_t slot, int64_t allowed_from, int64_t now);
+/* When a SLOT that Zuora allows only from ALLOWED_FROM (by Zuora's CLOCK)
+ * fires instead: when Zuora surely allows it, with when_ineligible defer,
+ * unless the next slot comes first or that time has passed at NOW_USEC;
+ * PLAN_UNSET when it is skipped. */
+int64_t plan_defer_until(
+        const EnvConfig *ec, const ZuoraClock *clock, int64_t slot, int64_t allowed_from, int64_t now_usec);
 
-/* How far back from a slot a job may have been created and still be its
- * refresh: our clock and Zuora's may disagree by this much. */
-#define PLAN_CLOCK_SKEW_SEC 300
+/* What Zuora's clock may be off by beyond what was measured of it. */
+#define PLAN_CLOCK_MARGIN_SEC 2
 
-/* The job of JOBS (N of them) that already refreshes SLOT, whoever started
- * it: the newest created at or after SLOT (less submit_ahead, less
- * PLAN_CLOCK_SKEW_SEC), but never one of an earlier slot: the allowance
- * does not reach back to a slot of EARLIER (N_EARLIER times, PLAN_UNSET
- * ignored), and PREVIOUS_ID (the last job's id, may be NULL) is never the
- * one. NULL when none covers it. */
-const ZuoraJob *plan_covering_job(
-        const EnvConfig *ec,
-        int64_t slot,
-        const int64_t *earlier,
-        size_t n_earlier,
-        const char *previous_id,
-        const ZuoraJob *jobs,
-        size_t n);
+/* A refresh started by hand this long before a slot (by our clock) is the
+ * slot's refresh, if it did not end FAILED or CANCELED before the slot. */
+#define PLAN_JUST_BEFORE_SEC 300
+
+/* What the list check knows besides the list: the slot's times and the jobs
+ * refreshd already knows, which never cover a new slot. */
+typedef struct PlanSlot {
+        int64_t slot;
+        const int64_t *earlier;       /* slots handled before it (PLAN_UNSET ignored) ... */
+        size_t n_earlier;             /* ... and how many */
+        const char *const *known_ids; /* jobs of earlier slots, by id ... */
+        size_t n_known_ids;           /* ... and how many (NULL entries ignored) */
+        const ZuoraClock *clock;      /* Zuora's clock, as measured */
+        int64_t now_usec;             /* CLOCK_REALTIME */
+} PlanSlot;
+
+/* The job of JOBS (N of them) that already refreshes S->slot, whoever
+ * started it, or NULL: the newest that may have been created no sooner than
+ * PLAN_JUST_BEFORE_SEC before the slot (less submit_ahead; Zuora's
+ * createTime as our clock may have read it, PLAN_CLOCK_MARGIN_SEC added),
+ * but
+ *  - never one created before an earlier slot came (S->earlier), nor a job
+ *    refreshd already knows (S->known_ids);
+ *  - and never one that ended FAILED or CANCELED (or ended otherwise without
+ *    COMPLETED) before the slot: a job covers a slot only if it still ran at
+ *    the slot, ended after it, or COMPLETED.
+ * Zuora's times are compared with ours through S->clock. */
+const ZuoraJob *plan_covering_job(const EnvConfig *ec, const PlanSlot *s, const ZuoraJob *jobs, size_t n);
+
+/* The newest job of JOBS that has not ended (a refresh under way at Zuora),
+ * or NULL. */
+const ZuoraJob *plan_running_job(const ZuoraJob *jobs, size_t n);
 
 /* The delay before retry ATTEMPT (from 0), full jitter: uniform in
  * [0, min(10 min, 5 s * 2^ATTEMPT)], drawn from RANDOM. */

@@ -456,6 +456,28 @@ void report_state_write_failed(const char *state, int r) {
                 strerror(-r));
 }
 
+void report_zuora_clock(int64_t offset_usec, int64_t uncertainty_usec, bool agrees) {
+        double o = (double) offset_usec / USEC_PER_SEC, u = (double) uncertainty_usec / USEC_PER_SEC;
+
+        if (agrees)
+                report_event(
+                        REFRESHD_MESSAGE_ZUORA_CLOCK,
+                        LOG_NOTICE,
+                        NULL,
+                        "Zuora's clock agrees with ours again: %+.1f s (±%.1f s)",
+                        o,
+                        u);
+        else
+                report_event(
+                        REFRESHD_MESSAGE_ZUORA_CLOCK,
+                        LOG_WARNING,
+                        NULL,
+                        "Zuora's clock is %.1f s %s ours (±%.1f s); its times are read through that offset",
+                        o < 0 ? -o : o,
+                        o < 0 ? "behind" : "ahead of",
+                        u);
+}
+
 void report_state_corrupt(const char *state, const char *why, const char *aside) {
         report_event(
                 REFRESHD_MESSAGE_STATE_CORRUPT,
@@ -524,6 +546,16 @@ void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const Repor
                         LOCAL(ec, why->other_slot),
                         duration_format(why->min_interval, (char[DURATION_MAX]) {}));
                 break;
+        case REPORT_SKIP_RUNNING_AT_ZUORA:
+                snprintf(
+                        reason,
+                        sizeof(reason),
+                        "job %s is already running at Zuora, not started for this slot%s",
+                        why->job_id,
+                        why->no_next_refresh
+                                ? " (Zuora shows no nextRefreshTime, as it does while a refresh runs)"
+                                : "");
+                break;
         case REPORT_SKIP_SUBMITTING:
                 snprintf(
                         reason,
@@ -591,6 +623,17 @@ void report_retrying(const EnvConfig *ec, const ReportFields *f, const char *why
                 why,
                 (double) f->retry_in_usec / USEC_PER_SEC,
                 attempt);
+}
+
+void report_outcome_unknown(const EnvConfig *ec, const ReportFields *f, const char *why) {
+        report_event(
+                REFRESHD_MESSAGE_OUTCOME_UNKNOWN,
+                LOG_WARNING,
+                f,
+                "Environment '%s': slot %s: %s; looking for its job in Zuora's job list",
+                ec->name,
+                LOCAL(ec, f->slot),
+                why);
 }
 
 void report_submitted(const EnvConfig *ec, const ReportFields *f) {

@@ -67,6 +67,10 @@ void report_reload_failed(const char *config_path);
 /* STATE (a file) could not be written, error R. */
 void report_state_write_failed(const char *state, int r);
 
+/* Zuora's clock differs from ours by OFFSET_USEC (Zuora minus ours), give or
+ * take UNCERTAINTY_USEC; AGREES: it no longer does, by more than a few seconds. */
+void report_zuora_clock(int64_t offset_usec, int64_t uncertainty_usec, bool agrees);
+
 /* STATE could not be read (WHY) and was moved to ASIDE (NULL: it could not be). */
 void report_state_corrupt(const char *state, const char *why, const char *aside);
 
@@ -88,10 +92,11 @@ typedef enum ReportDue {
 void report_slot_due(const EnvConfig *ec, const ReportFields *f, ReportDue why);
 
 typedef enum ReportSkipReason {
-        REPORT_SKIP_MISSED,       /* missed while not running, and catch_up is off */
-        REPORT_SKIP_RUNNING,      /* job JOB_ID still runs */
-        REPORT_SKIP_MIN_INTERVAL, /* OTHER_SLOT was submitted less than MIN_INTERVAL before */
-        REPORT_SKIP_SUBMITTING,   /* OTHER_SLOT is still being submitted */
+        REPORT_SKIP_MISSED,           /* missed while not running, and catch_up is off */
+        REPORT_SKIP_RUNNING,          /* job JOB_ID still runs */
+        REPORT_SKIP_MIN_INTERVAL,     /* OTHER_SLOT was submitted less than MIN_INTERVAL before */
+        REPORT_SKIP_SUBMITTING,       /* OTHER_SLOT is still being submitted */
+        REPORT_SKIP_RUNNING_AT_ZUORA, /* job JOB_ID, not refreshd's for this slot, runs at Zuora */
         _REPORT_SKIP_REASON_MAX,
         _REPORT_SKIP_REASON_INVALID = -EINVAL,
 } ReportSkipReason;
@@ -101,6 +106,7 @@ typedef struct ReportSkip {
         const char *job_id;
         int64_t other_slot;
         uint64_t min_interval; /* µs */
+        bool no_next_refresh;  /* RUNNING_AT_ZUORA: Zuora shows no nextRefreshTime, but a lastRefreshTime */
 } ReportSkip;
 
 void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const ReportSkip *why);
@@ -113,6 +119,10 @@ void report_refresh_failed(const EnvConfig *ec, const ReportFields *f, const cha
 
 /* The slot is submitted again after F->retry_in_usec, the ATTEMPTth time, because of WHY. */
 void report_retrying(const EnvConfig *ec, const ReportFields *f, const char *why, unsigned attempt);
+
+/* The POST's answer (WHY) says Zuora may have created a job for the slot
+ * that it did not name: its list is asked for it, and the POST is not sent again. */
+void report_outcome_unknown(const EnvConfig *ec, const ReportFields *f, const char *why);
 
 void report_submitted(const EnvConfig *ec, const ReportFields *f);
 

@@ -850,6 +850,31 @@ static int parse_intent_log(const JsonNode *root, State *s, char **reterr_messag
         return 0;
 }
 
+/* "zuora_clock": {"offset_us": N, "uncertainty_us": N >= 0, "at": T}, or absent. */
+static int parse_zuora_clock(const JsonNode *root, State *s, char **reterr_message) {
+        const JsonNode *c, *offset, *uncertainty, *at;
+        int64_t o, u, t;
+        int r;
+
+        r = object_get(root, "", "zuora_clock", &c, reterr_message);
+        if (r < 0 || !c)
+                return r;
+        if (c->type != JSON_OBJECT)
+                return bad(reterr_message, "zuora_clock: not an object");
+        if ((r = object_get(c, "zuora_clock", "offset_us", &offset, reterr_message)) < 0 ||
+            (r = object_get(c, "zuora_clock", "uncertainty_us", &uncertainty, reterr_message)) < 0 ||
+            (r = object_get(c, "zuora_clock", "at", &at, reterr_message)) < 0)
+                return r;
+        if (!offset || json_integer(offset, &o) < 0)
+                return bad(reterr_message, "zuora_clock.offset_us: not a number of microseconds");
+        if (!uncertainty || json_integer(uncertainty, &u) < 0 || u < 0)
+                return bad(reterr_message, "zuora_clock.uncertainty_us: not a number of microseconds");
+        if (!at || read_time(at, "zuora_clock", "at", &t, reterr_message) < 0)
+                return bad(reterr_message, "zuora_clock.at: not a time");
+        zclock_restore(&s->zclock, o, u, t * (int64_t) 1000000);
+        return 0;
+}
+
 static int parse_version(const JsonNode *root, char **reterr_message) {
         const JsonNode *v;
         int64_t version;
@@ -887,7 +912,10 @@ static int parse_root(const JsonNode *root, State *s, char **reterr_message) {
         r = check_names(s, reterr_message);
         if (r < 0)
                 return r;
-        return parse_intent_log(root, s, reterr_message);
+        r = parse_intent_log(root, s, reterr_message);
+        if (r < 0)
+                return r;
+        return parse_zuora_clock(root, s, reterr_message);
 }
 
 int state_parse(const char *text, size_t size, State **ret, char **reterr_message) {
@@ -1051,6 +1079,21 @@ static int state_generate(const State *s, JsonWriter *w) {
                 json_put_string(w, id);
                 json_put_string(w, "seq");
                 json_put_int(w, (long long) s->log_seq);
+                json_put_close(w);
+        }
+        if (s->zclock.measured) {
+                /* The bounds as they are (no drift added), so that a file read
+                 * and written again is the same text. */
+                int64_t uncertainty = (s->zclock.hi_usec - s->zclock.lo_usec) / 2;
+                int64_t offset = s->zclock.lo_usec + uncertainty;
+                json_put_string(w, "zuora_clock");
+                json_put_open(w);
+                json_put_string(w, "offset_us");
+                json_put_int(w, offset);
+                json_put_string(w, "uncertainty_us");
+                json_put_int(w, uncertainty);
+                json_put_string(w, "at");
+                put_utc_time(w, s->zclock.at_usec / 1000000);
                 json_put_close(w);
         }
         json_put_string(w, "environments");

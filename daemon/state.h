@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "zclock.h"
+
 #define STATE_TIME_UNSET INT64_MIN
 #define STATE_FILE_NAME "state.json"
 /* The largest state.json read, and written: 10,000 environments with jobs in
@@ -60,6 +62,9 @@ typedef struct StateEnv {
 typedef struct State {
         StateEnv *envs;
         size_t n_envs;
+        /* What was measured of Zuora's clock ("zuora_clock": {"offset_us",
+         * "uncertainty_us", "at"}, absent until measured). */
+        ZuoraClock zclock;
         /* The intent log: its generation (0: none yet; state_save() starts
          * one), the last record number given out, and whether a state.json
          * of this generation is on disk, covering records up to

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The local store: state.json (state.c) and its intent log (intentlog.c)
- * in one directory.
+ * in one directory, which one daemon at a time has: it holds an exclusive
+ * flock() on the directory (released only when the process ends or frees
+ * the store), and DIR/lock names its PID, for the message the next one gets.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -20,7 +24,79 @@ typedef struct FileStore {
         Store store;
         char *dir;
         int intent_fd; /* the intent log, or -EBADF: intents go in state.json */
+        int lock_fd;   /* DIR itself, locked */
 } FileStore;
+
+#define LOCK_FILE_NAME "lock"
+
+/* The PID the lock file in DIRFD names, or 0. */
+static long lock_holder(int dirfd) {
+        _cleanup_(closep) int fd =
+                openat(dirfd, LOCK_FILE_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        char buf[24];
+        ssize_t n;
+
+        if (fd < 0)
+                return 0;
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        return strtol(buf, NULL, 10);
+}
+
+/* Writes this process's PID in DIRFD's lock file, for the message another
+ * one gets; a read-only directory keeps the lock without it. */
+static void lock_write_pid(int dirfd) {
+        _cleanup_(closep) int fd = -EBADF;
+        char pid[24];
+        int n = snprintf(pid, sizeof(pid), "%ld\n", (long) getpid());
+
+        fd = open_regular(dirfd, LOCK_FILE_NAME, O_WRONLY | O_CREAT | O_NOFOLLOW, 0644, NULL);
+        if (fd >= 0 && ftruncate(fd, 0) >= 0)
+                (void) pwrite_all(fd, pid, (size_t) n, 0);
+}
+
+/* Takes the directory DIR for this process: an exclusive flock() on the
+ * directory itself (it needs no write access, and goes with the process
+ * however it ends), or says who has it. */
+static int lock_dir(const char *dir, int *ret_fd) {
+        _cleanup_(closep) int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int r;
+
+        if (fd < 0) {
+                r = -errno;
+                report_log(LOG_ERR, "cannot open the state directory %s: %s", dir, strerror(-r));
+                return r;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                long holder = lock_holder(fd);
+
+                r = -errno;
+                if (r != -EWOULDBLOCK) {
+                        report_log(LOG_ERR, "cannot lock the state directory %s: %s", dir, strerror(-r));
+                        return r;
+                }
+                if (holder > 0)
+                        report_log(
+                                LOG_ERR,
+                                "the state directory %s is in use by another refreshd (PID %ld): one daemon "
+                                "per "
+                                "state directory",
+                                dir,
+                                holder);
+                else
+                        report_log(
+                                LOG_ERR,
+                                "the state directory %s is in use by another refreshd: one daemon per state "
+                                "directory",
+                                dir);
+                return -EBUSY;
+        }
+        lock_write_pid(fd);
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
 
 static FileStore *file_store(Store *s) {
         return (FileStore *) s;
@@ -51,6 +127,8 @@ static Store *file_free(Store *s) {
 
         if (f->intent_fd >= 0)
                 (void) close(f->intent_fd);
+        if (f->lock_fd >= 0)
+                (void) close(f->lock_fd); /* the lock goes with it (the PID file stays: it names no one) */
         free(f->dir);
         free(s->description);
         free(f);
@@ -71,11 +149,18 @@ int store_file_new(const char *dir, Store **ret) {
 
         if (!f)
                 return -ENOMEM;
-        *f = (FileStore) { .store.ops = &file_ops, .intent_fd = -EBADF, .dir = strdup(dir) };
+        *f = (FileStore) {
+                .store.ops = &file_ops, .intent_fd = -EBADF, .lock_fd = -EBADF, .dir = strdup(dir)
+        };
         if (!f->dir || asprintf(&f->store.description, "%s/%s", dir, STATE_FILE_NAME) < 0) {
                 f->store.description = NULL;
                 file_free(&f->store);
                 return -ENOMEM;
+        }
+        r = lock_dir(dir, &f->lock_fd);
+        if (r < 0) {
+                file_free(&f->store);
+                return r;
         }
         r = intent_log_open(dir, &f->intent_fd);
         if (r < 0)

@@ -40,9 +40,10 @@ struct Store {
         char *description; /* for messages: "/var/lib/refreshd/state.json" */
 };
 
-/* The local store: DIR/state.json and the intent log DIR/intents. A log
- * that cannot be opened is warned about (intents then go to state.json
- * alone, which is slower). */
+/* The local store: DIR/state.json and the intent log DIR/intents, for this
+ * process alone while it lives: -EBUSY (reported, naming the PID that has
+ * it) when another holds DIR/lock. A log that cannot be opened is warned
+ * about (intents then go to state.json alone, which is slower). */
 int store_file_new(const char *dir, Store **ret);
 
 static inline int store_load(Store *s, State **ret, char **reterr_message) {

@@ -46,6 +46,7 @@
         ((ZuoraJob) {                                                                                       \
                 .progress = -1,                                                                             \
                 .create_time = ZUORA_TIME_UNSET,                                                            \
+                .update_time = ZUORA_TIME_UNSET,                                                            \
                 .job_start_time = ZUORA_TIME_UNSET,                                                         \
                 .job_end_time = ZUORA_TIME_UNSET,                                                           \
                 .estimated_completion_time = ZUORA_TIME_UNSET,                                              \
@@ -241,6 +242,7 @@ static int job_from_node(const JsonNode *o, ZuoraJob *ret) {
                 j.progress = (int) progress;
 
         j.create_time = json_get_time(o, "createTime");
+        j.update_time = json_get_time(o, "updateTime");
         j.job_start_time = json_get_time(o, "jobStartTime");
         j.job_end_time = json_get_time(o, "jobEndTime");
         j.estimated_completion_time = json_get_time(o, "estimatedCompletionTime");

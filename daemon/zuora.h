@@ -22,6 +22,7 @@ typedef struct ZuoraJob {
         int progress; /* 0..100, -1 when absent */
         char *test_environment_id;
         int64_t create_time;
+        int64_t update_time;
         int64_t job_start_time;
         int64_t job_end_time;
         int64_t estimated_completion_time;

@@ -280,6 +280,13 @@ class Sim:
             self._call("POST", "/_sim/config", kw)
         return self._call("GET", "/_sim/config")
 
+    def add_job(self, env_id, status, created_ago, ended_ago=None):
+        """A job made by hand in Zuora's UI, CREATED_AGO seconds ago (ended ENDED_AGO ago)."""
+        spec = {"env_id": env_id, "status": status, "created_ago": created_ago}
+        if ended_ago is not None:
+            spec["ended_ago"] = ended_ago
+        return self._call("POST", "/_sim/jobs", spec)
+
     def fault(self, rule):
         """Append one rule or a list of rules."""
         return self._call("POST", "/_sim/faults", rule)

@@ -271,10 +271,25 @@ class E2E(unittest.TestCase):
 # faults on the POST
 
 class PostFaults(E2E):
-    def _fault(self, env_id, rule, creates_job, regex=None, job_seconds=1.5, timeout=25):
+    def _fault(self, env_id, rule, creates_job, regex=None, job_seconds=1.5, timeout=25, answered=False):
+        """The POST meets the fault RULE. ANSWERED: Zuora's 2xx came, but not a job refreshd can name
+        (cut short, not JSON, too big, the wrong shape): Zuora may have accepted the refresh, so the
+        POST is never sent again; the list check adopts the job it made (CREATES_JOB), or the refresh
+        fails, saying so. Otherwise the outcome is unknown (no answer): retried after the list check."""
         sim = self.sim(job_seconds=job_seconds)
         sim.fault(post_fault(env_id, **rule))
         d, slot = self.one_slot(sim, env_id)
+        if answered and not creates_job:
+            failed = d.wait_log(r"refresh for slot .* failed", timeout=timeout, ENVIRONMENT="e")
+            self.assertIn("not submitted again", failed.message)
+            self.assertEqual(failed.get("SLOT"), rfc3339(slot))
+            time.sleep(1.2)
+            self.assertEqual(len(sim.posts(env_id)), 1, d.tail())
+            self.assertEqual(sim.jobs(env_id), [])
+            last = (((d.state() or {}).get("environments") or {}).get("e") or {}).get("last_job") or {}
+            self.assertEqual(last.get("status"), "SUBMIT_FAILED", d.state())
+            self.assertTrue(d.running())
+            return sim, d, slot, None
         job = self.assert_one_job_followed(sim, d, env_id, slot, timeout=timeout)
         posts = sim.posts(env_id)
         if creates_job:
@@ -282,16 +297,24 @@ class PostFaults(E2E):
             self.assertEqual(len(posts), 1, [(p["status"]) for p in posts])
             adopted = d.events(r"already refreshes", ENVIRONMENT="e", JOB_ID=job["id"], SLOT=rfc3339(slot))
             self.assertEqual(len(adopted), 1, d.tail())
-            self.assert_retried(d, slot, regex=regex)
         else:
             self.assertEqual(len(posts), 2, [(p["status"]) for p in posts])
             self.assertEqual(hdr(posts[0], "Idempotency-Key"), hdr(posts[1], "Idempotency-Key"))
-            self.assert_retried(d, slot, regex=regex)
             self.assert_list_before_each_retry(sim, env_id)
+        if answered:
+            unknown = d.events(r"Zuora may have accepted the refresh, so it is not submitted again",
+                               ENVIRONMENT="e", SLOT=rfc3339(slot))
+            self.assertEqual(len(unknown), 1, d.tail())
+            self.assertEqual(unknown[0].level, "warning")
+            if regex:
+                self.assertRegex(unknown[0].message, regex)
+            self.assertFalse(d.events(RETRY_RE, ENVIRONMENT="e"), d.tail())
+        else:
+            self.assert_retried(d, slot, regex=regex)
         return sim, d, slot, job
 
     def test_reset_mid_body(self):
-        self._fault("env-rst", {"action": "reset_mid_body"}, creates_job=True)
+        self._fault("env-rst", {"action": "reset_mid_body"}, creates_job=True, answered=True)
 
     def test_hang_request_timeout(self):
         sim, d, slot, _ = self._fault("env-hang", {"action": "hang"}, creates_job=False, regex=r"(?i)time")
@@ -302,25 +325,25 @@ class PostFaults(E2E):
         self.assertLessEqual(gap, 3 + 5 + 1.5, gap)
 
     def test_drip_timeout(self):
-        self._fault("env-drip", {"action": "drip", "bytes_per_second": 1}, creates_job=True, regex=r"(?i)time")
+        self._fault("env-drip", {"action": "drip", "bytes_per_second": 1}, creates_job=True, answered=True, regex=r"(?i)time")
 
     def test_body_over_1mib_cap(self):
-        self._fault("env-huge", {"action": "huge_body"}, creates_job=True)
+        self._fault("env-huge", {"action": "huge_body"}, creates_job=True, answered=True)
 
     def test_not_json(self):
-        self._fault("env-html", {"action": "not_json"}, creates_job=False)
+        self._fault("env-html", {"action": "not_json"}, creates_job=False, answered=True)
 
     def test_truncated_json(self):
-        self._fault("env-trunc", {"action": "truncated_json"}, creates_job=True)
+        self._fault("env-trunc", {"action": "truncated_json"}, creates_job=True, answered=True)
 
     def test_truncated_json_short(self):
-        self._fault("env-trs", {"action": "truncated_json_short"}, creates_job=True)
+        self._fault("env-trs", {"action": "truncated_json_short"}, creates_job=True, answered=True)
 
     def test_wrong_shape_id_missing(self):
-        self._fault("env-noid", {"action": "wrong_shape", "variant": "id_missing"}, creates_job=True)
+        self._fault("env-noid", {"action": "wrong_shape", "variant": "id_missing"}, creates_job=True, answered=True)
 
     def test_wrong_shape_array_instead_of_object(self):
-        self._fault("env-arr", {"action": "wrong_shape", "variant": "array_instead_of_object"}, creates_job=True)
+        self._fault("env-arr", {"action": "wrong_shape", "variant": "array_instead_of_object"}, creates_job=True, answered=True)
 
     def test_wrong_shape_status_number(self):
         # The id is valid: tracking it (status unknown) or retrying and adopting it both keep the
@@ -334,7 +357,7 @@ class PostFaults(E2E):
         self.assertEqual(len(took), 1, d.tail())
 
     def test_empty_200(self):
-        self._fault("env-empty", {"action": "empty_200"}, creates_job=False)
+        self._fault("env-empty", {"action": "empty_200"}, creates_job=False, answered=True)
 
     def test_commit_then_fail_reset_adopted_not_doubled(self):
         self._fault("env-ctf", {"action": "commit_then_fail", "variant": "reset"}, creates_job=True,
@@ -376,8 +399,8 @@ class CrashPoints(E2E):
     """Three slots S1, S1+6, S1+12; the third POST hangs (with or without creating the job); the daemon
     is killed with SIGKILL while it hangs (its intent for S3 is on disk) and started again. The list
     check at the start must find the job the POST created, or else send the POST again: one job per
-    slot, S3's own job followed to its end. An older job (S1's, still within the 5 minutes of clock
-    skew) must not be taken for S3's."""
+    slot, S3's own job followed to its end. An older job (S1's, created less than 5 minutes before S3
+    and not known by id after the kill) must not be taken for S3's."""
 
     def _crash_during_third_post(self, rule, job_created):
         sim = self.sim(job_seconds=1.5)
@@ -832,7 +855,7 @@ class Disk(E2E):
         st = d.state()
         last = st and json.dumps(st)
         self.assertIn(sim.jobs("env-disk")[1]["id"], last or "", st)
-        leftovers = [f for f in os.listdir(state_dir) if f != "state.json"]
+        leftovers = [f for f in os.listdir(state_dir) if f not in ("state.json", "lock")]
         self.assertEqual(leftovers, [], "temporary files left behind")
         d.sigterm()
         self.assertEqual(d.wait_exit(5), 0)
@@ -863,6 +886,173 @@ def _maybe_reexec_in_mount_ns(argv):
             os.execvp(prefix[0], prefix + [sys.executable, os.path.abspath(argv[0])] + argv[1:])
         why.append("%s: %s" % (" ".join(prefix), p.stderr.strip() or "exit %d" % p.returncode))
     os.environ["REFRESHD_E2E_NS_WHY"] = "; ".join(why)
+
+
+# ==============================================================================================
+# what Zuora's list shows at the slot, Zuora's clock, one daemon per state directory
+
+class AtTheSlot(E2E):
+    """Jobs someone else made, as the list check finds them at the slot: one that ended FAILED or
+    CANCELED minutes before the slot refreshed nothing (the slot is POSTed); one that COMPLETED
+    minutes before is the slot's refresh (adopted, no POST); one still running since long before is
+    a refresh under way (the slot is skipped as an overlap, naming it, no POST, and when Zuora shows
+    no nextRefreshTime beside a lastRefreshTime the message says so); a sandbox never refreshed
+    fires normally."""
+
+    def _run(self, envs, settings=None):
+        sim = self.sim(job_seconds=1.5)
+        if settings:
+            sim.config(environments=settings)
+        hand = {}
+        for env_id, status, created_ago, ended_ago in envs:
+            if status:
+                hand[env_id] = sim.add_job(env_id, status, created_ago, ended_ago)["id"]
+        slot = next_second(3)
+        cfg = make_config(sim.base_url, [dict(name=e[0], id=e[0], schedule=seconds_schedule(slot)) for e in envs],
+                          zuora={"request_timeout": "5s"})
+        d = self.daemon(cfg)
+        d.start()
+        return sim, d, slot, hand
+
+    def test_ended_before_the_slot(self):
+        sim, d, slot, hand = self._run([("env-canceled", "CANCELED", 200, 140),
+                                        ("env-failed", "FAILED", 200, 60),
+                                        ("env-completed", "COMPLETED", 200, 60)])
+        for env_id in ("env-canceled", "env-failed"):
+            end = d.wait_log(END_RE, timeout=20, ENVIRONMENT=env_id, SLOT=rfc3339(slot))
+            self.assertEqual(len(sim.posts(env_id)), 1, d.tail())
+            self.assertNotEqual(end.get("JOB_ID"), hand[env_id], d.tail())
+            self.assertFalse(d.events(r"already refreshes", ENVIRONMENT=env_id), d.tail())
+        adopted = d.wait_log(r"already refreshes", timeout=10, ENVIRONMENT="env-completed")
+        self.assertEqual(adopted.get("JOB_ID"), hand["env-completed"])
+        self.assertEqual(adopted.get("SLOT"), rfc3339(slot))
+        time.sleep(1.5)
+        self.assertEqual(sim.posts("env-completed"), [], d.tail())
+        self.assertTrue(d.running())
+
+    def test_running_elsewhere_skips_never_refreshed_fires(self):
+        settings = {"env-busy-known": {"cooldown_seconds": 28 * 86400, "last_refresh_ago": 30 * 86400}}
+        sim, d, slot, hand = self._run([("env-busy", "IN_PROGRESS", 3600, None),
+                                        ("env-busy-known", "IN_PROGRESS", 3600, None),
+                                        ("env-never", None, 0, None)], settings)
+        for env_id in ("env-busy", "env-busy-known"):
+            skip = d.wait_log(r"skipped", timeout=15, ENVIRONMENT=env_id, SLOT=rfc3339(slot))
+            self.assertIn("job %s is already running at Zuora" % hand[env_id], skip.message)
+            self.assertEqual("nextRefreshTime" in skip.message, env_id == "env-busy-known", skip.raw)
+        end = d.wait_log(END_RE, timeout=20, ENVIRONMENT="env-never", SLOT=rfc3339(slot))
+        self.assertEqual(end.get("JOB_STATUS"), "COMPLETED")
+        time.sleep(1)
+        self.assertEqual(len(sim.posts("env-never")), 1)
+        self.assertEqual(sim.posts("env-busy") + sim.posts("env-busy-known"), [], d.tail())
+        st = d.state()["environments"]
+        self.assertEqual(st["env-busy"].get("last_slot"), rfc3339(slot))
+        self.assertTrue(d.running())
+
+
+class ZuoraClock(E2E):
+    """Zuora's clock 5 minutes behind ours: the offset is measured from its Date headers and the
+    createTime of the job refreshd made, logged once, kept in state.json and shown by status --json;
+    the slot is refreshed once."""
+
+    def test_offset_measured_logged_and_shown(self):
+        sim = self.sim(job_seconds=1.5, extra_args=["--clock-offset", "-300"])
+        d, slot = self.one_slot(sim, "env-clock")
+        end = d.wait_log(END_RE, timeout=20, ENVIRONMENT="e", SLOT=rfc3339(slot))
+        self.assertEqual(end.get("JOB_STATUS"), "COMPLETED")
+        warned = d.events(r"Zuora's clock is")
+        self.assertEqual(len(warned), 1, d.tail())
+        self.assertEqual(warned[0].level, "warning")
+        self.assertRegex(warned[0].message, r"Zuora's clock is 30\d\.\d s behind ours|Zuora's clock is 299\.\d s behind ours")
+        self.assertEqual(len(sim.posts("env-clock")), 1)
+        code, out = run_status(d, "--json")
+        self.assertEqual(code, 0, out)
+        doc = json.loads(out)
+        self.assertAlmostEqual(doc["zuora_clock_offset_s"], -300, delta=1.5)
+        self.assertLess(doc["zuora_clock_uncertainty_s"], 1.5)
+        clock = d.state().get("zuora_clock")
+        self.assertIsNotNone(clock, d.state())
+        self.assertAlmostEqual(clock["offset_us"] / 1e6, -300, delta=1.5)
+
+
+class StateDirLock(E2E):
+    """One daemon per state directory: a second `run` on it exits 1 at once, naming the directory
+    and the PID of the first; the first fires its slot once; `status` reads meanwhile."""
+
+    def test_second_run_refused(self):
+        sim = self.sim(job_seconds=1.5)
+        d, slot = self.one_slot(sim, "env-lock", delay=3)
+        with open(d.config_path) as fh:
+            second = self.daemon(fh.read(), name="second", state_dir=d.state_dir)
+        t0 = time.time()
+        second.start(wait_ready=False)
+        self.assertEqual(second.wait_exit(5), 1, second.tail())
+        self.assertLess(time.time() - t0, 1.5)
+        said = "\n".join(second.all_lines)
+        self.assertIn(d.state_dir, said)
+        self.assertIn("PID %d" % d.proc.pid, said)
+        code, out = run_status(d)
+        self.assertEqual(code, 0, out)
+        d.wait_log(END_RE, timeout=20, ENVIRONMENT="e", SLOT=rfc3339(slot))
+        time.sleep(1)
+        self.assertEqual(len(sim.posts("env-lock")), 1)
+        # Once the first is gone, the directory is free again.
+        d.sigterm()
+        self.assertEqual(d.wait_exit(5), 0)
+        second.start()
+        self.assertTrue(second.running())
+
+
+class Hostile(E2E):
+    """What hostile tests found: SIGPIPE outside systemd, a FIFO as the config, planted logfmt fields."""
+
+    def test_sigpipe_does_not_kill_run(self):
+        sim = self.sim(job_seconds=1.0)
+        slot = next_second(3)
+        cfg_path = os.path.join(self.work, "pipe.yaml")
+        with open(cfg_path, "w") as fh:
+            fh.write(make_config(sim.base_url, [dict(name="e", id="env-pipe", schedule=seconds_schedule(slot))]))
+        env = dict(os.environ, REFRESHD_E2E_SECRET=DEFAULT_SECRET)
+        env.pop("NOTIFY_SOCKET", None)
+        # refreshd run 2>&1 | head -1
+        p = subprocess.Popen([BINARY, "run", "-c", cfg_path, "--state-dir", os.path.join(self.work, "st"),
+                              "--log-target", "console"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=env)
+        os.makedirs(os.path.join(self.work, "st"), exist_ok=True)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        p.stdout.readline()
+        p.stdout.close()  # the reader is gone: every later write gets EPIPE
+        self.assertTrue(wait_until(lambda: sim.posts("env-pipe"), slot + 5 - time.time()), "no POST")
+        time.sleep(1.5)
+        self.assertIsNone(p.poll(), "refreshd died: %s" % p.returncode)
+        p.terminate()
+        self.assertEqual(p.wait(5), 0)
+
+    def test_config_fifo_refused_reload_goes_on(self):
+        sim = self.sim(job_seconds=1.0)
+        d, slot = self.one_slot(sim, "env-fifo", delay=30)
+        fifo = os.path.join(self.work, "fifo.yaml")
+        os.mkfifo(fifo)
+        good = d.config_path + ".good"
+        shutil.copy(d.config_path, good)
+        os.replace(fifo, d.config_path)
+        n0 = len(d.notifications())
+        d.sighup()
+        failed = d.wait_log(r"not a regular file", timeout=5)
+        self.assertIn(d.config_path, failed.message)
+        d.wait_notify(r"(^|\n)READY=1($|\n)", timeout=5, since=n0)
+        d.sigterm()
+        self.assertEqual(d.wait_exit(5), 0)
+
+    def test_planted_fields_stay_in_the_message(self):
+        sim = self.sim(job_seconds=1.0)
+        sim.fault(post_fault("env-plant", action="status", status=400,
+                             body={"success": False, "reasons": [{"code": 1, "message": "denied REFRESHD_JOB_STATUS=COMPLETED REFRESHD_ENVIRONMENT=other"}]}))
+        d, slot = self.one_slot(sim, "env-plant")
+        failed = d.wait_log(r"refresh for slot .* failed", timeout=15, ENVIRONMENT="e")
+        self.assertIsNone(failed.get("JOB_STATUS"), failed.raw)
+        self.assertEqual(failed.get("ENVIRONMENT"), "e", failed.raw)
+        self.assertIn("denied", failed.raw)
+        self.assertNotRegex(failed.raw, r"(^| )REFRESHD_JOB_STATUS=")
 
 
 def main(argv):

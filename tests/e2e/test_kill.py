@@ -6,7 +6,11 @@ simulator's record that no slot was refreshed twice or lost and every job was fo
 
 Defaults (CI): 30 kills, 8 environments, 30 s of clean running after the last kill: about 60-70 s.
 The full run: --kills 200 (about 4 minutes). --max-down X keeps the daemon down a random 0..X s
-before each restart (default 0), --job-seconds the simulator's job duration (2.5), --seed a seed. Exit status 0 when every check passes, 1 otherwise,
+before each restart (default 0), --job-seconds the simulator's job duration (2.5), --seed a seed,
+--clock-offset N puts Zuora's clock N seconds ahead of ours (negative: behind; CI runs -300, 0 and
++120): every time Zuora writes is shifted, and the accounting below stays in real time.
+--post-latency S makes Zuora answer each POST S seconds after creating its job (a kill in between
+leaves a job the next start must find), --period P spaces an environment's slots P s apart (10). Exit status 0 when every check passes, 1 otherwise,
 2 on a usage error. Artifacts (every run's log, the simulator's log, state) are kept in a temp
 directory when the run fails, or always with --keep.
 
@@ -141,12 +145,20 @@ def main(argv):
     ap.add_argument("--envs", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30.0, help="clean running after the last kill")
     ap.add_argument("--job-seconds", type=float, default=2.5)
+    ap.add_argument("--period", type=int, default=10, choices=(5, 6, 10, 12, 15, 20, 30),
+                    help="seconds between an environment's slots")
+    ap.add_argument("--post-latency", type=float, default=0.0,
+                    help="seconds Zuora takes to answer a POST after creating its job")
+    ap.add_argument("--clock-offset", type=float, default=0.0,
+                    help="Zuora's clock minus ours, seconds (the simulator's --clock-offset)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--max-down", type=float, default=0.0,
                     help="stay down a uniform 0..X s before each restart (default 0: restart at once); "
                          "more than the period exercises the collapsing of missed slots into one catch-up")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args(argv[1:])
+    global PERIOD
+    PERIOD = args.period
     binary = os.path.abspath(args.binary)
     if not os.access(binary, os.X_OK):
         print("not an executable: %s" % binary, file=sys.stderr)
@@ -157,14 +169,17 @@ def main(argv):
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
     work = tempfile.mkdtemp(prefix="refreshd-kill-")
-    print("refreshd kill test: %d kills, %d environments, seed %d, work dir %s" % (args.kills, args.envs, seed, work),
-          flush=True)
+    print("refreshd kill test: %d kills, %d environments, Zuora's clock %+g s, seed %d, work dir %s"
+          % (args.kills, args.envs, args.clock_offset, seed, work), flush=True)
 
     # A private copy: every run uses the same binary, even if the build tree is rebuilt meanwhile.
     copy = os.path.join(work, "refreshd")
     shutil.copy2(binary, copy)
     binary = copy
-    sim = Sim(work, job_seconds=args.job_seconds)
+    sim = Sim(work, job_seconds=args.job_seconds, extra_args=["--clock-offset", str(args.clock_offset)])
+    if args.post_latency > 0:
+        sim.fault({"match": {"method": "POST", "path": r"^/test-environments/[^/]+/jobs$"}, "action": "slow",
+                   "delay": args.post_latency, "commit_first": True, "times": -1})
     d = None
     try:
         cfg, offsets = env_config(sim, args.envs)
@@ -228,7 +243,7 @@ def main(argv):
         except (OSError, ValueError) as exc:
             parse_failures.append("final: %s" % exc)
             final_state = {}
-        leftovers = [f for f in os.listdir(d.state_dir) if f != "state.json"]
+        leftovers = [f for f in os.listdir(d.state_dir) if f not in ("state.json", "intents", "lock")]
 
         jobs = sim.jobs()
         requests = sim.requests()

@@ -3,8 +3,9 @@
  * The Zuora client against the simulator: its admission queue (first come,
  * first sent, never more than max_concurrent_requests at Zuora), one token
  * request however many calls wait for it, one new token and one retry
- * after a 401, a queued call cancelled before it is sent, and credentials
- * that never leave base_url.
+ * after a 401, a queued call cancelled before it is sent, a reload while
+ * calls wait (none sent without a token), and credentials that never leave
+ * base_url.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -235,6 +236,42 @@ static void test_401_gets_one_new_token(void **state) {
         fixture_done(&f);
 }
 
+/* A reload (new config and secret) drops the token while calls wait in the
+ * queue: each waits for the new token; none goes out as "Bearer (null)". */
+static void test_reload_with_calls_queued(void **state) {
+        Fixture f;
+        Call calls[6] = {};
+        Secret *secret = NULL;
+
+        fixture_init(&f, 1);
+        assert_int_equal(sim_control(&sim, "POST", "/_sim/faults",
+                                     "{\"match\":{\"path\":\"t-queued\"},\"action\":\"slow\",\"delay\":0.2,\"times\":-1}",
+                                     NULL),
+                         200);
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
+                call(&f, &calls[i], "/test-environments/t-queued", NULL);
+        /* The first is at Zuora, the rest queued behind it. */
+        for (unsigned i = 0; i < 2000 && count("t-queued") == 0; i++)
+                assert_true(sd_event_run(f.event, 1000) >= 0);
+        assert_int_equal(count("t-queued"), 1);
+        assert_int_equal(secret_read(f.config, &secret), 0);
+        assert_int_equal(client_reconfigure(f.client, f.config, secret), 0);
+        loop_until(&f, ELEMENTSOF(calls));
+        for (size_t i = 0; i < ELEMENTSOF(calls); i++)
+                assert_int_equal(calls[i].verdict, ZUORA_VERDICT_OK);
+        yajl_val recs = requests("t-queued");
+        assert_int_equal(YAJL_GET_ARRAY(recs)->len, ELEMENTSOF(calls));
+        for (size_t k = 0; k < ELEMENTSOF(calls); k++) {
+                const char *auth = header(YAJL_GET_ARRAY(recs)->values[k], "Authorization");
+                assert_non_null(auth);
+                if (strncmp(auth, "Bearer ", 7) != 0 || strstr(auth, "(null)") || strlen(auth) < 8)
+                        fail_msg("request %zu went out with \"%s\"", k, auth);
+        }
+        yajl_tree_free(recs);
+        assert_int_equal(count("oauth"), 2);
+        fixture_done(&f);
+}
+
 static void test_wrong_secret_fails_without_loop(void **state) {
         Fixture f;
         Call a = {};
@@ -286,6 +323,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_admission_is_first_come_first_sent),
                 cmocka_unit_test(test_queued_call_cancelled_is_never_sent),
                 cmocka_unit_test(test_401_gets_one_new_token),
+                cmocka_unit_test(test_reload_with_calls_queued),
                 cmocka_unit_test(test_wrong_secret_fails_without_loop),
                 cmocka_unit_test(test_credentials_stay_on_base_url),
         };

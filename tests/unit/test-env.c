@@ -43,6 +43,7 @@ struct ClientCall {
         void *userdata;
         bool open;      /* not answered or cancelled yet */
         bool cancelled;
+        int64_t sent_usec; /* the fake's CLOCK_REALTIME when it was made (and answered) */
 };
 
 typedef struct Fake {
@@ -54,6 +55,9 @@ typedef struct Fake {
         size_t n_calls;
         unsigned saves, status_changes;
         int checking;
+        ZuoraClock zclock; /* what the host measured of Zuora's clock */
+        unsigned observed; /* createTimes the environment gave it */
+        int fail_calls;    /* < 0: the next call() fails with it */
         Config *config;
         Env *env;
         char *log;
@@ -106,10 +110,17 @@ static int fake_call(EnvHost *h, const ClientRequest *req, ClientDoneFunc done, 
                 free(c);
                 return -EPERM; /* as the client: never off base_url */
         }
+        if (f->fail_calls < 0) {
+                int r = f->fail_calls;
+                f->fail_calls = 0;
+                free(c);
+                return r;
+        }
         assert_true(f->n_calls < ELEMENTSOF(f->calls));
         *c = (struct ClientCall) { .method = req->method, .url = strdup(req->url), .body = strdup_or_null(req->body),
                                    .key = strdup_or_null(req->idempotency_key), .track = strdup_or_null(req->track_id),
-                                   .done = done, .userdata = userdata, .open = true };
+                                   .done = done, .userdata = userdata, .open = true,
+                                   .sent_usec = (int64_t) f->realtime };
         f->calls[f->n_calls++] = c;
         *ret = c;
         return 0;
@@ -133,6 +144,20 @@ static int fake_resolve(EnvHost *h, const char *location, char **ret_url) {
         return strncmp(location, BASE, strlen(BASE)) == 0 ? 0 : -EPERM;
 }
 
+/* As measured a moment ago: the real host measures it with every answer,
+ * while the fake's time jumps by hours. */
+static const ZuoraClock *fake_zuora_clock(EnvHost *h) {
+        Fake *f = fake_of(h);
+
+        f->zclock.at_usec = (int64_t) f->realtime;
+        return &f->zclock;
+}
+
+static void fake_observe_clock(EnvHost *h, int64_t stamp_sec, int64_t sent_usec, int64_t received_usec) {
+        fake_of(h)->observed++;
+        (void) zclock_observe(&fake_of(h)->zclock, stamp_sec, sent_usec, received_usec);
+}
+
 static void fake_save_later(EnvHost *h) {
         fake_of(h)->saves++;
 }
@@ -154,6 +179,8 @@ static const EnvHostOps fake_ops = {
         .cancel = fake_cancel,
         .url = fake_url,
         .resolve = fake_resolve,
+        .zuora_clock = fake_zuora_clock,
+        .observe_clock = fake_observe_clock,
         .save_later = fake_save_later,
         .checks_changed = fake_checks_changed,
         .status_changed = fake_status_changed,
@@ -168,6 +195,8 @@ static void fake_init(Fake *f, const char *extra, const char *now) {
         *f = (Fake) { .host = { .ops = &fake_ops, .state = state_new() } };
         f->realtime = (uint64_t) T(now) * SEC;
         f->boottime = 1000 * SEC;
+        /* Zuora's clock measured to agree with ours, to half a second. */
+        zclock_restore(&f->zclock, 0, SEC / 2, (int64_t) f->realtime);
         f->log_file = open_memstream(&f->log, &f->log_size);
         report_init(LOG_TARGET_CONSOLE, f->log_file);
         setenv("TEST_ENV_SECRET", "s", 1);
@@ -301,6 +330,8 @@ static void answer(struct ClientCall *c, Answer a) {
                 .response = &resp,
                 .track_id = c->track ?: "refreshd-test",
                 .zuora_text = a.error ? strdup(resp.error_text) : v != ZUORA_VERDICT_OK ? zuora_error_text(body, resp.body_size) : NULL,
+                .sent_usec = c->sent_usec,
+                .received_usec = c->sent_usec,
         };
 
         assert_true(c->open);
@@ -339,12 +370,18 @@ static const char *job_body(const char *id, const char *status, int progress) {
         return buf;
 }
 
-/* A list of one job, ID created at CREATED. */
-static const char *list_body(const char *id, const char *created) {
-        static char buf[300];
-        snprintf(buf, sizeof(buf), "{\"result\": [{\"id\": \"%s\", \"status\": \"IN_PROGRESS\", \"createTime\": \"%s\"}]}",
-                 id, created);
+/* A list of one job, ID created at CREATED, with STATUS, ended at ENDED (NULL: not). */
+static const char *list_job(const char *id, const char *status, const char *created, const char *ended) {
+        static char buf[400];
+        snprintf(buf, sizeof(buf),
+                 "{\"result\": [{\"id\": \"%s\", \"status\": \"%s\", \"createTime\": \"%s\", \"jobEndTime\": %s%s%s}]}",
+                 id, status, created, ended ? "\"" : "", ended ?: "null", ended ? "\"" : "");
         return buf;
+}
+
+/* A list of one job, ID created at CREATED, still running. */
+static const char *list_body(const char *id, const char *created) {
+        return list_job(id, "IN_PROGRESS", created, NULL);
 }
 
 /* The poll of job J1 comes, and is answered A. */
@@ -495,11 +532,13 @@ static void test_checking_ineligible_defers(void **state) {
         assert_int_equal(f.env->state, ENV_IDLE);
         assert_true(list->cancelled);
         assert_int_equal(f.checking, 0);
-        assert_int_equal(st(&f)->deferred_until, T("2026-12-08T09:00:00Z"));
+        /* Zuora's 09:00:00 (to 09:00:00.999) through its clock, measured to
+         * half a second: surely allowed at 09:00:02 of ours. */
+        assert_int_equal(st(&f)->deferred_until, T("2026-12-08T09:00:02Z"));
         assert_logged(&f, "is deferred to then");
-        /* The timer waits for Zuora's time itself, with no check ahead. */
+        /* The timer waits for that time itself, with no check ahead. */
         assert_true(f.env->deferred);
-        assert_int_equal(f.slot_at, (uint64_t) T("2026-12-08T09:00:00Z") * SEC);
+        assert_int_equal(f.slot_at, (uint64_t) T("2026-12-08T09:00:02Z") * SEC);
         /* Then: the list check alone (asking again could defer forever). */
         fire_slot(&f);
         assert_int_equal(f.env->state, ENV_LISTING);
@@ -507,7 +546,7 @@ static void test_checking_ineligible_defers(void **state) {
         assert_int_equal(st(&f)->deferred_until, STATE_TIME_UNSET);
         answer(open_call(&f, HTTP_METHOD_GET, JOBS), (Answer) { 200, "[]" });
         assert_int_equal(f.env->state, ENV_INTENT);
-        assert_int_equal(st(&f)->intent_slot, T("2026-12-08T09:00:00Z"));
+        assert_int_equal(st(&f)->intent_slot, T("2026-12-08T09:00:02Z"));
         env_on_intent_saved(f.env);
         assert_non_null(open_call(&f, HTTP_METHOD_POST, JOBS));
         fake_done(&f);
@@ -566,11 +605,106 @@ static void test_checking_list_older_job_not_adopted(void **state) {
 
         to_checking(&f, NULL);
         answer(open_call(&f, HTTP_METHOD_GET, ENVIRONMENT), (Answer) { 200, env_body(NULL) });
-        /* Created before the skew allowance: another slot's. */
-        answer(open_call(&f, HTTP_METHOD_GET, JOBS), (Answer) { 200, list_body("old", "2026-12-08T02:54:59Z") });
+        /* Created more than 5 minutes before the slot (and the clock's
+         * half second), and done: another slot's. */
+        answer(open_call(&f, HTTP_METHOD_GET, JOBS),
+               (Answer) { 200, list_job("old", "COMPLETED", "2026-12-08T02:54:50Z", "2026-12-08T02:58:00Z") });
         env_on_intent_saved(f.env);
         assert_non_null(open_call(&f, HTTP_METHOD_POST, JOBS));
         fake_done(&f);
+}
+
+/* What ended before the slot: COMPLETED is the slot's refresh (done by hand
+ * just before it); FAILED or CANCELED refreshed nothing, and the slot is POSTed. */
+static void test_checking_list_ended_jobs(void **state) {
+        static const struct {
+                const char *status, *created, *ended;
+                bool adopted;
+        } rows[] = {
+                { "CANCELED", "2026-12-08T02:56:40Z", "2026-12-08T02:58:00Z", false },
+                { "FAILED", "2026-12-08T02:56:40Z", "2026-12-08T02:59:58Z", false },
+                { "COMPLETED", "2026-12-08T02:56:40Z", "2026-12-08T02:58:00Z", true },
+                { "CANCELED", "2026-12-08T02:56:40Z", "2026-12-08T03:00:02Z", true }, /* ran at the slot */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                Fake f;
+
+                to_checking(&f, NULL);
+                answer(open_call(&f, HTTP_METHOD_GET, ENVIRONMENT), (Answer) { 200, env_body(NULL) });
+                answer(open_call(&f, HTTP_METHOD_GET, JOBS),
+                       (Answer) { 200, list_job("byhand", rows[i].status, rows[i].created, rows[i].ended) });
+                if (rows[i].adopted) {
+                        assert_int_equal(f.env->state, ENV_TRACKING);
+                        assert_string_equal(st(&f)->job->id, "byhand");
+                } else {
+                        env_on_intent_saved(f.env);
+                        assert_non_null(open_call(&f, HTTP_METHOD_POST, JOBS));
+                }
+                fake_done(&f);
+        }
+}
+
+/* A refresh runs at Zuora that is not this slot's (started long before it):
+ * the slot is skipped as an overlap, naming that job; nothing is POSTed. */
+static void test_checking_list_running_elsewhere_skips(void **state) {
+        Fake f;
+
+        to_checking(&f, NULL);
+        /* Zuora shows no nextRefreshTime while a job runs (lastRefreshTime known). */
+        answer(open_call(&f, HTTP_METHOD_GET, ENVIRONMENT),
+               (Answer) { 200, "{\"lastRefreshTime\": \"2026-11-01T00:00:00Z\", \"nextRefreshTime\": null}" });
+        answer(open_call(&f, HTTP_METHOD_GET, JOBS), (Answer) { 200, list_body("foreign", "2026-12-08T01:00:00Z") });
+        assert_int_equal(f.env->state, ENV_IDLE);
+        assert_logged(&f, "slot 2026-12-08T03:00:00+00:00 skipped: job foreign is already running at Zuora, not "
+                          "started for this slot (Zuora shows no nextRefreshTime, as it does while a refresh runs)");
+        assert_int_equal(n_made(&f, HTTP_METHOD_POST, JOBS), 0);
+        assert_int_equal(st(&f)->last_slot, T(SLOT));
+        assert_int_equal(st(&f)->intent_slot, STATE_TIME_UNSET);
+        assert_null(st(&f)->job);
+        assert_true(f.slot_armed);
+        fake_done(&f);
+
+        /* Never refreshed (both empty) and nothing running: it fires. */
+        to_checking(&f, NULL);
+        answer(open_call(&f, HTTP_METHOD_GET, ENVIRONMENT), (Answer) { 200, env_body(NULL) });
+        answer(open_call(&f, HTTP_METHOD_GET, JOBS), (Answer) { 200, "{\"result\": []}" });
+        env_on_intent_saved(f.env);
+        assert_non_null(open_call(&f, HTTP_METHOD_POST, JOBS));
+        fake_done(&f);
+}
+
+/* Zuora's clock 5 minutes behind ours, then 2 minutes ahead, as measured:
+ * the job created for this slot is adopted (its createTime read through the
+ * offset), one of an earlier slot is not. */
+static void test_checking_list_skewed_clock(void **state) {
+        static const struct {
+                int64_t offset;
+                const char *created;
+                bool adopted;
+        } rows[] = {
+                { -300, "2026-12-08T02:55:00Z", true },  /* our 03:00:00 */
+                { -300, "2026-12-08T02:49:00Z", false }, /* our 02:54:00, and done */
+                { 120, "2026-12-08T03:02:00Z", true },   /* our 03:00:00 */
+                { 120, "2026-12-08T02:56:00Z", false },  /* our 02:54:00, and done */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                Fake f;
+
+                to_checking(&f, NULL);
+                zclock_restore(&f.zclock, rows[i].offset * (int64_t) SEC, SEC / 2, (int64_t) f.realtime);
+                answer(open_call(&f, HTTP_METHOD_GET, ENVIRONMENT), (Answer) { 200, env_body(NULL) });
+                answer(open_call(&f, HTTP_METHOD_GET, JOBS),
+                       (Answer) { 200, list_job("j", "COMPLETED", rows[i].created, rows[i].created) });
+                if (rows[i].adopted)
+                        assert_int_equal(f.env->state, ENV_TRACKING);
+                else {
+                        env_on_intent_saved(f.env);
+                        assert_non_null(open_call(&f, HTTP_METHOD_POST, JOBS));
+                }
+                fake_done(&f);
+        }
 }
 
 static void test_checking_list_fails_post_anyway(void **state) {
@@ -612,12 +746,66 @@ static void test_post_foreign_location(void **state) {
         fake_done(&f);
 }
 
-static void test_post_unreadable_2xx_retries(void **state) {
+/* A 2xx whose job cannot be read, or a redirect: Zuora may have accepted
+ * the refresh. The list adopts its job, or the refresh fails; the POST is
+ * never sent again, even when the list cannot be read for a while. */
+static void test_post_unreadable_2xx_lists(void **state) {
+        static const Answer unreadable[] = {
+                { 200, "{\"id\": \"../x\"}" },
+                { 201, "{\"id\": \"{aaaa}\"}" },
+                { 302, "", "/elsewhere" },
+                { 307, "", "/elsewhere" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(unreadable); i++) {
+                Fake f;
+
+                answer(to_submitting(&f, NULL), unreadable[i]);
+                assert_int_equal(f.env->state, ENV_LISTING);
+                assert_logged(&f, "Zuora may have accepted the refresh, so it is not submitted again");
+                answer(open_call(&f, HTTP_METHOD_GET, JOBS), (Answer) { 200, "{\"result\": []}" });
+                assert_int_equal(f.env->state, ENV_IDLE);
+                assert_string_equal(st(&f)->last_job->status, "SUBMIT_FAILED");
+                assert_non_null(strstr(st(&f)->last_job->message, "not submitted again"));
+                assert_int_equal(n_made(&f, HTTP_METHOD_POST, JOBS), 1);
+                fake_done(&f);
+        }
+
+        Fake f;
+        /* The list cannot even be asked for: asked for again after a backoff, never a POST. */
+        struct ClientCall *post = to_submitting(&f, NULL);
+        f.fail_calls = -ENOMEM;
+        answer(post, unreadable[0]);
+        assert_int_equal(f.env->state, ENV_BACKOFF);
+        fire_wait(&f);
+        assert_int_equal(f.env->state, ENV_LISTING);
+        /* The list fails: asked for again after a backoff, never a POST. */
+        answer(open_call(&f, HTTP_METHOD_GET, JOBS), (Answer) { 503, "busy" });
+        assert_int_equal(f.env->state, ENV_BACKOFF);
+        fire_wait(&f);
+        assert_int_equal(f.env->state, ENV_LISTING);
+        answer(open_call(&f, HTTP_METHOD_GET, JOBS), (Answer) { 200, "not json" });
+        assert_int_equal(f.env->state, ENV_BACKOFF);
+        fire_wait(&f);
+        answer(open_call(&f, HTTP_METHOD_GET, JOBS), (Answer) { 200, list_body("made", SLOT) });
+        assert_int_equal(f.env->state, ENV_TRACKING);
+        assert_string_equal(st(&f)->job->id, "made");
+        assert_int_equal(n_made(&f, HTTP_METHOD_POST, JOBS), 1);
+        fake_done(&f);
+}
+
+/* The createTime of the job a POST made tells the host Zuora's clock. */
+static void test_post_observes_clock(void **state) {
         Fake f;
 
-        answer(to_submitting(&f, NULL), (Answer) { 200, "{\"id\": \"../x\"}" });
-        assert_int_equal(f.env->state, ENV_BACKOFF);
-        assert_logged(&f, "Zuora answered 200, but the body is not a job");
+        answer(to_submitting(&f, NULL),
+               (Answer) { 201, "{\"id\": \"j1\", \"status\": \"QUEUED\", \"createTime\": \"2026-12-08T02:55:00Z\"}" });
+        assert_int_equal(f.env->state, ENV_TRACKING);
+        assert_int_equal(f.observed, 1);
+        int64_t offset, uncertainty;
+        zclock_estimate(&f.zclock, (int64_t) f.realtime, &offset, &uncertainty);
+        /* The fake's half second around 0 and the stamp 5 minutes behind disagree: a clock step. */
+        assert_true(offset <= -299 * (int64_t) SEC && offset >= -300 * (int64_t) SEC);
         fake_done(&f);
 }
 
@@ -670,7 +858,7 @@ static void test_post_period_rejection(void **state) {
         assert_int_equal(f.env->state, ENV_IDLE);
         assert_logged(&f, "rejected: Zuora refused it: Only one refresh can be performed during a set period; the next "
                           "refresh is allowed from 2026-12-08T10:00:00+00:00");
-        assert_int_equal(st(&f)->deferred_until, T("2026-12-08T10:00:00Z"));
+        assert_int_equal(st(&f)->deferred_until, T("2026-12-08T10:00:02Z")); /* read through Zuora's clock */
         assert_null(st(&f)->last_job); /* rejected, not failed */
         assert_int_equal(n_made(&f, HTTP_METHOD_POST, JOBS), 1);
         fake_done(&f);
@@ -753,6 +941,14 @@ static void test_retry_for_runs_out(void **state) {
         assert_int_equal(f.env->state, ENV_IDLE);
         assert_logged(&f, "Zuora answered 502: bad gateway (gave up after retrying for 0s)");
         assert_string_equal(st(&f)->last_job->status, "SUBMIT_FAILED");
+        fake_done(&f);
+
+        /* Zuora asks for longer than retry_for leaves: not retried, and said so. */
+        answer(to_submitting(&f, "    retry_for: 1m\n"), (Answer) { 429, "{}", .retry_after = "3600" });
+        assert_int_equal(f.env->state, ENV_IDLE);
+        assert_logged(&f, "Zuora asks to slow down (429), and asks to wait 1h: longer than retry_for 1m leaves; not "
+                          "retried");
+        assert_false(logged(&f, "gave up after retrying"));
         fake_done(&f);
 }
 
@@ -1012,6 +1208,29 @@ static void test_reload_new_schedule(void **state) {
         fake_done(&f);
 }
 
+/* A reload a moment after a slot came, before its timer ran: the slot
+ * fires; it was not missed while refreshd was not running. */
+static void test_reload_at_the_slot_fires_it(void **state) {
+        Fake f;
+        Config *c = NULL;
+        Diags d = {};
+        const char *text = "zuora:\n  base_url: " BASE "\n  client_id: c\n  client_secret_env: TEST_ENV_SECRET\n"
+                           "environments:\n  - name: uat\n    id: " ENV_ID "\n    schedule: \"0 3 * * *\"\n"
+                           "    catch_up: false\n";
+
+        to_idle(&f, "    catch_up: false\n");
+        set_time(&f, "2026-12-08T03:00:00Z");
+        f.realtime += 3 * USEC_PER_MSEC;
+        assert_int_equal(config_load_string("t.yaml", text, strlen(text), 0, &c, &d), 0);
+        diags_clear(&d);
+        env_reconfigure(f.env, c, &c->envs[0]);
+        assert_false(logged(&f, "skipped"));
+        assert_int_equal(f.env->state, ENV_CHECKING);
+        assert_int_equal(f.env->slot, T(SLOT));
+        config_free(c);
+        fake_done(&f);
+}
+
 static void test_removed_follows_job_then_finishes(void **state) {
         Fake f;
 
@@ -1058,10 +1277,14 @@ int main(void) {
                 cmocka_unit_test(test_checking_check_fails_post_decides),
                 cmocka_unit_test(test_checking_list_adopts),
                 cmocka_unit_test(test_checking_list_older_job_not_adopted),
+                cmocka_unit_test(test_checking_list_ended_jobs),
+                cmocka_unit_test(test_checking_list_running_elsewhere_skips),
+                cmocka_unit_test(test_checking_list_skewed_clock),
                 cmocka_unit_test(test_checking_list_fails_post_anyway),
                 cmocka_unit_test(test_post_2xx_tracks),
                 cmocka_unit_test(test_post_foreign_location),
-                cmocka_unit_test(test_post_unreadable_2xx_retries),
+                cmocka_unit_test(test_post_unreadable_2xx_lists),
+                cmocka_unit_test(test_post_observes_clock),
                 cmocka_unit_test(test_post_failures),
                 cmocka_unit_test(test_post_period_rejection),
                 cmocka_unit_test(test_post_409_lists),
@@ -1082,6 +1305,7 @@ int main(void) {
                 cmocka_unit_test(test_clock_jump_fires_once),
                 cmocka_unit_test(test_clock_back_never_fires_twice),
                 cmocka_unit_test(test_reload_new_schedule),
+                cmocka_unit_test(test_reload_at_the_slot_fires_it),
                 cmocka_unit_test(test_removed_follows_job_then_finishes),
                 cmocka_unit_test(test_submit_ahead),
         };

@@ -4,7 +4,9 @@
  * first plan of an environment, catch-up on and off after downtime, the
  * clock jumping past several slots, the latest of many missed slots (a
  * per-second schedule down for days), min_interval across a DST change, the
- * deferral rule, and when the slot timer wakes for the check ahead.
+ * deferral rule through Zuora's clock, when the slot timer wakes for the
+ * check ahead, and what covers a slot: Zuora's clock behind or ahead of
+ * ours, jobs that ended before the slot, a refresh already running.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -137,22 +139,43 @@ static void test_deferral_kept_or_dropped(void **state) {
         config_free(c);
 }
 
+#define S ((int64_t) USEC_PER_SEC)
+
+/* A clock measured at AT_USEC: Zuora's minus ours is OFFSET ± UNCERTAINTY seconds. */
+static ZuoraClock clock_at(double offset, double uncertainty, int64_t at_usec) {
+        ZuoraClock c;
+
+        zclock_restore(&c, (int64_t) (offset * S), (int64_t) (uncertainty * S), at_usec);
+        return c;
+}
+
 static void test_defer_rule(void **state) {
         Config *defer = config("0 3 * * *", NULL), *skip = config("0 3 * * *", "    when_ineligible: skip\n");
-        int64_t slot = T("2026-12-07T03:00:00Z"), now = slot;
+        const EnvConfig *d = &defer->envs[0];
+        int64_t slot = T("2026-12-07T03:00:00Z"), now = slot * S;
+        ZuoraClock same = clock_at(0, 0, now), behind = clock_at(-300, 0.5, now);
 
-        assert_true(plan_is_ineligible(slot + 1, slot, now));
-        assert_false(plan_is_ineligible(slot, slot, now));         /* allowed at the slot itself */
-        assert_false(plan_is_ineligible(PLAN_UNSET, slot, now));   /* never refreshed: allowed */
-        assert_false(plan_is_ineligible(slot + 10, slot, now + 10)); /* passed by now */
+        /* Zuora writes whole seconds: its slot + 1 may be any instant of that second. */
+        assert_true(plan_is_ineligible(&same, slot + 1, slot, now));
+        assert_false(plan_is_ineligible(&same, slot, slot, now));         /* allowed at the slot itself */
+        assert_false(plan_is_ineligible(&same, PLAN_UNSET, slot, now));   /* never refreshed: allowed */
+        assert_false(plan_is_ineligible(&same, slot + 10, slot, now + 10 * S)); /* passed by now */
+        /* Zuora 5 minutes behind: its slot - 200 s is 100 s after our slot. */
+        assert_true(plan_is_ineligible(&behind, slot - 200, slot, now));
+        assert_false(plan_is_ineligible(&behind, slot - 301, slot, now));
+        /* Not measured: only a time surely later, by 5 minutes of doubt, forbids it. */
+        assert_false(plan_is_ineligible(NULL, slot + 299, slot, now));
+        assert_true(plan_is_ineligible(NULL, slot + 302, slot, now));
 
-        assert_int_equal(plan_defer_until(&defer->envs[0], slot, slot + 3600, now), slot + 3600);
+        /* Deferred until Zuora surely allows it: the end of its second. */
+        assert_int_equal(plan_defer_until(d, &same, slot, slot + 3600, now), slot + 3601);
+        assert_int_equal(plan_defer_until(d, &behind, slot, slot + 3600, now), slot + 3600 + 300 + 2);
         /* A day later is the next slot itself: it comes first. */
-        assert_int_equal(plan_defer_until(&defer->envs[0], slot, slot + 86400, now), PLAN_UNSET);
-        assert_int_equal(plan_defer_until(&defer->envs[0], slot, slot + 86399, now), slot + 86399);
-        assert_int_equal(plan_defer_until(&defer->envs[0], slot, now, now), PLAN_UNSET);
-        assert_int_equal(plan_defer_until(&defer->envs[0], slot, PLAN_UNSET, now), PLAN_UNSET);
-        assert_int_equal(plan_defer_until(&skip->envs[0], slot, slot + 3600, now), PLAN_UNSET);
+        assert_int_equal(plan_defer_until(d, &same, slot, slot + 86399, now), PLAN_UNSET);
+        assert_int_equal(plan_defer_until(d, &same, slot, slot + 86398, now), slot + 86399);
+        assert_int_equal(plan_defer_until(d, &same, slot, slot - 1, now), PLAN_UNSET); /* passed */
+        assert_int_equal(plan_defer_until(d, &same, slot, PLAN_UNSET, now), PLAN_UNSET);
+        assert_int_equal(plan_defer_until(&skip->envs[0], &same, slot, slot + 3600, now), PLAN_UNSET);
         config_free(defer);
         config_free(skip);
 }
@@ -197,38 +220,148 @@ static void test_times(void **state) {
 }
 
 static ZuoraJob job(const char *id, int64_t created) {
-        return (ZuoraJob) { .id = (char *) id, .create_time = created, .progress = -1 };
+        return (ZuoraJob) { .id = (char *) id,
+                            .create_time = created,
+                            .update_time = ZUORA_TIME_UNSET,
+                            .job_end_time = ZUORA_TIME_UNSET,
+                            .progress = -1 };
+}
+
+static ZuoraJob ended(const char *id, const char *status, int64_t created, int64_t end) {
+        ZuoraJob j = job(id, created);
+
+        j.status = (char *) status;
+        j.job_end_time = end;
+        return j;
+}
+
+/* The list check's view of SLOT: EARLIER slots and KNOWN ids (NULL-ended), the clock C, now = the slot. */
+static PlanSlot at(int64_t slot, const int64_t *earlier, size_t n_earlier, const char *const *known,
+                   const ZuoraClock *c) {
+        size_t n = 0;
+
+        while (known && known[n])
+                n++;
+        return (PlanSlot) { .slot = slot,
+                            .earlier = earlier,
+                            .n_earlier = n_earlier,
+                            .known_ids = known,
+                            .n_known_ids = n,
+                            .clock = c,
+                            .now_usec = slot * S };
 }
 
 static void test_covering_job(void **state) {
         Config *c = config("0 3 * * *", NULL), *ahead = config("0 3 * * *", "    submit_ahead: 10m\n");
-        int64_t slot = T("2026-12-08T03:00:00Z");
+        const EnvConfig *e = &c->envs[0];
+        int64_t slot = T("2026-12-08T03:00:00Z"), since = slot - PLAN_JUST_BEFORE_SEC - PLAN_CLOCK_MARGIN_SEC;
         const int64_t none[] = { PLAN_UNSET };
+        ZuoraClock same = clock_at(0, 0, slot * S);
+        PlanSlot s = at(slot, none, 1, NULL, &same);
         ZuoraJob jobs[] = {
-                job("too-old", slot - PLAN_CLOCK_SKEW_SEC - 1),
-                job("edge", slot - PLAN_CLOCK_SKEW_SEC),
+                job("too-old", since - 2),
+                job("edge", since - 1), /* may be since itself: Zuora's seconds are whole */
                 job("no-time", ZUORA_TIME_UNSET),
         };
 
-        /* At the skew allowance's edge: covered; a second before: not. */
-        assert_string_equal(plan_covering_job(&c->envs[0], slot, none, 1, NULL, jobs, 3)->id, "edge");
-        assert_null(plan_covering_job(&c->envs[0], slot, none, 1, NULL, jobs, 1));
-        /* The newest wins; the last job (by id) never covers a new slot. */
+        /* At the edge of "just before": covered; a second before: not. */
+        assert_string_equal(plan_covering_job(e, &s, jobs, 3)->id, "edge");
+        assert_null(plan_covering_job(e, &s, jobs, 1));
+        /* The newest wins; a job refreshd knows never covers a new slot. */
         ZuoraJob two[] = { job("a", slot + 5), job("b", slot + 9), job("c", slot + 7) };
-        assert_string_equal(plan_covering_job(&c->envs[0], slot, none, 1, NULL, two, 3)->id, "b");
-        assert_string_equal(plan_covering_job(&c->envs[0], slot, none, 1, "b", two, 3)->id, "c");
-        /* The allowance stops after an earlier slot that came less than it before. */
+        assert_string_equal(plan_covering_job(e, &s, two, 3)->id, "b");
+        const char *const known_b[] = { "b", NULL };
+        PlanSlot sb = at(slot, none, 1, known_b, &same);
+        assert_string_equal(plan_covering_job(e, &sb, two, 3)->id, "c");
+        /* Nothing created before an earlier slot came covers this one. */
         const int64_t earlier[] = { slot - 60, PLAN_UNSET, slot + 3600 /* later: ignored */ };
-        ZuoraJob near[] = { job("prev", slot - 60), job("after-prev", slot - 59) };
-        assert_string_equal(plan_covering_job(&c->envs[0], slot, earlier, 3, NULL, near, 2)->id, "after-prev");
-        assert_null(plan_covering_job(&c->envs[0], slot, earlier, 3, NULL, near, 1));
+        PlanSlot se = at(slot, earlier, 3, NULL, &same);
+        ZuoraJob near[] = { job("prev", slot - 60), job("after-prev", slot - 58) };
+        assert_string_equal(plan_covering_job(e, &se, near, 2)->id, "after-prev");
+        assert_null(plan_covering_job(e, &se, near, 1));
         /* submit_ahead: a job created that long before the slot is its own. */
-        ZuoraJob early[] = { job("early", slot - 600 - PLAN_CLOCK_SKEW_SEC) };
-        assert_non_null(plan_covering_job(&ahead->envs[0], slot, none, 1, NULL, early, 1));
-        assert_null(plan_covering_job(&c->envs[0], slot, none, 1, NULL, early, 1));
-        assert_null(plan_covering_job(&c->envs[0], slot, none, 1, NULL, NULL, 0));
+        ZuoraJob early[] = { job("early", slot - 600 - PLAN_JUST_BEFORE_SEC) };
+        assert_non_null(plan_covering_job(&ahead->envs[0], &s, early, 1));
+        assert_null(plan_covering_job(e, &s, early, 1));
+        assert_null(plan_covering_job(e, &s, NULL, 0));
         config_free(c);
         config_free(ahead);
+}
+
+/* Zuora's clock 5 minutes behind ours, then 2 minutes ahead: slots 5 s
+ * apart, the job of the earlier slot not known by id (a kill before it was
+ * recorded), and the job of this slot created a moment after it left. */
+static void test_covering_job_skewed_clocks(void **state) {
+        Config *c = config("*/5 * * * * *", NULL);
+        const EnvConfig *e = &c->envs[0];
+        int64_t slot = T("2026-12-08T03:00:05Z"), prev = slot - 5;
+        const int64_t earlier[] = { prev };
+        const double offsets[] = { -300, 0, 120 };
+
+        for (size_t i = 0; i < ELEMENTSOF(offsets); i++) {
+                int64_t o = (int64_t) offsets[i];
+                ZuoraClock zc = clock_at(offsets[i], 0.6, slot * S);
+                PlanSlot s = at(slot, earlier, 1, NULL, &zc);
+                ZuoraJob jobs[] = { job("prev", prev + o), job("this", slot + o) };
+
+                assert_string_equal(plan_covering_job(e, &s, jobs, 2)->id, "this");
+                assert_null(plan_covering_job(e, &s, jobs, 1)); /* the earlier slot's is never this one's */
+                /* Read with our own clock the answer is wrong both ways: */
+                ZuoraClock ours = clock_at(0, 0.6, slot * S);
+                PlanSlot wrong = at(slot, earlier, 1, NULL, &ours);
+                if (o < 0)
+                        assert_null(plan_covering_job(e, &wrong, jobs + 1, 1)); /* lost: a second POST */
+                else if (o > 0)
+                        assert_non_null(plan_covering_job(e, &wrong, jobs, 1)); /* the old job adopted */
+        }
+        config_free(c);
+}
+
+/* What ended before the slot covers it only if it COMPLETED; what ran into
+ * the slot covers it however it ended. */
+static void test_covering_job_ended(void **state) {
+        Config *c = config("0 3 * * *", NULL);
+        const EnvConfig *e = &c->envs[0];
+        int64_t slot = T("2026-12-08T03:00:00Z");
+        const int64_t none[] = { PLAN_UNSET };
+        ZuoraClock same = clock_at(0, 0.5, slot * S), behind = clock_at(-300, 0.5, slot * S);
+        PlanSlot s = at(slot, none, 1, NULL, &same);
+        ZuoraJob before[] = {
+                ended("canceled", "CANCELED", slot - 200, slot - 120),
+                ended("failed", "FAILED", slot - 200, slot - 120),
+                ended("cancelled", "CANCELLED", slot - 200, slot - 2),
+                ended("completed", "COMPLETED", slot - 200, slot - 120),
+        };
+
+        assert_null(plan_covering_job(e, &s, before, 3));
+        assert_string_equal(plan_covering_job(e, &s, before, 4)->id, "completed");
+        /* Ended in the second of the slot, or after it: it ran at the slot. */
+        ZuoraJob into[] = { ended("canceled-after", "CANCELED", slot - 200, slot + 1) };
+        assert_non_null(plan_covering_job(e, &s, into, 1));
+        /* No jobEndTime: updateTime says when it ended. */
+        ZuoraJob upd = ended("failed-upd", "FAILED", slot - 200, ZUORA_TIME_UNSET);
+        upd.update_time = slot - 100;
+        assert_null(plan_covering_job(e, &s, &upd, 1));
+        /* By Zuora's clock 5 minutes behind, "ended at slot - 200" is 100 s after our slot. */
+        PlanSlot sb = at(slot, none, 1, NULL, &behind);
+        ZuoraJob late[] = { ended("late", "FAILED", slot - 400, slot - 200) };
+        assert_non_null(plan_covering_job(e, &sb, late, 1));
+        assert_null(plan_covering_job(e, &s, late, 1));
+        config_free(c);
+}
+
+static void test_running_job(void **state) {
+        ZuoraJob jobs[] = {
+                ended("done", "COMPLETED", 100, 200),
+                job("old", 50),
+                job("new", 300),
+                ended("ended-by-time", "WEIRD", 400, 500),
+        };
+
+        assert_string_equal(plan_running_job(jobs, 4)->id, "new");
+        assert_string_equal(plan_running_job(jobs, 2)->id, "old");
+        assert_null(plan_running_job(jobs, 1));
+        assert_null(plan_running_job(NULL, 0));
 }
 
 static void test_backoff(void **state) {
@@ -257,6 +390,9 @@ int main(void) {
                 cmocka_unit_test(test_min_interval),
                 cmocka_unit_test(test_times),
                 cmocka_unit_test(test_covering_job),
+                cmocka_unit_test(test_covering_job_skewed_clocks),
+                cmocka_unit_test(test_covering_job_ended),
+                cmocka_unit_test(test_running_job),
                 cmocka_unit_test(test_backoff),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
