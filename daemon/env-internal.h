@@ -1,14 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the files of one environment's lifecycle share: env.c (the slot:
- * planning, firing, the checks, the intent, retries), env-submit.c (the
- * POST and its verdicts) and env-job.c (following the job to its end).
+ * planning, firing, the eligibility check, the intent, retries),
+ * env-list.c (the list check), env-submit.c (the POST and its verdicts) and
+ * env-job.c (following the job to its end).
  * Nothing outside them includes this.
  */
 #pragma once
 
 #include "env.h"
 #include "report.h"
+
+/* What the first attempt at a slot waits for before its POST (Env.waiting). */
+enum {
+        WAIT_CHECK = 1 << 0,  /* the eligibility check's answer */
+        WAIT_LIST = 1 << 1,   /* the list check's answer */
+        WAIT_INTENT = 1 << 2, /* the intent on disk */
+};
 
 /* The host's clock, µs; and the wall clock in seconds. */
 uint64_t env_now_usec(const Env *e, clockid_t clock);
@@ -46,6 +54,22 @@ void env_fail(Env *e, const char *message);
 
 /* Submits again after DELAY (UINT64_MAX: a backoff delay), unless retry_for has run out. */
 void env_retry(Env *e, uint64_t delay, int64_t http_status, const char *track_id, const char *why);
+
+/* A GET of ENDPOINT for this environment, answered to DONE. */
+int env_get(Env *e, ZuoraEndpoint endpoint, ClientDoneFunc done, ClientCall **ret);
+
+/* Cancels the checks out (CHECKING's GETs) and what they were waited for. */
+void env_cancel_calls(Env *e);
+
+/* CHECKING: one of the three (check, list, intent) is done; the POST
+ * leaves after the last. */
+void env_proceed(Env *e);
+
+/* The list check's GET (env-list.c); < 0 when it cannot be sent. */
+int env_list_send(Env *e);
+
+/* LISTING's entry: the list check alone (env-list.c). */
+void env_enter_listing(Env *e);
 
 /* SUBMITTING's entry: the POST (env-submit.c). */
 void env_enter_submitting(Env *e);
