@@ -1031,6 +1031,44 @@ static void test_save_load(void **state) {
         dir_free(d);
 }
 
+/* What was measured of Zuora's clock is kept: written, read back, and
+ * refused with a message when it is not what refreshd writes. */
+static void test_zuora_clock_kept(void **state) {
+        char *d = dir_new(), *m = NULL, *on_disk;
+        State *s = state_new(), *back = NULL;
+        int64_t at = T("2026-12-07T03:00:00Z") * (int64_t) 1000000, o, u;
+
+        assert_non_null(s);
+        assert_int_equal(state_save(d, s), 0);
+        on_disk = read_file(d, STATE_FILE_NAME);
+        assert_null(strstr(on_disk, "zuora_clock")); /* absent until measured */
+        free(on_disk);
+
+        zclock_restore(&s->zclock, -300 * (int64_t) 1000000 - 250000, 600000, at);
+        assert_int_equal(state_save(d, s), 0);
+        on_disk = read_file(d, STATE_FILE_NAME);
+        assert_non_null(strstr(on_disk, "\"zuora_clock\""));
+        assert_non_null(strstr(on_disk, "\"offset_us\": -300250000"));
+        assert_int_equal(state_load(d, &back, &m), 0);
+        assert_true(back->zclock.measured);
+        zclock_estimate(&back->zclock, at, &o, &u);
+        assert_int_equal(o, -300250000);
+        assert_int_equal(u, 600000);
+        state_free(back);
+        back = NULL;
+        free(on_disk);
+
+        write_file(d, STATE_FILE_NAME,
+                   "{\"version\": 1, \"zuora_clock\": {\"offset_us\": \"soon\", \"uncertainty_us\": 1, "
+                   "\"at\": \"2026-12-07T03:00:00Z\"}, \"environments\": {}}\n");
+        assert_int_equal(state_load(d, &back, &m), -EBADMSG);
+        assert_null(back);
+        assert_string_equal(m, "zuora_clock.offset_us: not a number of microseconds");
+        free(m);
+        state_free(s);
+        dir_free(d);
+}
+
 static void test_load_corrupt(void **state) {
         char *d = dir_new(), *m = NULL, *p = path_in(d, STATE_FILE_NAME);
         State *s = NULL;
@@ -1545,6 +1583,7 @@ int main(void) {
                 cmocka_unit_test(test_free_null),
                 cmocka_unit_test(test_load_missing),
                 cmocka_unit_test(test_save_load),
+                cmocka_unit_test(test_zuora_clock_kept),
                 cmocka_unit_test(test_load_corrupt),
                 cmocka_unit_test(test_save_failures),
                 cmocka_unit_test(test_move_aside),
