@@ -35,6 +35,7 @@ PERIOD_TEXT = "Only one refresh can be performed during a set period"
 JOB_FIELDS = {"id", "testEnvironmentId", "jobType", "status", "progressPercentage", "createTime",
               "updateTime", "createdById", "updatedById", "scheduledRefreshTime", "jobStartTime",
               "jobEndTime", "estimatedCompletionTime"}
+NOTIFICATION_FIELDS = {"id", "address", "name", "testEnvironmentId"}
 ENV_FIELDS = {"id", "tenantId", "tenantName", "environmentType", "dataCopyType", "status",
               "sourceTenantId", "provisionTime", "lastRefreshTime", "nextRefreshTime"}
 
@@ -757,6 +758,211 @@ class TestClockAndHandJobs(SimTest):
         self.assertEqual(self.create(env).status, 409)
         with self.assertRaises(AssertionError):
             self.sim.control("POST", "/_sim/jobs", {"env_id": env, "status": "WEIRD"})
+
+
+class TestNotifications(SimTest):
+    """E-mail notification recipients: /test-environments/{id}/notifications[/{notificationId}]."""
+
+    def notify(self, env, body=None, **kw):
+        """POST a recipient."""
+        return self.api("POST", "/test-environments/%s/notifications" % env,
+                        {"address": "john.smith@example.com", "name": "John Smith"} if body is None else body,
+                        **kw)
+
+    def listed(self, env):
+        """GET the recipients of an environment (bare list, the default list_shape)."""
+        resp = self.api("GET", "/test-environments/%s/notifications" % env)
+        self.assertEqual(resp.status, 200, resp.body)
+        return resp.json()
+
+    def test_create_and_get(self):
+        resp = self.notify("nt1", headers={"Zuora-Track-Id": "n-1"})
+        self.assertEqual(resp.status, 200, resp.body)
+        rec = resp.json()
+        self.assertEqual(set(rec), NOTIFICATION_FIELDS)
+        self.assertRegex(rec["id"], HEX32_RE)
+        self.assertEqual((rec["address"], rec["name"], rec["testEnvironmentId"]),
+                         ("john.smith@example.com", "John Smith", "nt1"))
+        self.assertEqual(resp.headers["Location"], "/test-environments/nt1/notifications/" + rec["id"])
+        self.assertEqual(resp.headers["Zuora-Track-Id"], "n-1")
+        got = self.api("GET", resp.headers["Location"])
+        self.assertEqual((got.status, got.json()), (200, rec))
+        noname = self.notify("nt1", {"address": "ops@example.co.uk"}).json()
+        self.assertIsNone(noname["name"])
+        self.assertNotEqual(noname["id"], rec["id"])
+        self.sim.configure(create_status=201, location_mode="absolute")
+        resp = self.notify("nt1", {"address": "x@example.com", "name": "X"})
+        self.assertEqual(resp.status, 201)
+        self.assertEqual(resp.headers["Location"], "http://127.0.0.1:%d/test-environments/nt1/notifications/%s"
+                         % (self.sim.port, resp.json()["id"]))
+        self.sim.configure(location_mode="missing")
+        self.assertIsNone(self.notify("nt1").headers["Location"])
+
+    def test_list_and_shapes(self):
+        self.assertEqual(self.listed("nl1"), [])
+        first = self.notify("nl1", {"address": "a@example.com", "name": "A"}).json()
+        second = self.notify("nl1", {"address": "b@example.com"}).json()
+        self.notify("nl2", {"address": "c@example.com"})
+        self.assertEqual(self.listed("nl1"), [first, second])  # oldest first, this environment only
+        for shape in ("result", "data", "jobs"):  # the job list's envelope (list_shape)
+            self.sim.configure(list_shape=shape)
+            body = self.api("GET", "/test-environments/nl1/notifications").json()
+            self.assertEqual(body, {shape: [first, second], "size": 2})
+        self.assertEqual(self.api("GET", "/test-environments/nl3/notifications").json(), {"jobs": [], "size": 0})
+
+    def test_patch_and_delete(self):
+        rec = self.notify("np1").json()
+        path = "/test-environments/np1/notifications/" + rec["id"]
+        resp = self.api("PATCH", path, {"name": "J. Smith"})  # partial: the address stays
+        self.assertEqual((resp.status, resp.json()), (200, dict(rec, name="J. Smith")))
+        resp = self.api("PATCH", path, {"address": "js@example.org"})
+        self.assertEqual(resp.json(), dict(rec, name="J. Smith", address="js@example.org"))
+        resp = self.api("PATCH", path, {"address": "john@example.com", "name": None})
+        self.assertEqual(resp.json(), dict(rec, name=None, address="john@example.com"))
+        self.assertEqual(self.api("PATCH", path, {}).json(), resp.json())
+        self.assertEqual(self.api("GET", path).json(), resp.json())
+        other = self.notify("np1", {"address": "stays@example.com"}).json()
+        resp = self.api("DELETE", path)
+        self.assertEqual((resp.status, resp.json()), (200, dict(rec, name=None, address="john@example.com")))
+        self.assertEqual(self.listed("np1"), [other])
+        for method, body in (("GET", None), ("PATCH", {"name": "again"}), ("DELETE", None)):
+            self.assertZuoraError(self.api(method, path, body), 404, "not found")
+
+    def test_bad_bodies(self):
+        for body in ({}, {"name": "No Address"}, {"address": None}, {"address": ""}, {"address": "john"},
+                     {"address": "john@"}, {"address": "@example.com"}, {"address": "john@example"},
+                     {"address": "a b@example.com"}, {"address": "a@b@example.com"}, {"address": "a@example..com"},
+                     {"address": " a@example.com"}, {"address": 42}, {"address": ["a@example.com"]},
+                     {"address": "a@example.com", "name": 7}, {"address": "a" * 250 + "@example.com"},
+                     [{"address": "a@example.com"}], "null", "{not json", "", b"\xff\xfe{"):
+            resp = self.notify("nb1", body)
+            self.assertZuoraError(resp, 400)
+        self.assertIn("address", self.assertZuoraError(self.notify("nb1", {"name": "n"}), 400)["reasons"][0]["message"])
+        self.assertZuoraError(self.notify("nb1", "{not json"), 400, "Malformed JSON")
+        resp = self.api("POST", "/test-environments/nb1/notifications", b"not gzip", {"Content-Encoding": "gzip"})
+        self.assertZuoraError(resp, 400)
+        self.assertEqual(self.sim.control("GET", "/_sim/notifications"), [])
+        rec = self.notify("nb1").json()
+        path = "/test-environments/nb1/notifications/" + rec["id"]
+        for body in ({"address": "nope"}, {"address": None}, {"name": 1}, [], "{", ""):
+            self.assertZuoraError(self.api("PATCH", path, body), 400)
+        self.assertEqual(self.api("GET", path).json(), rec)  # unchanged
+
+    def test_unknown_notifications_and_environments(self):
+        rec = self.notify("nu1").json()
+        for method, body in (("GET", None), ("PATCH", {"name": "x"}), ("DELETE", None)):
+            self.assertZuoraError(self.api(method, "/test-environments/nu1/notifications/" + "0" * 32, body), 404)
+            # another environment's recipient is unknown here
+            self.assertZuoraError(self.api(method, "/test-environments/nu2/notifications/" + rec["id"], body), 404)
+        self.sim.configure(environments={"gone2": {"exists": False}})
+        for env in ("gone2", "bad!id"):
+            self.assertZuoraError(self.api("GET", "/test-environments/%s/notifications" % env), 404)
+            self.assertZuoraError(self.notify(env), 404)
+            self.assertZuoraError(self.notify(env, "{not json"), 404)  # the environment first
+            for method in ("GET", "PATCH", "DELETE"):
+                self.assertZuoraError(self.api(method, "/test-environments/%s/notifications/%s" % (env, rec["id"]),
+                                               {"name": "x"}), 404)
+        self.sim.configure(strict_environments=True, environments={"nu3": {}})
+        self.assertEqual(self.api("GET", "/test-environments/nu1/notifications").status, 404)
+        self.assertEqual(self.api("GET", "/test-environments/nu3/notifications").status, 200)
+        self.assertEqual(self.api("PUT", "/test-environments/nu3/notifications/" + rec["id"]).status, 405)
+        self.assertEqual(self.api("DELETE", "/test-environments/nu3/notifications").status, 405)
+        self.assertEqual(self.api("GET", "/test-environments/nu3/notifications/x/y").status, 404)
+        self.assertEqual(len(self.sim.control("GET", "/_sim/notifications")), 1)
+
+    def test_bearer_required(self):
+        rec = self.notify("na1").json()
+        path = "/test-environments/na1/notifications"
+        one = path + "/" + rec["id"]
+        calls = (("GET", path, None), ("POST", path, {"address": "evil@example.com"}), ("GET", one, None),
+                 ("PATCH", one, {"name": "evil"}), ("DELETE", one, None))
+        self.sim.control("POST", "/_sim/tokens/expire")
+        for token in (None, "unknown-token", self.tok):
+            for method, target, body in calls:
+                resp = self.api(method, target, body, token=token)
+                self.assertEqual(resp.status, 401, (token, method, target))
+                self.assertEqual(resp.json()["message"], "Authentication error")
+        recs = self.sim.control("GET", "/_sim/notifications")
+        self.assertEqual([{k: n[k] for k in NOTIFICATION_FIELDS} for n in recs], [rec])  # no POST, PATCH or DELETE
+        self.assertEqual(recs[0]["updated"], recs[0]["created"])
+        self.assertEqual(self.api("GET", path, token=self.sim.token()).json(), [rec])
+
+    def test_faults(self):
+        self.sim.fault({"match": {"method": "POST", "path": "/nf1/notifications$"}, "status": 500},
+                       {"match": {"method": "GET", "path": "/notifications$"}, "status": 429, "retry_after": 2},
+                       {"match": {"method": "DELETE", "path": "/notifications/"}, "action": "commit_then_fail"},
+                       {"match": {"method": "POST", "path": "/nf2/notifications$"}, "action": "commit_then_fail",
+                        "variant": "reset"})
+        self.assertZuoraError(self.notify("nf1"), 500)
+        self.assertEqual(self.sim.control("GET", "/_sim/notifications"), [])  # the canned 500 did nothing
+        resp = self.api("GET", "/test-environments/nf1/notifications")
+        self.assertEqual((resp.status, resp.headers["Retry-After"], resp.json()["message"]),
+                         (429, "2", "Too Many Requests"))
+        self.assertEqual(self.listed("nf1"), [])  # times: 1
+        rec = self.notify("nf1").json()
+        self.assertZuoraError(self.api("DELETE", "/test-environments/nf1/notifications/" + rec["id"]), 500)
+        self.assertEqual(self.listed("nf1"), [])  # the DELETE was done all the same
+        with self.assertRaises(ConnectionResetError):
+            self.notify("nf2")
+        self.assertEqual([n["address"] for n in self.sim.control("GET", "/_sim/notifications?env_id=nf2")],
+                         ["john.smith@example.com"])
+        self.sim.fault({"match": {"path": "/notifications/"}, "action": "slow", "delay": 0.4})
+        resp = self.api("GET", "/test-environments/nf1/notifications/" + "0" * 32)
+        self.assertEqual(resp.status, 404)
+        self.assertGreaterEqual(resp.elapsed, 0.35)
+
+    def test_request_log(self):
+        a = self.notify("nr1").json()["id"]
+        b = self.notify("nr1", {"address": "b@example.com"}).json()["id"]
+        self.notify("nr1", {"address": "bad"})
+        self.api("PATCH", "/test-environments/nr1/notifications/" + a, {"name": "A"})
+        for nid in (a, b, b):
+            self.api("DELETE", "/test-environments/nr1/notifications/" + nid)
+        posts = self.sim.control("GET", "/_sim/requests?method=POST&path=/notifications$")
+        self.assertEqual([(r["status"], json.loads(r["body"]).get("address")) for r in posts],
+                         [(200, "john.smith@example.com"), (200, "b@example.com"), (400, "bad")])
+        deletes = self.sim.control("GET", "/_sim/requests?method=DELETE&path=/notifications/")
+        self.assertEqual([(r["path"].rsplit("/", 1)[1], r["status"]) for r in deletes], [(a, 200), (b, 200), (b, 404)])
+        self.assertEqual(len(self.sim.control("GET", "/_sim/requests?method=PATCH&path=/notifications/")), 1)
+        line = r"DELETE /test-environments/nr1/notifications/%s 404" % b
+        deadline = time.monotonic() + 3  # the log line is written once the answer has left
+        while time.monotonic() < deadline and not re.search(line, self.sim.log_text()):
+            time.sleep(0.05)
+        self.assertRegex(self.sim.log_text(), line)
+
+    def test_sim_inspection_and_by_hand(self):
+        before = time.time()
+        api = self.notify("ns1").json()
+        hand = self.sim.control("POST", "/_sim/notifications", {"env_id": "ns1", "address": "hand@example.com",
+                                                                  "name": "By Hand"})
+        other = self.sim.control("POST", "/_sim/notifications", {"env_id": "ns2", "address": "o@example.com"})
+        self.assertRegex(hand["id"], HEX32_RE)
+        self.assertEqual({k: hand[k] for k in NOTIFICATION_FIELDS},
+                         {"id": hand["id"], "address": "hand@example.com", "name": "By Hand", "testEnvironmentId": "ns1"})
+        self.assertIsNone(other["name"])
+        everything = self.sim.control("GET", "/_sim/notifications")
+        self.assertEqual([(n["id"], n["env_id"], n["by_hand"]) for n in everything],
+                         [(api["id"], "ns1", False), (hand["id"], "ns1", True), (other["id"], "ns2", True)])
+        self.assertEqual(set(everything[0]), NOTIFICATION_FIELDS | {"env_id", "created", "updated", "by_hand"})
+        self.assertAlmostEqual(everything[0]["created"], before, delta=5)
+        self.assertEqual([n["id"] for n in self.sim.control("GET", "/_sim/notifications?env_id=ns2")], [other["id"]])
+        self.assertEqual(self.sim.control("GET", "/_sim/notifications?env_id=none"), [])
+        # A recipient added by hand is an ordinary one for the API, and was never a recorded request.
+        self.assertEqual([n["id"] for n in self.listed("ns1")], [api["id"], hand["id"]])
+        posts = self.sim.control("GET", "/_sim/requests?method=POST&path=/notifications")
+        self.assertEqual([r["path"] for r in posts], ["/test-environments/ns1/notifications"])
+        self.api("PATCH", "/test-environments/ns1/notifications/" + hand["id"], {"name": "Renamed"})
+        view = self.sim.control("GET", "/_sim/notifications?env_id=ns1")[1]
+        self.assertEqual(view["name"], "Renamed")
+        self.assertGreaterEqual(view["updated"], view["created"])
+        self.sim.configure(environments={"gone3": {"exists": False}})
+        for bad, status in (({"address": "a@example.com"}, 400), ({"env_id": "ns1", "address": "nope"}, 400),
+                            ({"env_id": "ns1"}, 400), ([1], 400), ("{", 400),
+                            ({"env_id": "gone3", "address": "a@example.com"}, 404)):
+            self.assertEqual(self.sim.call("POST", "/_sim/notifications", bad).status, status, bad)
+        self.assertEqual(len(self.sim.control("GET", "/_sim/notifications")), 3)
+        self.sim.control("POST", "/_sim/reset")
+        self.assertEqual(self.sim.control("GET", "/_sim/notifications"), [])
 
 
 class TestControl(SimTest):

@@ -2,7 +2,8 @@
 """Zuora REST API simulator for refreshd's tests.
 
 It speaks the parts of Zuora's v1 REST API that refreshd uses: OAuth 2.0 client-credentials tokens,
-test environments (sandboxes) and their refresh jobs. A control API under ``/_sim/`` (no auth)
+test environments (sandboxes), their refresh jobs and their e-mail notification recipients (kept in
+memory only: the simulator never sends e-mail). A control API under ``/_sim/`` (no auth)
 inspects the recorded requests, changes settings at run time and injects faults that behave as named
 at the socket level (slow, hanging, dripping, truncated or reset answers, wrong shapes, ...).
 
@@ -56,6 +57,9 @@ CODE_CONFLICT = 50000050
 CODE_INTERNAL = 50000060
 
 ENV_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# What the simulator takes for an e-mail address: a local part and a dotted domain, no blanks, one @.
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+MAX_EMAIL = 254
 MAX_BODY = 32 * 1024 * 1024
 MAX_HEADER_LINE = 65536  # as http.client
 MAX_HEADERS = 100
@@ -557,7 +561,8 @@ class State:
             self._initial_faults = [copy.deepcopy(rule.spec) for rule in self.faults]
 
     def reset(self, keep_config=False):
-        """Forget jobs, tokens, environments and requests; restore the initial config and faults."""
+        """Forget jobs, notifications, tokens, environments and requests; restore the initial config
+        and faults."""
         with self.lock:
             if not keep_config:
                 self.config = copy.deepcopy(self._initial_config)
@@ -566,6 +571,7 @@ class State:
                 self.add_faults(copy.deepcopy(self._initial_faults))
             self.envs = {}
             self.jobs = {}
+            self.notifications = {}  # id -> record, in creation order
             self.tokens = {}
             self.idempotency_keys = {}
             self.requests = collections.deque(maxlen=self.max_requests)
@@ -983,6 +989,102 @@ class State:
                 out.append(view)
             return out
 
+    # -- e-mail notification recipients (kept here only: nothing is ever sent)
+
+    @staticmethod
+    def _notification_view(record):
+        """The TestEnvironmentNotificationResponse body."""
+        return {"id": record["id"], "address": record["address"], "name": record["name"],
+                "testEnvironmentId": record["env_id"]}
+
+    @classmethod
+    def _notification_sim_view(cls, record):
+        """The record with simulator details (for /_sim/notifications)."""
+        view = cls._notification_view(record)
+        view.update({"env_id": record["env_id"], "created": record["created"],
+                     "updated": record["updated"], "by_hand": record["by_hand"]})
+        return view
+
+    def add_notification(self, env_id, fields, by_hand=False):
+        """A new recipient of that environment (FIELDS checked by check_notification_body);
+        returns its TestEnvironmentNotificationResponse, or, BY_HAND (for /_sim/notifications POST),
+        its /_sim/ view. ApiError 404 when the environment does not exist."""
+        with self.lock:
+            self.environment(env_id)
+            now = time.time()
+            record = {"id": uuid.uuid4().hex, "env_id": env_id, "address": fields["address"],
+                      "name": fields.get("name"), "created": now,
+                      "updated": now, "by_hand": by_hand}
+            self.notifications[record["id"]] = record
+            return self._notification_sim_view(record) if by_hand else self._notification_view(record)
+
+    def _notification(self, env_id, notification_id):
+        self.environment(env_id)
+        record = self.notifications.get(notification_id)
+        if record is None or record["env_id"] != env_id:
+            raise ApiError(404, zuora_error(CODE_NOT_FOUND,
+                                            "Notification '%s' not found." % notification_id))
+        return record
+
+    def notification(self, env_id, notification_id):
+        """One recipient of that environment; ApiError 404 when it or the environment is unknown."""
+        with self.lock:
+            return self._notification_view(self._notification(env_id, notification_id))
+
+    def list_notifications(self, env_id):
+        """The environment's recipients, oldest first; ApiError 404 when it does not exist."""
+        with self.lock:
+            self.environment(env_id)
+            return [self._notification_view(r) for r in self.notifications.values()
+                    if r["env_id"] == env_id]
+
+    def update_notification(self, env_id, notification_id, fields):
+        """Change the fields given (a partial update); returns the record."""
+        with self.lock:
+            record = self._notification(env_id, notification_id)
+            record.update(fields)
+            record["updated"] = time.time()
+            return self._notification_view(record)
+
+    def delete_notification(self, env_id, notification_id):
+        """Remove a recipient; returns its record as it was."""
+        with self.lock:
+            record = self._notification(env_id, notification_id)
+            del self.notifications[notification_id]
+            return self._notification_view(record)
+
+    def notifications_view(self, env_id=None):
+        """Every recipient (or those of one environment) with simulator details, oldest first."""
+        with self.lock:
+            return [self._notification_sim_view(r) for r in self.notifications.values()
+                    if env_id is None or r["env_id"] == env_id]
+
+
+def check_notification_body(data, partial=False):
+    """The fields of a notification body {"address", "name"} (PATCH: PARTIAL, either may be left
+    out); ApiError 400 with a Zuora error body when it is not an object, the address is missing
+    (on create) or not an e-mail address, or the name is neither a string nor null."""
+    if not isinstance(data, dict):
+        raise ApiError(400, zuora_error(CODE_BAD_REQUEST, "The request body must be a JSON object "
+                                                          "{\"address\": ..., \"name\": ...}."))
+    fields = {}
+    if "address" in data or not partial:
+        address = data.get("address")
+        if address is None or address == "":
+            raise ApiError(400, zuora_error(CODE_BAD_REQUEST, "The field address is required."))
+        if not isinstance(address, str) or len(address) > MAX_EMAIL or not EMAIL_RE.fullmatch(address):
+            raise ApiError(400, zuora_error(CODE_BAD_REQUEST, "Invalid value for field address: %s "
+                                                              "(expected an e-mail address)."
+                                            % json.dumps(address)))
+        fields["address"] = address
+    if "name" in data or not partial:
+        name = data.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ApiError(400, zuora_error(CODE_BAD_REQUEST, "Invalid value for field name: %s "
+                                                              "(expected a string)." % json.dumps(name)))
+        fields["name"] = name
+    return fields
+
 
 # ----------------------------------------------------------------------------------------------
 # the Zuora API and the control API
@@ -1024,6 +1126,8 @@ class ZuoraApi:
             self._allow(req, "GET")
             now = time.time()
             return Reply.json(200, self.state.env_view(self.state.environment(env_id), now))
+        if segs[2] == "notifications" and len(segs) <= 4:
+            return self._route_notifications(req, env_id, segs[3] if len(segs) == 4 else None)
         if segs[2] != "jobs" or len(segs) > 5 or (len(segs) == 5 and segs[4] != "actions"):
             raise ApiError(404, {"message": "No resource at %s" % req.path})
         if len(segs) == 3:
@@ -1086,18 +1190,43 @@ class ZuoraApi:
         job, replayed = self.state.create_job(env_id, scheduled, user_id,
                                               req.headers.get("Idempotency-Key"))
         view = job.view(time.time()) if replayed else job.view(job.created, at_creation=True)
+        return self._created(view, "/test-environments/%s/jobs/%s" % (env_id, job.id))
+
+    def _created(self, view, path):
+        """The answer to a create: create_status, and a Location header to PATH as location_mode says."""
         config = self.state.config_view()
-        path = "/test-environments/%s/jobs/%s" % (env_id, job.id)
         mode = config["location_mode"]
         location = {"relative": path, "absolute": self.base_url + path,
                     "foreign": config["foreign_base"] + path, "missing": None}[mode]
         headers = [("Location", location)] if location else []
         return Reply.json(config["create_status"], view, headers)
 
-    def _list_jobs(self, env_id):
-        jobs = self.state.list_jobs(env_id)
+    def _list_reply(self, items):
+        """A list answer in the ArrayResponse envelope list_shape says (bare, or {shape: [...], size})."""
         shape = self.state.setting("list_shape")
-        return Reply.json(200, jobs if shape == "bare" else {shape: jobs, "size": len(jobs)})
+        return Reply.json(200, items if shape == "bare" else {shape: items, "size": len(items)})
+
+    def _route_notifications(self, req, env_id, notification_id):
+        """/test-environments/{id}/notifications[/{notificationId}]."""
+        state = self.state
+        if notification_id is None:
+            self._allow(req, "GET", "POST")
+            if req.route_method == "GET":
+                return self._list_reply(state.list_notifications(env_id))
+            state.environment(env_id)  # an unknown environment is a 404 before the body is read
+            view = state.add_notification(env_id, check_notification_body(req.json()))
+            return self._created(view, "/test-environments/%s/notifications/%s" % (env_id, view["id"]))
+        self._allow(req, "GET", "PATCH", "DELETE")
+        if req.route_method == "GET":
+            return Reply.json(200, state.notification(env_id, notification_id))
+        if req.route_method == "DELETE":
+            return Reply.json(200, state.delete_notification(env_id, notification_id))
+        state.notification(env_id, notification_id)  # 404 before 400, as for a job action
+        fields = check_notification_body(req.json(), partial=True)
+        return Reply.json(200, state.update_notification(env_id, notification_id, fields))
+
+    def _list_jobs(self, env_id):
+        return self._list_reply(self.state.list_jobs(env_id))
 
     def _job_action(self, req, env_id, job_id):
         self.state.job(env_id, job_id)
@@ -1140,6 +1269,15 @@ class ControlApi:
             return Reply.json(200, state.jobs_view())
         if path == "/_sim/jobs" and m == "POST":
             return Reply.json(200, state.add_job(self._json(req)))
+        if path == "/_sim/notifications" and m == "GET":
+            q = urllib.parse.parse_qs(req.query)
+            return Reply.json(200, state.notifications_view(q["env_id"][0] if "env_id" in q else None))
+        if path == "/_sim/notifications" and m == "POST":
+            spec = self._json(req)
+            if not isinstance(spec, dict) or not isinstance(spec.get("env_id"), str):
+                raise ValueError("a notification needs an env_id")
+            fields = check_notification_body({k: v for k, v in spec.items() if k != "env_id"})
+            return Reply.json(200, state.add_notification(spec["env_id"], fields, by_hand=True))
         if path == "/_sim/config" and m == "GET":
             return Reply.json(200, state.config_view())
         if path == "/_sim/config" and m == "POST":
