@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <systemd/sd-event.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +16,9 @@
 #include "command.h"
 #include "json.h"
 #include "macro.h"
+#include "manager.h"
+#include "outbox.h"
+#include "recipients.h"
 #include "state.h"
 #include "zuora.h"
 
@@ -368,12 +372,63 @@ int command_cancel(const char *config_path, const char *env_name) {
 
 /* ---- check --online ---- */
 
-int command_check_online(const char *config_path) {
+/* What keeping E's e-mail list in step would change, printed; nothing is
+ * changed. STATE (may be NULL) says which recipients refreshd added. */
+static int check_recipients(Session *s, const EnvConfig *e, const State *state) {
+        _cleanup_(sync_call_done) SyncCall c = {};
+        ZuoraRecipient *at = NULL;
+        size_t n = 0;
+        RecipientPlan p;
+
+        if (!recipients_wanted(e, state))
+                return 0;
+        if (sync_call_env(s, HTTP_METHOD_GET, ZUORA_ENDPOINT_NOTIFICATIONS, e, NULL, NULL, &c) < 0)
+                return -EIO;
+        if (c.verdict != ZUORA_VERDICT_OK || zuora_parse_recipients(c.body, c.body_size, &at, &n) < 0) {
+                printf("%s: error: notify_emails: Zuora's list cannot be read: %s\n",
+                       e->name,
+                       c.verdict == ZUORA_VERDICT_OK ? "the answer is not a list" : c.reason);
+                return -EIO;
+        }
+        if (recipients_plan(e, at, n, state, &p) < 0) {
+                zuora_recipients_free(at, n);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < p.n_add; i++)
+                printf("%s: notify_emails: would add %s\n", e->name, p.add[i]->address);
+        for (size_t i = 0; i < p.n_remove; i++)
+                printf("%s: notify_emails: would remove %s (added by refreshd, no longer in the config)\n",
+                       e->name,
+                       p.remove[i]->address);
+        for (size_t i = 0; i < n; i++) {
+                bool listed = false, removed = false;
+                for (size_t j = 0; j < e->actions->n_emails && !listed; j++)
+                        listed = strcasecmp(e->actions->emails[j].address, at[i].address) == 0;
+                for (size_t j = 0; j < p.n_remove && !removed; j++)
+                        removed = p.remove[j] == &at[i];
+                if (!listed && !removed)
+                        printf("%s: notify_emails: %s is at Zuora and not in the config: left alone\n",
+                               e->name,
+                               at[i].address);
+        }
+        if (p.n_add + p.n_remove == 0)
+                printf("%s: notify_emails: in step (%zu at Zuora)\n", e->name, n);
+        recipient_plan_done(&p);
+        zuora_recipients_free(at, n);
+        return 0;
+}
+
+int command_check_online(const char *config_path, const char *state_dir) {
         _cleanup_(session_done) Session s = {};
+        _cleanup_free_ char *why = NULL;
+        State *state = NULL;
         unsigned failed = 0;
 
         if (session_open(&s, config_path, NULL) < 0)
                 return EXIT_FAILURE;
+        /* Which recipients refreshd added, if its state can be read here. */
+        if (config_has_actions(s.config) && state_load(state_dir, &state, &why) < 0)
+                state = NULL;
         for (size_t i = 0; i < s.config->n_envs; i++) {
                 const EnvConfig *e = &s.config->envs[i];
                 _cleanup_(sync_call_done) SyncCall c = {};
@@ -403,8 +458,11 @@ int command_check_online(const char *config_path) {
                         if (next != ZUORA_TIME_UNSET)
                                 (void) tz_format_local(e->tz, next, b, sizeof(b));
                         printf("%s: ok: last refresh %s, next refresh allowed from %s\n", e->name, a, b);
+                        if (check_recipients(&s, e, state) < 0)
+                                failed++;
                 }
         }
+        state_free(state);
         return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
@@ -579,10 +637,18 @@ int command_check(const char *config_path, int64_t from, unsigned next, bool jso
                 config_free(c);
                 return EXIT_FAILURE;
         }
+        unsigned bad_urls = outbox_check_webhook_urls(c, stderr);
+        if (bad_urls > 0) {
+                fprintf(stderr, "%s: %u error%s\n", config_path, bad_urls, bad_urls == 1 ? "" : "s");
+                config_free(c);
+                return EXIT_FAILURE;
+        }
         r = json ? check_print_json(c, from, next) : check_print_text(c, from, next);
         config_free(c);
-        if (r >= 0 && online)
-                return command_check_online(config_path);
+        if (r >= 0 && online) {
+                _cleanup_free_ char *state_dir = manager_default_state_dir();
+                return command_check_online(config_path, state_dir);
+        }
         if (r < 0) {
                 fprintf(stderr, "refreshd: cannot write the output: %s\n", strerror(-r));
                 return EXIT_FAILURE;
@@ -614,6 +680,49 @@ typedef struct StatusContext {
         int64_t now;
 } StatusContext;
 
+/* The hook a pending delivery KEY names, or NULL (a webhook, or gone from the config). */
+static const char *pending_hook(const EnvConfig *e, const char *key) {
+        if (strncmp(key, "hook:", 5) != 0)
+                return NULL;
+        for (size_t i = 0; i < e->actions->n_hooks; i++)
+                if (strcmp(e->actions->hooks[i].key, key + 5) == 0)
+                        return e->actions->hooks[i].argv[0];
+        return NULL;
+}
+
+/* "last_event": {...} or null, "pending": [{"event", "event_id", "delivery", "hook"}]. */
+static void status_put_events(JsonWriter *w, const EnvConfig *e, const State *state, const StateEnv *st) {
+        const StateLastEvent *le = st ? st->last_event : NULL;
+
+        json_put_string(w, "last_event");
+        if (le) {
+                json_put_open(w);
+                put_key_string(w, "event", le->event);
+                put_key_string(w, "id", le->id);
+                put_key_time(w, "at", e, le->at);
+                put_key_string(w, "error", le->error);
+                put_key_time(w, "error_at", e, le->error_at);
+                json_put_close(w);
+        } else
+                json_put_null(w);
+        json_put_string(w, "pending");
+        json_put_array_open(w);
+        for (size_t i = 0; i < state->n_outbox; i++) {
+                const StateOutboxEntry *o = &state->outbox[i];
+                if (strcmp(o->event.environment, e->name) != 0)
+                        continue;
+                for (char **k = o->pending; *k; k++) {
+                        json_put_open(w);
+                        put_key_string(w, "event", event_kind_to_string(o->event.kind));
+                        put_key_string(w, "event_id", o->event.id);
+                        put_key_string(w, "delivery", strncmp(*k, "hook:", 5) == 0 ? "hook" : "webhook");
+                        put_key_string(w, "hook", pending_hook(e, *k));
+                        json_put_close(w);
+                }
+        }
+        json_put_array_close(w);
+}
+
 static void status_put_env(JsonWriter *w, const EnvConfig *e, void *userdata) {
         const StatusContext *sc = userdata;
         StateEnv *st = status_entry(sc->state, e);
@@ -626,6 +735,7 @@ static void status_put_env(JsonWriter *w, const EnvConfig *e, void *userdata) {
         state_write_last_job(w, st ? st->last_job : NULL, put_local_time, e->tz);
         put_key_time(w, "zuora_last_refresh", e, st ? st->zuora_last_refresh : STATE_TIME_UNSET);
         put_key_time(w, "zuora_next_refresh", e, st ? st->zuora_next_refresh : STATE_TIME_UNSET);
+        status_put_events(w, e, sc->state, st);
 }
 
 /* What was measured of Zuora's clock: its offset from ours and how far
@@ -655,6 +765,30 @@ static const char *local(const EnvConfig *e, int64_t t, char buf[static TZ_ISO_M
         if (t == STATE_TIME_UNSET || tz_format_local(e->tz, t, buf, TZ_ISO_MAX) < 0)
                 return "-";
         return buf;
+}
+
+static void status_text_events(const EnvConfig *e, const State *state, const StateEnv *st) {
+        const StateLastEvent *le = st ? st->last_event : NULL;
+        char a[TZ_ISO_MAX];
+
+        if (le && le->event)
+                printf("  last event: %s, delivered %s\n", le->event, local(e, le->at, a));
+        if (le && le->error)
+                printf("  failed:     %s, at %s\n", le->error, local(e, le->error_at, a));
+        for (size_t i = 0; i < state->n_outbox; i++) {
+                const StateOutboxEntry *o = &state->outbox[i];
+                if (strcmp(o->event.environment, e->name) != 0)
+                        continue;
+                for (char **k = o->pending; *k; k++) {
+                        const char *hook = pending_hook(e, *k);
+                        printf("  pending:    %s for %s (event %s)\n",
+                               hook                           ? hook
+                               : strncmp(*k, "hook:", 5) == 0 ? "a hook"
+                                                              : "a webhook",
+                               event_kind_to_string(o->event.kind),
+                               o->event.id);
+                }
+        }
 }
 
 static void status_text_env(const EnvConfig *e, const StateEnv *st, int64_t now, bool first) {
@@ -692,8 +826,11 @@ static void status_text_env(const EnvConfig *e, const StateEnv *st, int64_t now,
 }
 
 static int status_text(const Config *c, State *state, int64_t now) {
-        for (size_t i = 0; i < c->n_envs; i++)
-                status_text_env(&c->envs[i], status_entry(state, &c->envs[i]), now, i == 0);
+        for (size_t i = 0; i < c->n_envs; i++) {
+                StateEnv *st = status_entry(state, &c->envs[i]);
+                status_text_env(&c->envs[i], st, now, i == 0);
+                status_text_events(&c->envs[i], state, st);
+        }
         return fflush(stdout) == 0 ? 0 : -errno;
 }
 

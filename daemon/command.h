@@ -3,13 +3,16 @@
  * The operator commands beside the daemon: `check` (validates the config and
  * previews fire times), `status` (reads the config and
  * state.json, never talks to Zuora, never writes), `refresh`, `cancel` and
- * `check --online` (talk to Zuora with the daemon's own client). Each
+ * `check --online` (talk to Zuora with the daemon's own client), and `hooks`
+ * (runs an environment's hooks and webhooks for a sample event). Each
  * returns the process exit status.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "event.h"
 
 /* Validates the config and prints the next NEXT fire times after FROM of
  * each environment (JSON with JSON); ONLINE: then command_check_online(). */
@@ -21,4 +24,8 @@ int command_refresh(const char *config_path, const char *env_name, bool wait);
 
 int command_cancel(const char *config_path, const char *env_name);
 
-int command_check_online(const char *config_path);
+int command_check_online(const char *config_path, const char *state_dir);
+
+/* `refreshd hooks ENV --event NAME [--dry-run]`: ENV's hooks and webhooks
+ * for a sample event of KIND (command-hooks.c). */
+int command_hooks(const char *config_path, const char *env_name, EventKind kind, bool dry_run);

@@ -18,7 +18,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "config.h"
+#include "config-internal.h"
 #include "duration.h"
 #include "fileio.h"
 #include "macro.h"
@@ -27,7 +27,7 @@
 
 #define MIN_INTERVAL_HORIZON (1461 * 86400) /* four years, leap day included */
 #define MIN_INTERVAL_MAX (366 * 24 * 3600 * USEC_PER_SEC)
-_Static_assert(sizeof(EnvConfig) == 80, "an EnvConfig is 80 bytes");
+_Static_assert(sizeof(EnvConfig) == 88, "an EnvConfig is 88 bytes");
 
 /* ---- diagnostics ---- */
 
@@ -133,46 +133,7 @@ void diags_clear(Diags *d) {
 
 /* ---- the loader ---- */
 
-typedef struct EnvSection EnvSection;
-
-/* Where an environment's name and id were written: the duplicate checks
- * come after the environments' nodes are gone. 16 bytes: one per
- * environment. */
-typedef struct NameAt {
-        uint32_t env; /* its index in config->envs */
-        uint32_t line, id_line;
-        uint16_t column, id_column; /* columns past 65535 are cut */
-} NameAt;
-
-typedef struct Loader {
-        Config *config;
-        Diags *diags; /* where problems go: the caller's, or PENDING */
-        YamlTree *tree;
-        char *dir; /* the config file's directory */
-        int64_t now;
-        const char *context; /* the mapping being read, for messages: "zuora", "environment 'uat'" */
-        Tz **zones;          /* loaded zones, shared by environments */
-        size_t n_zones;
-        int oom;
-
-        /* Loading environments while the file is read (the stream hooks). */
-        Diags *file_diags;             /* the caller's */
-        Diags pending;                 /* what loading found: kept only if the whole file parses */
-        const YamlNode *defaults_node; /* the root's first 'defaults' value, once read */
-        EnvSection *defaults;          /* loaded from it, when ENVS_NODE is set */
-        bool envs_seen;                /* the root's first 'environments' key was read */
-        const YamlNode *envs_node;     /* its list, if loaded as read */
-        size_t envs_allocated;         /* room in config->envs */
-        NameAt *names;
-        size_t n_names, names_allocated;
-
-        /* The distinct schedules parsed so far: open addressing, power-of-two
-         * size, an index into config->crons plus 1 (0: empty). */
-        size_t *schedules;
-        size_t schedules_size, crons_allocated;
-} Loader;
-
-_printf_(5, 6) static void loader_diag(
+_printf_(5, 6) void loader_diag(
         Loader *l, unsigned line, unsigned column, bool warning, const char *fmt, ...) {
         va_list ap;
 
@@ -182,24 +143,12 @@ _printf_(5, 6) static void loader_diag(
         va_end(ap);
 }
 
-#define error_at(l, node, ...) loader_diag(l, (node)->line, (node)->column, false, __VA_ARGS__)
-#define warning_at(l, node, ...) loader_diag(l, (node)->line, (node)->column, true, __VA_ARGS__)
-
 /* The YAML tree's problems are errors of the file. */
 static void loader_on_yaml_diag(void *userdata, unsigned line, unsigned column, const char *message) {
         loader_diag(userdata, line, column, false, "%s", message);
 }
 
 /* ---- key tables ---- */
-
-typedef int (*KeyParser)(Loader *l, const YamlNode *key, const YamlNode *value, void *target);
-
-typedef struct KeyInfo {
-        const char *name;
-        KeyParser parse;
-        size_t offset; /* into the target struct */
-        bool required;
-} KeyInfo;
 
 /* Levenshtein distance, capped: enough for a did-you-mean. */
 static unsigned edit_distance(const char *a, const char *b) {
@@ -230,7 +179,7 @@ static unsigned edit_distance(const char *a, const char *b) {
         return d[la][lb];
 }
 
-static const char *did_you_mean(const KeyInfo *table, const char *key) {
+const char *did_you_mean(const KeyInfo *table, const char *key) {
         const char *best = NULL;
         unsigned best_d = UINT_MAX;
         size_t len = strlen(key);
@@ -247,8 +196,7 @@ static const char *did_you_mean(const KeyInfo *table, const char *key) {
 }
 
 /* CONTEXT names the mapping in messages ("zuora", "environment 'uat'"). */
-static int parse_mapping(
-        Loader *l, const YamlNode *map, const KeyInfo *table, void *target, const char *context) {
+int parse_mapping(Loader *l, const YamlNode *map, const KeyInfo *table, void *target, const char *context) {
         bool seen[32] = {};
 
         l->context = context;
@@ -308,7 +256,7 @@ static int parse_mapping(
 
 /* ---- scalar parsers ---- */
 
-static bool want_scalar(Loader *l, const YamlNode *key, const YamlNode *value) {
+bool want_scalar(Loader *l, const YamlNode *key, const YamlNode *value) {
         if (value->kind != YAML_KIND_SCALAR) {
                 error_at(
                         l,
@@ -327,7 +275,7 @@ static bool want_scalar(Loader *l, const YamlNode *key, const YamlNode *value) {
         return true;
 }
 
-static int parse_string(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
+int parse_string(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
         char **s = target;
 
         if (!want_scalar(l, key, value))
@@ -359,7 +307,7 @@ static int parse_bool(Loader *l, const YamlNode *key, const YamlNode *value, voi
         return 0;
 }
 
-static int parse_duration(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
+int parse_duration(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
         uint64_t *u = target;
         unsigned line, column;
         size_t at = 0;
@@ -438,13 +386,7 @@ static int parse_unsigned(Loader *l, const YamlNode *key, const YamlNode *value,
         return 0;
 }
 
-/* A value as written, with where it was, for checks that need the whole
- * section (schedule, timezone) after all keys are read. */
-typedef struct Located {
-        const YamlNode *node;
-} Located;
-
-static int parse_located(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
+int parse_located(Loader *l, const YamlNode *key, const YamlNode *value, void *target) {
         Located *loc = target;
 
         if (want_scalar(l, key, value))
@@ -471,9 +413,11 @@ struct EnvSection {
         uint64_t poll_interval, min_interval, submit_ahead, retry_for;
         int catch_up, enabled; /* UNSET_BOOL, false or true */
         WhenIneligible when_ineligible;
+        Located hooks, webhooks, emails;
+        const EnvActions *actions;     /* once loaded */
+        unsigned max_concurrent_hooks; /* defaults only; 0: unset */
 };
 
-#define UNSET_DURATION UINT64_MAX
 #define UNSET_BOOL 2
 
 static const KeyInfo zuora_keys[] = {
@@ -501,11 +445,15 @@ static const KeyInfo zuora_keys[] = {
         { "min_interval", parse_duration, offsetof(type, min_interval), false },                              \
         { "submit_ahead", parse_duration, offsetof(type, submit_ahead), false },                              \
         { "when_ineligible", parse_when_ineligible, offsetof(type, when_ineligible), false },                 \
-        { "retry_for", parse_duration, offsetof(type, retry_for), false }
+        { "retry_for", parse_duration, offsetof(type, retry_for), false },                                    \
+        { "hooks", parse_node, offsetof(type, hooks), false },                                                \
+        { "webhooks", parse_node, offsetof(type, webhooks), false },                                          \
+        { "notify_emails", parse_node, offsetof(type, emails), false }
 /* clang-format on */
 
 static const KeyInfo defaults_keys[] = {
         ENV_SETTING_KEYS(EnvSection),
+        { "max_concurrent_hooks", parse_unsigned, offsetof(EnvSection, max_concurrent_hooks), false },
         {},
 };
 
@@ -522,6 +470,7 @@ static const KeyInfo top_keys[] = {
         { "zuora", NULL, 0, true },
         { "defaults", NULL, 0, false },
         { "environments", NULL, 0, true },
+        { "max_concurrent_hooks", NULL, 0, false },
         {},
 };
 
@@ -634,7 +583,7 @@ static void check_settings(Loader *l, const YamlNode *map, const EnvSection *s, 
         check_duration_range(l, map, context, "min_interval", s->min_interval, 0, MIN_INTERVAL_MAX);
 }
 
-static bool is_loopback_host(const char *host) {
+bool is_loopback_host(const char *host) {
         if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0)
                 return true;
         return strncmp(host, "127.", 4) == 0 && strspn(host + 4, "0123456789.") == strlen(host + 4);
@@ -693,34 +642,22 @@ finish:
 
 /* Checks a secret file: there, a regular file, readable, not empty, not
  * writable by others. WARN_MODE: warn when group or others may read it. */
-static void check_secret_file(
-        Loader *l, const YamlNode *v, const char *key, const char *path, bool warn_mode) {
+void check_secret_file(
+        Loader *l, const YamlNode *v, const char *key, const char *what, const char *path, bool warn_mode) {
         struct stat st;
         int fd;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
-                error_at(
-                        l,
-                        v,
-                        "'%s': cannot read the client secret from '%s': %s",
-                        key,
-                        path,
-                        strerror(errno));
+                error_at(l, v, "'%s': cannot read %s from '%s': %s", key, what, path, strerror(errno));
                 return;
         }
         if (fstat(fd, &st) < 0)
-                error_at(
-                        l,
-                        v,
-                        "'%s': cannot read the client secret from '%s': %s",
-                        key,
-                        path,
-                        strerror(errno));
+                error_at(l, v, "'%s': cannot read %s from '%s': %s", key, what, path, strerror(errno));
         else if (!S_ISREG(st.st_mode))
                 error_at(l, v, "'%s': '%s' is not a regular file", key, path);
         else if (st.st_size == 0)
-                error_at(l, v, "'%s': the client secret file '%s' is empty", key, path);
+                error_at(l, v, "'%s': the file of %s, '%s', is empty", key, what, path);
         else if (st.st_mode & S_IWOTH)
                 error_at(
                         l,
@@ -741,7 +678,7 @@ static void check_secret_file(
         close(fd);
 }
 
-static char *path_join(const char *dir, const char *name) {
+char *path_join(const char *dir, const char *name) {
         char *p;
 
         if (name[0] == '/')
@@ -777,7 +714,13 @@ static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
                         l->oom = -ENOMEM;
                         return;
                 }
-                check_secret_file(l, v, "client_secret_file", c->secret_path, /* warn_mode= */ true);
+                check_secret_file(
+                        l,
+                        v,
+                        "client_secret_file",
+                        "the client secret",
+                        c->secret_path,
+                        /* warn_mode= */ true);
         } else if (z->secret_credential.node) {
                 const YamlNode *v = z->secret_credential.node;
                 c->secret_line = v->line;
@@ -805,6 +748,7 @@ static void check_secret(Loader *l, const YamlNode *zuora, ZuoraSection *z) {
                         l,
                         v,
                         "client_secret_credential",
+                        "the client secret",
                         c->secret_path,
                         /* warn_mode= */ !(creds && creds[0] == '/'));
         } else {
@@ -1170,6 +1114,11 @@ static void load_environment(Loader *l, const YamlNode *node, size_t index, cons
                                 (uint16_t) (v->column < UINT16_MAX ? v->column : UINT16_MAX);
                 }
         }
+        e->actions = actions_load(
+                l,
+                &(ActionNodes) { s.hooks.node, s.webhooks.node, s.emails.node },
+                defaults->actions,
+                context);
         e->tz = tz_ref(loader_zone(l, s.timezone.node, context));
         if (s.schedule.node)
                 check_schedule(l, e, s.schedule.node, context);
@@ -1299,13 +1248,32 @@ static void load_defaults(Loader *l, const YamlNode *node, EnvSection *d) {
                 .when_ineligible = WHEN_INELIGIBLE_DEFER,
         };
         env_section_inherit(&s, &builtin);
+        s.actions = actions_load(
+                l, &(ActionNodes) { s.hooks.node, s.webhooks.node, s.emails.node }, NULL, "defaults");
         *d = s;
         if (s.timezone.node && !loader_zone(l, s.timezone.node, "defaults"))
                 d->timezone.node = NULL; /* reported once; environments then use UTC quietly */
 }
 
+/* A daemon-wide setting, at the top level or in defaults (not both). */
+static void load_max_concurrent_hooks(Loader *l, const YamlNode *top, const EnvSection *d) {
+        Config *c = l->config;
+        unsigned n = 0;
+
+        c->max_concurrent_hooks =
+                d->max_concurrent_hooks ? d->max_concurrent_hooks : MAX_CONCURRENT_HOOKS_DEFAULT;
+        if (!top)
+                return;
+        l->context = "the config file";
+        parse_unsigned(l, &(YamlNode) { .value = (char *) "max_concurrent_hooks" }, top, &n);
+        if (n && d->max_concurrent_hooks)
+                error_at(l, top, "'max_concurrent_hooks' is given both here and in defaults; give it once");
+        else if (n)
+                c->max_concurrent_hooks = n;
+}
+
 static void load_root(Loader *l, const YamlNode *root) {
-        const YamlNode *zuora = NULL, *defaults = NULL, *envs = NULL;
+        const YamlNode *zuora = NULL, *defaults = NULL, *envs = NULL, *max_hooks = NULL;
         EnvSection d;
 
         if (!root) {
@@ -1325,16 +1293,19 @@ static void load_root(Loader *l, const YamlNode *root) {
                         defaults = root->items[i + 1];
                 else if (strcmp(k->value, "environments") == 0 && !envs)
                         envs = root->items[i + 1];
+                else if (strcmp(k->value, "max_concurrent_hooks") == 0 && !max_hooks)
+                        max_hooks = root->items[i + 1];
         }
         if (zuora)
                 load_zuora(l, zuora);
         /* The environments may have been loaded as the file was read, and
          * the defaults before them. */
-        if (envs && envs == l->envs_node)
-                return;
-        load_defaults(l, defaults, &d);
-        if (envs)
-                load_environments(l, envs, &d);
+        if (!(envs && envs == l->envs_node)) {
+                load_defaults(l, defaults, &d);
+                if (envs)
+                        load_environments(l, envs, &d);
+        }
+        load_max_concurrent_hooks(l, max_hooks, envs && envs == l->envs_node ? l->defaults : &d);
 }
 
 /* The environments are most of a config (11 nodes each): the first

@@ -15,6 +15,7 @@
 
 #include "arena.h"
 #include "cron.h"
+#include "event.h"
 #include "tz.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/refreshd/refreshd.yaml"
@@ -35,6 +36,55 @@ typedef enum WhenIneligible {
         _WHEN_INELIGIBLE_INVALID = -EINVAL,
 } WhenIneligible;
 
+typedef enum WebhookFormat {
+        WEBHOOK_FORMAT_JSON,  /* the whole event */
+        WEBHOOK_FORMAT_SLACK, /* {"text": one line}: Slack, Mattermost, Teams */
+        _WEBHOOK_FORMAT_MAX,
+        _WEBHOOK_FORMAT_INVALID = -EINVAL,
+} WebhookFormat;
+
+#define HOOK_TIMEOUT_DEFAULT (UINT64_C(30) * 60 * 1000000) /* µs */
+#define MAX_CONCURRENT_HOOKS_DEFAULT 4
+
+/* A command run on events: argv templates with {name} placeholders (event.h). */
+typedef struct HookConfig {
+        uint32_t on;                /* 1 << EventKind for each event it runs on */
+        const char *const *argv;    /* NULL-terminated; argv[0] an absolute path */
+        uint64_t timeout;           /* µs: then SIGTERM, and SIGKILL after HOOK_KILL_AFTER */
+        char key[EVENT_ID_LEN + 1]; /* a digest of its argv: state.json's outbox names it by this */
+        unsigned line, column;      /* where its entry starts */
+} HookConfig;
+
+/* A URL events are POSTed to. The URL may be a secret: it is written in
+ * the config (URL), or read from a file, a credential or a variable. */
+typedef struct WebhookConfig {
+        uint32_t on;
+        const char *url;         /* url:, or NULL ... */
+        SecretSource url_source; /* ... and then where it is */
+        const char *url_name;    /* the path, credential or variable as written */
+        const char *url_path;    /* FILE and CREDENTIAL: the file it is read from */
+        WebhookFormat format;
+        char key[EVENT_ID_LEN + 1]; /* a digest of where its URL is, and its format */
+        unsigned line, column;      /* of its url key's value */
+} WebhookConfig;
+
+/* A recipient of Zuora's own e-mails about an environment's jobs. */
+typedef struct NotifyEmail {
+        const char *address;
+        const char *name; /* or NULL */
+} NotifyEmail;
+
+/* What follows an environment's events. Environments that say nothing of
+ * their own share the defaults' (everything in the Config's STRINGS). */
+typedef struct EnvActions {
+        const HookConfig *hooks;
+        size_t n_hooks;
+        const WebhookConfig *webhooks;
+        size_t n_webhooks;
+        const NotifyEmail *emails;
+        size_t n_emails;
+} EnvActions;
+
 /* The strings are in the Config's STRINGS, and environments with the same
  * schedule text share one string and one CronSpec (owned by the Config). */
 typedef struct EnvConfig {
@@ -43,9 +93,10 @@ typedef struct EnvConfig {
         const char *schedule; /* as written */
         const CronSpec *cron;
         Tz *tz;                                                        /* one reference */
+        const EnvActions *actions;                                     /* never NULL */
         uint64_t poll_interval, min_interval, submit_ahead, retry_for; /* µs */
         unsigned line;                                                 /* where its entry starts */
-        WhenIneligible when_ineligible : 8; /* 80 bytes in all: one per environment */
+        WhenIneligible when_ineligible : 8; /* 88 bytes in all: one per environment */
         bool catch_up;
         bool enabled;
 } EnvConfig;
@@ -63,6 +114,7 @@ typedef struct Config {
         char *ca_file;                       /* or NULL */
         uint64_t request_timeout;            /* µs */
         unsigned max_concurrent_requests;
+        unsigned max_concurrent_hooks; /* hooks running at once, all environments together */
         EnvConfig *envs;
         size_t n_envs;
         const EnvConfig **by_name; /* ENVS sorted by name, for config_find_env() */
@@ -111,5 +163,13 @@ void diags_print(const Diags *d, FILE *f);
 
 void diags_clear(Diags *d);
 
+/* Whether URL may receive events: https, or http to a loopback address.
+ * NULL when it may, else why not (a static string). */
+const char *config_check_url(const char *url);
+
+/* Whether any environment has a hook, a webhook or an e-mail recipient. */
+bool config_has_actions(const Config *c);
+
 const char *secret_source_to_string(SecretSource s);
+const char *webhook_format_to_string(WebhookFormat f);
 const char *when_ineligible_to_string(WhenIneligible w);

@@ -36,6 +36,9 @@ ReportFields env_fields(const Env *e, int64_t slot);
 
 void env_set_error(Env *e, const char *text);
 
+/* Event KIND happened, with F's fields (and JOB's times, may be NULL), saying MESSAGE (may be NULL). */
+void env_event(Env *e, EventKind kind, const ReportFields *f, const ZuoraJob *job, const char *message);
+
 /* The wait timer: a poll or a retry after DELAY µs. */
 void env_arm_wait(Env *e, uint64_t delay);
 void env_disarm_wait(Env *e);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 
 #include "env-internal.h"
@@ -42,7 +43,18 @@ void env_track(Env *e, const ZuoraJob *job, const char *polling_url, bool adopte
 }
 
 /* The job followed ended: it becomes the last job. LOST: it is gone at Zuora. */
-static void env_job_ended(Env *e, const char *status, bool lost) {
+static EventKind outcome_event(ZuoraOutcome outcome) {
+        switch (outcome) {
+        case ZUORA_OUTCOME_COMPLETED:
+                return EVENT_COMPLETED;
+        case ZUORA_OUTCOME_CANCELED:
+                return EVENT_CANCELED;
+        default:
+                return EVENT_FAILED; /* FAILED, or a jobEndTime under a status of no known end */
+        }
+}
+
+static void env_job_ended(Env *e, const char *status, const ZuoraJob *job, bool lost) {
         StateEnv *st = env_st(e);
         ZuoraOutcome outcome = zuora_status_outcome(status);
         ReportFields f = env_fields(e, st->job->slot);
@@ -60,6 +72,12 @@ static void env_job_ended(Env *e, const char *status, bool lost) {
                 report_job_ended(e->ec, &f, outcome);
                 snprintf(message, sizeof(message), "ended: %s", status);
         }
+        env_event(
+                e,
+                lost ? EVENT_LOST : outcome_event(outcome),
+                &f,
+                job,
+                !lost && outcome == ZUORA_OUTCOME_COMPLETED ? NULL : message);
         (void) state_env_end_job(
                 st, status, !lost && outcome == ZUORA_OUTCOME_COMPLETED ? NULL : message, env_now(e));
         env_disarm_wait(e);
@@ -83,6 +101,8 @@ static void env_job_update(Env *e, const ZuoraJob *job, const char *track_id, bo
                 f.job_status = job->status;
                 f.progress = job->progress >= 0 ? job->progress : REPORT_UNSET;
                 report_job_status(e->ec, &f);
+                if (job->status && strcasecmp(job->status, "IN_PROGRESS") == 0)
+                        env_event(e, EVENT_STARTED, &f, job, NULL);
                 if (!zuora_status_is_known(job->status) && !e->unknown_status_warned) {
                         report_job_unknown_status(e->ec, &f);
                         e->unknown_status_warned = true;
@@ -102,7 +122,7 @@ static void env_on_polled_answer(Env *e, const ClientResult *res) {
         ZuoraJob job = {};
 
         if (res->verdict == ZUORA_VERDICT_NOT_FOUND) {
-                env_job_ended(e, "LOST", /* lost= */ true);
+                env_job_ended(e, "LOST", NULL, /* lost= */ true);
                 return;
         }
         if (res->verdict != ZUORA_VERDICT_OK ||
@@ -128,7 +148,7 @@ static void env_on_polled_answer(Env *e, const ClientResult *res) {
         bool ended = zuora_job_has_ended(&job);
         env_job_update(e, &job, res->track_id, ended);
         if (ended)
-                env_job_ended(e, job.status ?: "ENDED", /* lost= */ false);
+                env_job_ended(e, job.status ?: "ENDED", &job, /* lost= */ false);
         else
                 env_arm_wait(e, e->ec->poll_interval);
         zuora_job_done(&job);

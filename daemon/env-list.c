@@ -73,14 +73,13 @@ static void env_skip_running(Env *e, const ZuoraJob *job) {
 
         f.job_id = job->id;
         f.job_status = job->status;
-        report_slot_skipped(
-                e->ec,
-                &f,
-                &(ReportSkip) { .reason = REPORT_SKIP_RUNNING_AT_ZUORA,
-                                .job_id = job->id,
-                                /* Zuora's page: nextRefreshTime has no value while a job runs. */
-                                .no_next_refresh = st->zuora_next_refresh == STATE_TIME_UNSET &&
-                                                   st->zuora_last_refresh != STATE_TIME_UNSET });
+        ReportSkip why = { .reason = REPORT_SKIP_RUNNING_AT_ZUORA,
+                           .job_id = job->id,
+                           /* Zuora's page: nextRefreshTime has no value while a job runs. */
+                           .no_next_refresh = st->zuora_next_refresh == STATE_TIME_UNSET &&
+                                              st->zuora_last_refresh != STATE_TIME_UNSET };
+        report_slot_skipped(e->ec, &f, &why);
+        env_event(e, EVENT_SKIPPED, &f, job, report_skip_reason(e->ec, &why, (char[300]) {}, 300));
         env_cancel_calls(e);
         env_slot_done(e);
 }

@@ -70,6 +70,7 @@ static void env_submitted_ok(Env *e, const ClientResult *res, const ZuoraJob *jo
         f->job_id = job->id;
         f->job_status = job->status;
         report_submitted(e->ec, f);
+        env_event(e, EVENT_SUBMITTED, f, job, NULL);
         if (url)
                 env_track(e, job, url, /* adopted= */ false);
 }
@@ -81,6 +82,7 @@ static void env_submitted_period(Env *e, const ZuoraAnswer *a, const ReportField
         char msg[800];
 
         report_rejected(e->ec, f, zuora_answer_text(a, msg, sizeof(msg)), next);
+        env_event(e, EVENT_REJECTED, f, NULL, msg);
         until = plan_defer_until(
                 e->ec,
                 e->host->ops->zuora_clock(e->host),

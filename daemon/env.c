@@ -122,6 +122,29 @@ void env_set_error(Env *e, const char *text) {
         e->last_error = text ? strdup(text) : NULL;
 }
 
+void env_event(Env *e, EventKind kind, const ReportFields *f, const ZuoraJob *job, const char *message) {
+        if (!e->host->ops->event)
+                return;
+        Event ev = {
+                .kind = kind,
+                .environment = (char *) e->name,
+                .environment_id = (char *) e->ec->id,
+                .slot = f->slot,
+                .job_id = (char *) f->job_id,
+                .job_status = (char *) f->job_status,
+                .job_start = job ? job->job_start_time : EVENT_TIME_UNSET,
+                .job_end = job ? job->job_end_time : EVENT_TIME_UNSET,
+                .track_id = (char *) f->track_id,
+                .message = (char *) message,
+                .time = env_now(e),
+                .attempt = kind == EVENT_RETRYING ? e->attempt + 1 : 0,
+        };
+        _Static_assert(
+                REPORT_UNSET == EVENT_TIME_UNSET && ZUORA_TIME_UNSET == EVENT_TIME_UNSET, "one unset time");
+        event_set_id(&ev, NULL, NULL);
+        e->host->ops->event(e->host, e->ec, &ev);
+}
+
 /* ---- life ---- */
 
 int env_new(EnvHost *host, Config *c, const EnvConfig *ec, Env **ret) {
@@ -236,7 +259,9 @@ static void env_plan(Env *e, bool clock_jumped) {
                         break;
                 /* Missed while refreshd was not running, and catch_up is off. */
                 ReportFields f = env_fields(e, p.slot);
-                report_slot_skipped(e->ec, &f, &(ReportSkip) { .reason = REPORT_SKIP_MISSED });
+                ReportSkip why = { .reason = REPORT_SKIP_MISSED };
+                report_slot_skipped(e->ec, &f, &why);
+                env_event(e, EVENT_SKIPPED, &f, NULL, report_skip_reason(e->ec, &why, (char[300]) {}, 300));
                 st->last_slot = p.slot;
                 env_save_later(e);
                 clock_jumped = false;
@@ -292,6 +317,7 @@ void env_fail(Env *e, const char *message) {
         ReportFields f = env_fields(e, e->slot);
 
         report_refresh_failed(e->ec, &f, message);
+        env_event(e, EVENT_FAILED, &f, NULL, message);
         if (st)
                 (void) state_env_end_without_job(st, "SUBMIT_FAILED", message, env_now(e), e->slot);
         env_slot_done(e);
@@ -369,6 +395,28 @@ void env_enter_state(Env *e, EnvState s) {
 
 /* ---- firing ---- */
 
+/* Deferred by nextRefreshTime, the slot is rejected (for now); skipped by
+ * when_ineligible: skip, it is skipped. */
+static void env_event_ineligible(Env *e, const ReportFields *f, int64_t next, int64_t until) {
+        char msg[200], at[32];
+
+        if (tz_format_utc(next, at, sizeof(at)) < 0)
+                snprintf(at, sizeof(at), "later");
+        if (until != PLAN_UNSET)
+                snprintf(
+                        msg,
+                        sizeof(msg),
+                        "Zuora allows the next refresh from %s; the slot is deferred to then",
+                        at);
+        else
+                snprintf(
+                        msg,
+                        sizeof(msg),
+                        "Zuora allows the next refresh from %s, and when_ineligible is skip",
+                        at);
+        env_event(e, until != PLAN_UNSET ? EVENT_REJECTED : EVENT_SKIPPED, f, NULL, msg);
+}
+
 /* Whether Zuora's nextRefreshTime allows the slot. When it does not, says
  * so, defers or skips the slot by when_ineligible, and ends it. */
 static bool env_allowed(Env *e) {
@@ -383,6 +431,7 @@ static bool env_allowed(Env *e) {
         until = plan_defer_until(e->ec, clock, e->slot, next, now);
         ReportFields f = env_fields(e, e->slot);
         report_ineligible(e->ec, &f, next, until != PLAN_UNSET);
+        env_event_ineligible(e, &f, next, until);
         if (until != PLAN_UNSET)
                 st->deferred_until = until;
         env_cancel_calls(e); /* the list check */
@@ -405,6 +454,7 @@ static void env_skip(Env *e, int64_t slot, const ReportSkip *why) {
         ReportFields f = env_fields(e, slot);
 
         report_slot_skipped(e->ec, &f, why);
+        env_event(e, EVENT_SKIPPED, &f, NULL, report_skip_reason(e->ec, why, (char[300]) {}, 300));
         env_schedule(e);
 }
 
@@ -415,6 +465,8 @@ static void env_fire(Env *e, int64_t slot) {
         st->last_slot = slot;
         st->deferred_until = STATE_TIME_UNSET;
         env_save_later(e);
+        if (e->host->ops->slot_fired)
+                e->host->ops->slot_fired(e->host, e->ec);
 
         if (st->job) {
                 env_skip(e, slot, &(ReportSkip) { .reason = REPORT_SKIP_RUNNING, .job_id = st->job->id });
@@ -533,6 +585,7 @@ void env_retry(Env *e, uint64_t delay, int64_t http_status, const char *track_id
         f.track_id = track_id;
         f.retry_in_usec = (int64_t) delay;
         report_retrying(e->ec, &f, why, e->attempt + 1);
+        env_event(e, EVENT_RETRYING, &f, NULL, why);
         env_enter_state(e, ENV_BACKOFF);
         env_arm_wait(e, delay);
 }

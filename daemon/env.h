@@ -25,6 +25,7 @@
 
 #include "client.h"
 #include "config.h"
+#include "event.h"
 #include "state.h"
 #include "timerq.h"
 #include "zuora.h"
@@ -76,6 +77,11 @@ typedef struct EnvHostOps {
         void (*checks_changed)(EnvHost *h, bool checking);
         /* What the environment would say in STATUS= may have changed. */
         void (*status_changed)(EnvHost *h);
+        /* Event EV of environment EC happened (hooks and webhooks may follow
+         * it); EV is the caller's: the host copies what it keeps. May be NULL. */
+        void (*event)(EnvHost *h, const EnvConfig *ec, const Event *ev);
+        /* A slot of EC fired (its checks go out now). May be NULL. */
+        void (*slot_fired)(EnvHost *h, const EnvConfig *ec);
 } EnvHostOps;
 
 struct EnvHost {

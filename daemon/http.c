@@ -149,6 +149,8 @@ const char *http_method_to_string(HttpMethod m) {
                 return "GET";
         case HTTP_METHOD_POST:
                 return "POST";
+        case HTTP_METHOD_DELETE:
+                return "DELETE";
         case _HTTP_METHOD_MAX:
         case _HTTP_METHOD_INVALID:
                 break;
@@ -379,6 +381,11 @@ static int http_request_setup_method(HttpRequest *req) {
                 if (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_size) !=
                             CURLE_OK ||
                     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body) != CURLE_OK)
+                        return -EIO;
+                return 0;
+        case HTTP_METHOD_DELETE:
+                if (curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK ||
+                    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE") != CURLE_OK)
                         return -EIO;
                 return 0;
         case _HTTP_METHOD_MAX:

@@ -20,6 +20,7 @@ typedef struct HttpRequest HttpRequest;
 typedef enum HttpMethod {
         HTTP_METHOD_GET,
         HTTP_METHOD_POST,
+        HTTP_METHOD_DELETE,
         _HTTP_METHOD_MAX,
         _HTTP_METHOD_INVALID = -EINVAL,
 } HttpMethod;

@@ -61,6 +61,18 @@ static inline void *mfree(void *p) {
         return NULL;
 }
 
+/* Frees a NULL-terminated array of strings and the strings. */
+static inline char **strv_free(char **l) {
+        for (char **i = l; i && *i; i++)
+                free(*i);
+        free(l);
+        return NULL;
+}
+
+static inline void strv_freep(char ***l) {
+        *l = strv_free(*l);
+}
+
 static inline void closep(int *fd) {
         if (*fd >= 0)
                 (void) close(*fd);

@@ -7,9 +7,9 @@
  * it; tests/cli/test_layers.py checks every include against this list):
  *   main
  *   manager command
- *   env
- *   client plan store state intentlog report secret timerq
- *   zuora zclock cron config http tz duration
+ *   env outbox recipients
+ *   client plan store state intentlog report secret timerq hook
+ *   zuora zclock cron config http tz duration event
  *   json yamltree arena utf8 httpdate sort fileio
  *   macro civil list refreshd-messages
  *
@@ -47,6 +47,7 @@ typedef enum Command {
         COMMAND_STATUS,
         COMMAND_REFRESH,
         COMMAND_CANCEL,
+        COMMAND_HOOKS,
         _COMMAND_MAX,
         _COMMAND_INVALID = -EINVAL,
 } Command;
@@ -63,6 +64,8 @@ typedef struct Args {
         LogTarget log_target;
         bool wait;
         bool online;
+        EventKind event; /* hooks */
+        bool dry_run;
 } Args;
 
 static const char *command_to_string(Command c) {
@@ -77,6 +80,8 @@ static const char *command_to_string(Command c) {
                 return "refresh";
         case COMMAND_CANCEL:
                 return "cancel";
+        case COMMAND_HOOKS:
+                return "hooks";
         case _COMMAND_MAX:
         case _COMMAND_INVALID:
                 break;
@@ -102,6 +107,8 @@ static void help(void) {
                "  status              show each environment's schedule and jobs\n"
                "  refresh ENV         submit one refresh of environment ENV now\n"
                "  cancel ENV          cancel the running refresh of environment ENV\n"
+               "  hooks ENV --event NAME\n"
+               "                      run ENV's hooks and webhooks for a sample event NAME\n"
                "\n"
                "Options:\n"
                "  -c, --config PATH   config file (default: $CONFIGURATION_DIRECTORY/refreshd.yaml,\n"
@@ -117,6 +124,9 @@ static void help(void) {
                "      --online        check: also fetch a token and look up every environment\n"
                "      --json          check, status: print JSON on standard output\n"
                "      --wait          refresh: follow the job to its end (exit 0 on COMPLETED)\n"
+               "      --event NAME    hooks: the event (submitted, started, completed, failed,\n"
+               "                      canceled, lost, rejected, skipped, retrying, hook_failed)\n"
+               "      --dry-run       hooks: print what would run and where it would post\n"
                "  -h, --help          show this help\n"
                "      --version       show the version\n"
                "\n"
@@ -145,6 +155,8 @@ enum {
         ARG_LOG_TARGET,
         ARG_WAIT,
         ARG_ONLINE,
+        ARG_EVENT,
+        ARG_DRY_RUN,
 };
 
 /* Returns 1 to go on, 0 to exit successfully (help, version), <0 on a usage error. */
@@ -160,6 +172,8 @@ static int parse_args(int argc, char *argv[], Args *args) {
                 { "log-target", required_argument, NULL, ARG_LOG_TARGET },
                 { "wait", no_argument, NULL, ARG_WAIT },
                 { "online", no_argument, NULL, ARG_ONLINE },
+                { "event", required_argument, NULL, ARG_EVENT },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 {},
         };
         bool check_only = false;
@@ -215,6 +229,18 @@ static int parse_args(int argc, char *argv[], Args *args) {
                         args->online = true;
                         check_only = true;
                         break;
+                case ARG_EVENT:
+                        args->event = event_kind_from_string(optarg);
+                        if (args->event < 0)
+                                return usage_error(
+                                        "--event takes submitted, started, completed, failed, canceled, "
+                                        "lost, "
+                                        "rejected, skipped, retrying or hook_failed, not '%s'",
+                                        optarg);
+                        break;
+                case ARG_DRY_RUN:
+                        args->dry_run = true;
+                        break;
                 case ARG_LOG_TARGET:
                         args->log_target = log_target_from_string(optarg);
                         if (args->log_target < 0)
@@ -233,7 +259,8 @@ static int parse_args(int argc, char *argv[], Args *args) {
                         return usage_error("unknown command '%s'", argv[optind]);
                 optind++;
         }
-        if (args->command == COMMAND_REFRESH || args->command == COMMAND_CANCEL) {
+        if (args->command == COMMAND_REFRESH || args->command == COMMAND_CANCEL ||
+            args->command == COMMAND_HOOKS) {
                 if (optind >= argc)
                         return usage_error(
                                 "'%s' needs the name of an environment", command_to_string(args->command));
@@ -245,6 +272,10 @@ static int parse_args(int argc, char *argv[], Args *args) {
                 return usage_error("--next, --from and --online are options of 'check'");
         if (args->wait && args->command != COMMAND_REFRESH)
                 return usage_error("--wait is an option of 'refresh'");
+        if ((args->event >= 0 || args->dry_run) && args->command != COMMAND_HOOKS)
+                return usage_error("--event and --dry-run are options of 'hooks'");
+        if (args->command == COMMAND_HOOKS && args->event < 0)
+                return usage_error("'hooks' needs --event NAME");
         if (args->json && args->command != COMMAND_CHECK && args->command != COMMAND_STATUS)
                 return usage_error("--json is an option of 'check' and 'status'");
 
@@ -304,7 +335,10 @@ static int command_run(const Args *args) {
 }
 
 int main(int argc, char *argv[]) {
-        Args args = { .command = COMMAND_RUN, .next = 3, .log_target = LOG_TARGET_AUTO };
+        Args args = { .command = COMMAND_RUN,
+                      .next = 3,
+                      .log_target = LOG_TARGET_AUTO,
+                      .event = _EVENT_KIND_INVALID };
         int r;
 
         /* A reader that went away (refreshd run 2>&1 | head -1) is a write
@@ -335,6 +369,9 @@ int main(int argc, char *argv[]) {
                 break;
         case COMMAND_CANCEL:
                 r = command_cancel(args.config_path, args.env_name);
+                break;
+        case COMMAND_HOOKS:
+                r = command_hooks(args.config_path, args.env_name, args.event, args.dry_run);
                 break;
         case _COMMAND_MAX:
         case _COMMAND_INVALID:

@@ -27,6 +27,8 @@
 #include "env.h"
 #include "macro.h"
 #include "manager.h"
+#include "outbox.h"
+#include "recipients.h"
 #include "report.h"
 #include "secret.h"
 #include "sort.h"
@@ -104,6 +106,11 @@ static int load_config(Manager *m, Config **ret_config, Secret **ret_secret) {
         if (r < 0) {
                 char why[600];
                 report_log(LOG_ERR, "%s", secret_error_text(c, r, false, why, sizeof(why)));
+                config_free(c);
+                return MANAGER_ERR_CONFIG;
+        }
+        if (outbox_check_webhook_urls(c, NULL) > 0) {
+                secret_free(secret);
                 config_free(c);
                 return MANAGER_ERR_CONFIG;
         }
@@ -497,6 +504,8 @@ static void manager_reload(Manager *m) {
                         env_start(e);
         }
         client_reconfigure(m->client, c, secret);
+        (void) outbox_set_config(m->outbox, c);
+        recipients_set_config(m->recipients, c);
         config_free(m->config);
         m->config = c;
         manager_reap(m);
@@ -631,6 +640,38 @@ static void host_status_changed(EnvHost *h) {
         manager_update_status(host_manager(h));
 }
 
+static void host_event(EnvHost *h, const EnvConfig *ec, const Event *ev) {
+        (void) outbox_raise(host_manager(h)->outbox, ec, ev);
+}
+
+static void host_slot_fired(EnvHost *h, const EnvConfig *ec) {
+        /* Zuora's e-mail list in step before the slot's POST lands. */
+        recipients_sync(host_manager(h)->recipients, ec);
+}
+
+static void outbox_save_later(void *userdata) {
+        manager_save_later(userdata);
+}
+
+static int manager_outbox_new(Manager *m) {
+        _cleanup_free_ char *dir = outbox_files_dir(m->state_dir);
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        r = outbox_new(
+                &(OutboxOptions) { .event = m->event,
+                                   .state = m->state,
+                                   .files_dir = dir,
+                                   .save_later = outbox_save_later,
+                                   .userdata = m },
+                &m->outbox);
+        if (r < 0)
+                return r;
+        m->outbox_dir = TAKE_PTR(dir);
+        return outbox_set_config(m->outbox, m->config);
+}
+
 static const EnvHostOps host_ops = {
         .now = host_now,
         .timer_arm = host_timer_arm,
@@ -644,6 +685,8 @@ static const EnvHostOps host_ops = {
         .save_later = host_save_later,
         .checks_changed = host_checks_changed,
         .status_changed = host_status_changed,
+        .event = host_event,
+        .slot_fired = host_slot_fired,
 };
 
 /* ---- life ---- */
@@ -687,6 +730,13 @@ int manager_new(sd_event *event, const char *config_path, const char *state_dir,
         r = client_new(event, m->config, TAKE_PTR(secret), &m->client);
         if (r < 0)
                 return r;
+        /* Events left in the outbox by the last run go on from here. */
+        r = manager_outbox_new(m);
+        if (r < 0)
+                return r;
+        r = recipients_new(m->client, m->state, outbox_save_later, m, &m->recipients);
+        if (r < 0)
+                return r;
         /* What the client measures of Zuora's clock is kept in the state. */
         client_set_clock(m->client, &m->state->zclock);
         for (size_t i = 0; i < m->config->n_envs; i++) {
@@ -705,6 +755,9 @@ Manager *manager_free(Manager *m) {
         for (size_t i = 0; i < m->n_envs; i++)
                 env_free(m->envs[i]);
         free(m->envs);
+        outbox_free(m->outbox);
+        free(m->outbox_dir);
+        recipients_free(m->recipients);
         client_free(m->client);
         state_free(m->state);
         store_free(m->store);
@@ -778,6 +831,7 @@ int manager_start(Manager *m) {
                 if (r < 0)
                         return r;
         }
+        recipients_set_config(m->recipients, m->config);
         manager_save_later(m);
         /* What the start freed (state.json's tree, the config's parse) is
          * scattered over the heap: give it back before the first reload

@@ -30,7 +30,10 @@ typedef struct Manager {
         Client *client;
         Store *store;
         State *state;
-        EnvHost host; /* what the environments reach the rest through */
+        EnvHost host;                  /* what the environments reach the rest through */
+        struct Outbox *outbox;         /* the events' hooks and webhooks */
+        char *outbox_dir;              /* where their event files go */
+        struct Recipients *recipients; /* Zuora's e-mail lists in step with notify_emails */
         Env **envs;
         size_t n_envs;
         TimerQueue *slots; /* every environment's slot timer (CLOCK_REALTIME) */

@@ -32,7 +32,7 @@
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
 
 /* The number of REFRESHD_* fields in ReportFields. */
-#define REPORT_FIELDS_MAX 9
+#define REPORT_FIELDS_MAX 14
 
 /*
  * The one piece of module-level state refreshd accepts, like systemd's
@@ -124,6 +124,16 @@ static int field_list_build(FieldList *l, const ReportFields *f) {
                 r = field_addf(l, "REFRESHD_HTTP_STATUS=%" PRId64, f->http_status);
         if (f->retry_in_usec != REPORT_UNSET && r >= 0)
                 r = field_add_retry(l, f->retry_in_usec);
+        if (f->event && r >= 0)
+                r = field_addf(l, "REFRESHD_EVENT=%s", f->event);
+        if (f->event_id && r >= 0)
+                r = field_addf(l, "REFRESHD_EVENT_ID=%s", f->event_id);
+        if (f->hook && r >= 0)
+                r = field_addf(l, "REFRESHD_HOOK=%s", f->hook);
+        if (f->hook_stream && r >= 0)
+                r = field_addf(l, "REFRESHD_HOOK_STREAM=%s", f->hook_stream);
+        if (f->webhook_host && r >= 0)
+                r = field_addf(l, "REFRESHD_WEBHOOK_HOST=%s", f->webhook_host);
         return r;
 }
 
@@ -525,23 +535,18 @@ void report_slot_due(const EnvConfig *ec, const ReportFields *f, ReportDue why) 
         report_event(REFRESHD_MESSAGE_SLOT_FIRED, LOG_INFO, f, "Environment '%s': %s", ec->name, what);
 }
 
-void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const ReportSkip *why) {
-        char reason[300];
-
+char *report_skip_reason(const EnvConfig *ec, const ReportSkip *why, char *reason, size_t size) {
         switch (why->reason) {
         case REPORT_SKIP_MISSED:
-                snprintf(
-                        reason,
-                        sizeof(reason),
-                        "missed while refreshd was not running, and catch_up is off");
+                snprintf(reason, size, "missed while refreshd was not running, and catch_up is off");
                 break;
         case REPORT_SKIP_RUNNING:
-                snprintf(reason, sizeof(reason), "job %s is still running", why->job_id);
+                snprintf(reason, size, "job %s is still running", why->job_id);
                 break;
         case REPORT_SKIP_MIN_INTERVAL:
                 snprintf(
                         reason,
-                        sizeof(reason),
+                        size,
                         "the last refresh submitted was for the slot %s, less than min_interval %s before",
                         LOCAL(ec, why->other_slot),
                         duration_format(why->min_interval, (char[DURATION_MAX]) {}));
@@ -549,7 +554,7 @@ void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const Repor
         case REPORT_SKIP_RUNNING_AT_ZUORA:
                 snprintf(
                         reason,
-                        sizeof(reason),
+                        size,
                         "job %s is already running at Zuora, not started for this slot%s",
                         why->job_id,
                         why->no_next_refresh
@@ -559,7 +564,7 @@ void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const Repor
         case REPORT_SKIP_SUBMITTING:
                 snprintf(
                         reason,
-                        sizeof(reason),
+                        size,
                         "the refresh for slot %s is still being submitted",
                         LOCAL(ec, why->other_slot));
                 break;
@@ -567,6 +572,13 @@ void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const Repor
         case _REPORT_SKIP_REASON_INVALID:
                 assert_not_reached();
         }
+        return reason;
+}
+
+void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const ReportSkip *why) {
+        char reason[300];
+
+        report_skip_reason(ec, why, reason, sizeof(reason));
         report_event(
                 REFRESHD_MESSAGE_SKIPPED,
                 LOG_NOTICE,
@@ -767,5 +779,159 @@ void report_poll_failed(const EnvConfig *ec, const ReportFields *f, const char *
                 "Environment '%s': polling job %s failed: %s; polling goes on",
                 ec->name,
                 f->job_id,
+                why);
+}
+
+/* ---- what follows an event ---- */
+
+void report_hook_output(const EnvConfig *ec, const ReportFields *f, const char *line) {
+        report_event(
+                REFRESHD_MESSAGE_HOOK_OUTPUT,
+                strcmp(f->hook_stream ?: "", "stderr") == 0 ? LOG_WARNING : LOG_INFO,
+                f,
+                "Environment '%s': hook %s (%s): %s",
+                ec->name,
+                f->hook,
+                f->event,
+                line);
+}
+
+void report_hook_finished(
+        const EnvConfig *ec,
+        const ReportFields *f,
+        int exit_status,
+        int signal,
+        bool timed_out,
+        uint64_t duration_usec) {
+        char took[DURATION_MAX];
+
+        duration_format(duration_usec / USEC_PER_MSEC * USEC_PER_MSEC, took);
+        if (exit_status == 0 && !timed_out)
+                report_event(
+                        REFRESHD_MESSAGE_HOOK_FINISHED,
+                        LOG_INFO,
+                        f,
+                        "Environment '%s': hook %s for event %s finished after %s",
+                        ec->name,
+                        f->hook,
+                        f->event,
+                        took);
+        else if (timed_out)
+                report_event(
+                        REFRESHD_MESSAGE_HOOK_FAILED,
+                        LOG_ERR,
+                        f,
+                        "Environment '%s': hook %s for event %s ran past its timeout and was killed "
+                        "(%s%s) after %s",
+                        ec->name,
+                        f->hook,
+                        f->event,
+                        signal ? "SIG" : "",
+                        signal ? sigabbrev_np(signal) ?: "?" : "it exited",
+                        took);
+        else if (exit_status < 0)
+                report_event(
+                        REFRESHD_MESSAGE_HOOK_FAILED,
+                        LOG_ERR,
+                        f,
+                        "Environment '%s': hook %s for event %s was killed by signal SIG%s after %s",
+                        ec->name,
+                        f->hook,
+                        f->event,
+                        sigabbrev_np(signal) ?: "?",
+                        took);
+        else
+                report_event(
+                        REFRESHD_MESSAGE_HOOK_FAILED,
+                        LOG_ERR,
+                        f,
+                        "Environment '%s': hook %s for event %s failed with exit status %d after %s",
+                        ec->name,
+                        f->hook,
+                        f->event,
+                        exit_status,
+                        took);
+}
+
+void report_hook_start_failed(const EnvConfig *ec, const ReportFields *f, int r) {
+        report_event(
+                REFRESHD_MESSAGE_HOOK_FAILED,
+                LOG_ERR,
+                f,
+                "Environment '%s': hook %s for event %s could not be started: %s",
+                ec->name,
+                f->hook,
+                f->event,
+                strerror(-r));
+}
+
+void report_webhook_delivered(const EnvConfig *ec, const ReportFields *f) {
+        report_event(
+                REFRESHD_MESSAGE_WEBHOOK_DELIVERED,
+                LOG_INFO,
+                f,
+                "Environment '%s': event %s posted to webhook at %s (HTTP %" PRId64 ")",
+                ec->name,
+                f->event,
+                f->webhook_host,
+                f->http_status);
+}
+
+void report_webhook_failed(const EnvConfig *ec, const ReportFields *f, const char *why) {
+        char in[DURATION_MAX];
+
+        if (f->retry_in_usec != REPORT_UNSET)
+                report_event(
+                        REFRESHD_MESSAGE_WEBHOOK_FAILED,
+                        LOG_WARNING,
+                        f,
+                        "Environment '%s': posting event %s to webhook at %s failed: %s; trying again "
+                        "in %s",
+                        ec->name,
+                        f->event,
+                        f->webhook_host,
+                        why,
+                        duration_format((uint64_t) f->retry_in_usec / USEC_PER_SEC * USEC_PER_SEC, in));
+        else
+                report_event(
+                        REFRESHD_MESSAGE_WEBHOOK_FAILED,
+                        LOG_ERR,
+                        f,
+                        "Environment '%s': posting event %s to webhook at %s failed: %s; given up",
+                        ec->name,
+                        f->event,
+                        f->webhook_host,
+                        why);
+}
+
+void report_delivery_dropped(const EnvConfig *ec, const ReportFields *f, const char *what) {
+        report_event(
+                REFRESHD_MESSAGE_HOOK_FAILED,
+                LOG_WARNING,
+                f,
+                "Environment '%s': %s for event %s is no longer in the configuration; not run",
+                ec ? ec->name : f->environment,
+                what,
+                f->event);
+}
+
+void report_recipient_changed(const EnvConfig *ec, const ReportFields *f, const char *address, bool added) {
+        report_event(
+                REFRESHD_MESSAGE_RECIPIENTS,
+                LOG_NOTICE,
+                f,
+                added ? "Environment '%s': %s added to Zuora's e-mail notifications"
+                      : "Environment '%s': %s removed from Zuora's e-mail notifications",
+                ec->name,
+                address);
+}
+
+void report_recipients_failed(const EnvConfig *ec, const ReportFields *f, const char *why) {
+        report_event(
+                REFRESHD_MESSAGE_RECIPIENTS,
+                LOG_WARNING,
+                f,
+                "Environment '%s': Zuora's e-mail notifications could not be kept in step: %s",
+                ec->name,
                 why);
 }

@@ -39,6 +39,11 @@ typedef struct ReportFields {
         const char *track_id;       /* REFRESHD_TRACK_ID */
         int64_t http_status;        /* REFRESHD_HTTP_STATUS */
         int64_t retry_in_usec;      /* REFRESHD_RETRY_IN, written in seconds with ms ("12.500s") */
+        const char *event;          /* REFRESHD_EVENT: "completed" */
+        const char *event_id;       /* REFRESHD_EVENT_ID */
+        const char *hook;           /* REFRESHD_HOOK: the program a hook runs */
+        const char *hook_stream;    /* REFRESHD_HOOK_STREAM: stdout or stderr */
+        const char *webhook_host;   /* REFRESHD_WEBHOOK_HOST: never the whole URL */
 } ReportFields;
 
 #define REPORT_FIELDS_INIT                                                                                  \
@@ -111,6 +116,9 @@ typedef struct ReportSkip {
 
 void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const ReportSkip *why);
 
+/* Why a slot was skipped, in words ("job 8f… is still running"), into REASON. */
+char *report_skip_reason(const EnvConfig *ec, const ReportSkip *why, char *reason, size_t size);
+
 /* Zuora allows no refresh before ALLOWED_FROM: the slot is DEFERRED to then, or skipped. */
 void report_ineligible(const EnvConfig *ec, const ReportFields *f, int64_t allowed_from, bool deferred);
 
@@ -152,6 +160,38 @@ void report_job_lost(const EnvConfig *ec, const ReportFields *f);
 
 /* Polling job F->job_id failed (WHY); it goes on. */
 void report_poll_failed(const EnvConfig *ec, const ReportFields *f, const char *why);
+
+/* ---- what follows an event ---- */
+
+/* A line hook F->hook wrote on F->hook_stream. */
+void report_hook_output(const EnvConfig *ec, const ReportFields *f, const char *line);
+
+/* Hook F->hook ended: EXIT_STATUS (-1: killed by SIGNAL), TIMED_OUT, after DURATION_USEC. */
+void report_hook_finished(
+        const EnvConfig *ec,
+        const ReportFields *f,
+        int exit_status,
+        int signal,
+        bool timed_out,
+        uint64_t duration_usec);
+
+/* Hook F->hook could not be started (error R). */
+void report_hook_start_failed(const EnvConfig *ec, const ReportFields *f, int r);
+
+/* The event was posted to F->webhook_host, which answered F->http_status. */
+void report_webhook_delivered(const EnvConfig *ec, const ReportFields *f);
+
+/* Posting it failed (WHY); F->retry_in_usec set: tried again then, else given up. */
+void report_webhook_failed(const EnvConfig *ec, const ReportFields *f, const char *why);
+
+/* A delivery of F->event_id (KEY) was dropped: its hook or webhook is no longer in the config. */
+void report_delivery_dropped(const EnvConfig *ec, const ReportFields *f, const char *what);
+
+/* Zuora's e-mail list of the environment changed: ADDRESS ADDED (or removed). */
+void report_recipient_changed(const EnvConfig *ec, const ReportFields *f, const char *address, bool added);
+
+/* Keeping the e-mail list in step failed (WHY); it is tried again later. */
+void report_recipients_failed(const EnvConfig *ec, const ReportFields *f, const char *why);
 
 /* A plain log line without a MESSAGE_ID (start-up, config errors). */
 void report_log(int priority, const char *format, ...) __attribute__((format(printf, 2, 3)));

@@ -122,15 +122,19 @@ char *secret_error_text(const Config *c, int r, bool warning, char *buf, size_t 
 }
 
 int secret_read(const Config *c, Secret **ret) {
+        return secret_read_from(c->secret_source, c->secret_name, c->secret_path, ret);
+}
+
+int secret_read_from(SecretSource source, const char *name, const char *path, Secret **ret) {
         /* Whatever happens next, no core dump of this process may hold it. */
         (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
-        switch (c->secret_source) {
+        switch (source) {
         case SECRET_SOURCE_FILE:
         case SECRET_SOURCE_CREDENTIAL:
-                return secret_read_file(c->secret_path, ret);
+                return secret_read_file(path, ret);
         case SECRET_SOURCE_ENV: {
-                const char *v = getenv(c->secret_name);
+                const char *v = getenv(name);
                 if (!v)
                         return -ENOENT;
                 return secret_new(v, strlen(v), ret);

@@ -21,6 +21,9 @@ typedef struct Secret {
  * empty, -EPERM for a world-writable file, else a negative errno. */
 int secret_read(const Config *c, Secret **ret);
 
+/* Reads a secret from SOURCE: NAME (a variable) or PATH (a file), as secret_read(). */
+int secret_read_from(SecretSource source, const char *name, const char *path, Secret **ret);
+
 /* What went wrong reading C's secret (error R of secret_read()), as
  * "PATH:LINE:COLUMN: error: 'client_secret_file': …" ("warning:" when
  * WARNING), into BUF. */

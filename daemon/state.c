@@ -109,6 +109,8 @@ StateLastJob *state_last_job_free(StateLastJob *j) {
         return NULL;
 }
 
+static char *message_dup(const char *m);
+
 static void state_env_init(StateEnv *e) {
         *e = (StateEnv) {
                 .since = STATE_TIME_UNSET,
@@ -122,11 +124,33 @@ static void state_env_init(StateEnv *e) {
         };
 }
 
+static StateLastEvent *state_last_event_free(StateLastEvent *le) {
+        if (le) {
+                free(le->event);
+                free(le->id);
+                free(le->error);
+                free(le);
+        }
+        return NULL;
+}
+
 static void state_env_done(StateEnv *e) {
         free(e->name); /* and the id, which is in the same block */
         free(e->intent_track_id);
         state_job_free(e->job);
         state_last_job_free(e->last_job);
+        state_last_event_free(e->last_event);
+}
+
+static void recipient_done(StateRecipient *r) {
+        free(r->environment);
+        free(r->id);
+        free(r->address);
+}
+
+static void outbox_entry_done(StateOutboxEntry *o) {
+        event_done(&o->event);
+        o->pending = strv_free(o->pending);
 }
 
 State *state_free(State *s) {
@@ -135,9 +159,113 @@ State *state_free(State *s) {
         for (size_t i = 0; i < s->n_envs; i++)
                 state_env_done(&s->envs[i]);
         free(s->envs);
+        for (size_t i = 0; i < s->n_outbox; i++)
+                outbox_entry_done(&s->outbox[i]);
+        free(s->outbox);
+        for (size_t i = 0; i < s->n_recipients; i++)
+                recipient_done(&s->recipients[i]);
+        free(s->recipients);
         free(s->index);
         free(s);
         return NULL;
+}
+
+/* ---- the outbox ---- */
+
+int state_outbox_add(State *s, const Event *ev, char **pending) {
+        StateOutboxEntry o = { .pending = pending };
+
+        if (GROW(s->outbox, s->outbox_allocated, s->n_outbox, 8) < 0 || event_copy(&o.event, ev) < 0) {
+                strv_free(pending);
+                return -ENOMEM;
+        }
+        s->outbox[s->n_outbox++] = o;
+        return 0;
+}
+
+bool state_outbox_done(State *s, size_t i, const char *key) {
+        StateOutboxEntry *o = &s->outbox[i];
+        size_t n = 0, k = 0;
+
+        for (; o->pending[n]; n++)
+                if (strcmp(o->pending[n], key) == 0)
+                        free(o->pending[n]);
+                else
+                        o->pending[k++] = o->pending[n];
+        o->pending[k] = NULL;
+        if (k > 0)
+                return false;
+        outbox_entry_done(o);
+        memmove(o, o + 1, (s->n_outbox - i - 1) * sizeof(*o));
+        s->n_outbox--;
+        return true;
+}
+
+int state_recipient_add(State *s, const char *environment, const char *id, const char *address) {
+        StateRecipient r = { strdup(environment), strdup(id), strdup(address) };
+
+        if (!r.environment || !r.id || !r.address ||
+            GROW(s->recipients, s->recipients_allocated, s->n_recipients, 8) < 0) {
+                recipient_done(&r);
+                return -ENOMEM;
+        }
+        s->recipients[s->n_recipients++] = r;
+        return 0;
+}
+
+void state_recipient_remove(State *s, const char *environment, const char *id) {
+        size_t k = 0;
+
+        for (size_t i = 0; i < s->n_recipients; i++)
+                if (strcmp(s->recipients[i].environment, environment) == 0 &&
+                    strcmp(s->recipients[i].id, id) == 0)
+                        recipient_done(&s->recipients[i]);
+                else
+                        s->recipients[k++] = s->recipients[i];
+        s->n_recipients = k;
+}
+
+ssize_t state_outbox_find(const State *s, const char *id) {
+        for (size_t i = 0; i < s->n_outbox; i++)
+                if (strcmp(s->outbox[i].event.id, id) == 0)
+                        return (ssize_t) i;
+        return -ENOENT;
+}
+
+static StateLastEvent *last_event_get(StateEnv *e) {
+        if (!e->last_event && (e->last_event = calloc(1, sizeof(StateLastEvent))))
+                e->last_event->at = e->last_event->error_at = STATE_TIME_UNSET;
+        return e->last_event;
+}
+
+int state_env_set_last_event(StateEnv *e, const Event *ev, int64_t at) {
+        StateLastEvent *le = last_event_get(e);
+        char *kind, *id;
+
+        if (!le || !(kind = strdup(event_kind_to_string(ev->kind))))
+                return -ENOMEM;
+        if (!(id = strdup(ev->id))) {
+                free(kind);
+                return -ENOMEM;
+        }
+        free(le->event);
+        free(le->id);
+        le->event = kind;
+        le->id = id;
+        le->at = at;
+        return 0;
+}
+
+int state_env_set_delivery_error(StateEnv *e, const char *error, int64_t at) {
+        StateLastEvent *le = last_event_get(e);
+        char *m;
+
+        if (!le || !(m = message_dup(error)))
+                return -ENOMEM;
+        free(le->error);
+        le->error = m;
+        le->error_at = at;
+        return 0;
 }
 
 /* ---- an entry's records ---- */
@@ -425,6 +553,8 @@ typedef struct Field {
         bool required;       /* present and not null */
         size_t offset;       /* in the struct */
         const FieldSet *set; /* OBJECT and INLINE: their fields */
+        bool omitted_unset;  /* OBJECT: not written when NULL (added after 0.1.0, whose files stay as they
+                                were) */
 } Field;
 
 struct FieldSet {
@@ -495,6 +625,29 @@ static const FieldSet last_job_set = {
         state_last_job_free_void,
 };
 
+static void state_last_event_init(void *p) {
+        *(StateLastEvent *) p = (StateLastEvent) { .at = STATE_TIME_UNSET, .error_at = STATE_TIME_UNSET };
+}
+
+static void state_last_event_free_void(void *p) {
+        state_last_event_free(p);
+}
+
+static const Field last_event_fields[] = {
+        { "event", FIELD_STRING, false, offsetof(StateLastEvent, event) },
+        { "id", FIELD_STRING, false, offsetof(StateLastEvent, id) },
+        { "at", FIELD_TIME, false, offsetof(StateLastEvent, at) },
+        { "error", FIELD_STRING, false, offsetof(StateLastEvent, error) },
+        { "error_at", FIELD_TIME, false, offsetof(StateLastEvent, error_at) },
+};
+
+static const FieldSet last_event_set = {
+        FIELDS(last_event_fields),
+        sizeof(StateLastEvent),
+        state_last_event_init,
+        state_last_event_free_void,
+};
+
 static const Field env_fields[] = {
         { "id", FIELD_ENV_ID, false, offsetof(StateEnv, id) },
         { "since", FIELD_TIME, false, offsetof(StateEnv, since) },
@@ -506,6 +659,7 @@ static const Field env_fields[] = {
         { "zuora_next_refresh", FIELD_TIME, false, offsetof(StateEnv, zuora_next_refresh) },
         { "job", FIELD_OBJECT, false, offsetof(StateEnv, job), &job_set },
         { "last_job", FIELD_OBJECT, false, offsetof(StateEnv, last_job), &last_job_set },
+        { "last_event", FIELD_OBJECT, false, offsetof(StateEnv, last_event), &last_event_set, true },
 };
 
 static const FieldSet env_set = { FIELDS(env_fields) };
@@ -892,6 +1046,85 @@ static int parse_version(const JsonNode *root, char **reterr_message) {
         return 0;
 }
 
+static int parse_outbox_entry(const JsonNode *item, size_t i, State *s, char **reterr_message) {
+        const JsonNode *pending = json_get(item, "pending");
+        const char *what;
+        size_t n = 0;
+        int r;
+
+        if (item->type != JSON_OBJECT)
+                return bad(reterr_message, "outbox[%zu]: not an object", i);
+        if (!pending || pending->type != JSON_ARRAY)
+                return bad(reterr_message, "outbox[%zu].pending: not an array", i);
+        for (const JsonNode *p = pending->first; p; p = p->next, n++)
+                if (!json_text(p, false))
+                        return bad(reterr_message, "outbox[%zu].pending[%zu]: not a string", i, n);
+        _cleanup_(strv_freep) char **keys = calloc(n + 1, sizeof(char *));
+        if (!keys)
+                return -ENOMEM;
+        n = 0;
+        for (const JsonNode *p = pending->first; p; p = p->next)
+                if (!(keys[n++] = strdup(p->text)))
+                        return -ENOMEM;
+        if (n == 0)
+                return 0; /* nothing left to do */
+        Event ev;
+        r = event_read(json_get(item, "event"), &ev, &what);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return bad(reterr_message, "outbox[%zu].event: %s is not valid", i, what);
+        r = state_outbox_add(s, &ev, TAKE_PTR(keys));
+        event_done(&ev);
+        return r;
+}
+
+/* "outbox": [{"event": {...}, "pending": ["hook:…", …]}, …], or absent. */
+static int parse_outbox(const JsonNode *root, State *s, char **reterr_message) {
+        const JsonNode *o;
+        size_t i = 0;
+        int r;
+
+        r = object_get(root, "", "outbox", &o, reterr_message);
+        if (r < 0 || !o)
+                return r;
+        if (o->type != JSON_ARRAY)
+                return bad(reterr_message, "outbox: not an array");
+        for (const JsonNode *item = o->first; item; item = item->next, i++) {
+                r = parse_outbox_entry(item, i, s, reterr_message);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* "recipients": [{"environment", "id", "address"}, …], or absent. */
+static int parse_recipients(const JsonNode *root, State *s, char **reterr_message) {
+        const JsonNode *l;
+        size_t i = 0;
+        int r;
+
+        r = object_get(root, "", "recipients", &l, reterr_message);
+        if (r < 0 || !l)
+                return r;
+        if (l->type != JSON_ARRAY)
+                return bad(reterr_message, "recipients: not an array");
+        for (const JsonNode *item = l->first; item; item = item->next, i++) {
+                const char *env = json_text(json_get(item, "environment"), false);
+                const char *id = json_text(json_get(item, "id"), false);
+                const char *address = json_text(json_get(item, "address"), false);
+                if (!env || !id || !address)
+                        return bad(
+                                reterr_message,
+                                "recipients[%zu]: not {\"environment\", \"id\", \"address\"}",
+                                i);
+                r = state_recipient_add(s, env, id, address);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* The checks of the top level, in the order they are reported. */
 static int parse_root(const JsonNode *root, State *s, char **reterr_message) {
         const JsonNode *envs;
@@ -915,7 +1148,13 @@ static int parse_root(const JsonNode *root, State *s, char **reterr_message) {
         r = parse_intent_log(root, s, reterr_message);
         if (r < 0)
                 return r;
-        return parse_zuora_clock(root, s, reterr_message);
+        r = parse_zuora_clock(root, s, reterr_message);
+        if (r < 0)
+                return r;
+        r = parse_outbox(root, s, reterr_message);
+        if (r < 0)
+                return r;
+        return parse_recipients(root, s, reterr_message);
 }
 
 int state_parse(const char *text, size_t size, State **ret, char **reterr_message) {
@@ -1027,11 +1266,15 @@ static void field_write(JsonWriter *w, const Field *f, const void *p, const Time
         }
 }
 
-/* P's fields of SET as an object; every one is written, unset ones as null. */
+/* P's fields of SET as an object; every one is written, unset ones as
+ * null (or, when OMITTED_UNSET, not at all). */
 static void fields_write(JsonWriter *w, const FieldSet *set, const void *p, const TimeWriter *tw) {
         json_put_open(w);
         for (size_t i = 0; i < set->n; i++) {
-                json_put_string(w, set->fields[i].key);
+                const Field *f = &set->fields[i];
+                if (f->omitted_unset && f->kind == FIELD_OBJECT && !*FIELD_AT(p, f, void *const))
+                        continue;
+                json_put_string(w, f->key);
                 field_write(w, &set->fields[i], p, tw);
         }
         json_put_close(w);
@@ -1095,6 +1338,37 @@ static int state_generate(const State *s, JsonWriter *w) {
                 json_put_string(w, "at");
                 put_utc_time(w, s->zclock.at_usec / 1000000);
                 json_put_close(w);
+        }
+        if (s->n_outbox > 0) {
+                json_put_string(w, "outbox");
+                json_put_array_open(w);
+                for (size_t i = 0; i < s->n_outbox; i++) {
+                        json_put_open(w);
+                        json_put_string(w, "event");
+                        event_write(w, &s->outbox[i].event);
+                        json_put_string(w, "pending");
+                        json_put_array_open(w);
+                        for (char **k = s->outbox[i].pending; *k; k++)
+                                json_put_string(w, *k);
+                        json_put_array_close(w);
+                        json_put_close(w);
+                }
+                json_put_array_close(w);
+        }
+        if (s->n_recipients > 0) {
+                json_put_string(w, "recipients");
+                json_put_array_open(w);
+                for (size_t i = 0; i < s->n_recipients; i++) {
+                        json_put_open(w);
+                        json_put_string(w, "environment");
+                        json_put_string(w, s->recipients[i].environment);
+                        json_put_string(w, "id");
+                        json_put_string(w, s->recipients[i].id);
+                        json_put_string(w, "address");
+                        json_put_string(w, s->recipients[i].address);
+                        json_put_close(w);
+                }
+                json_put_array_close(w);
         }
         json_put_string(w, "environments");
         json_put_open(w);

@@ -12,7 +12,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
+#include "event.h"
 #include "zclock.h"
 
 #define STATE_TIME_UNSET INT64_MIN
@@ -42,6 +44,31 @@ typedef struct StateLastJob {
         int64_t slot;
 } StateLastJob;
 
+/* The last event whose hooks and webhooks are all done, and the last
+ * failure among them. */
+typedef struct StateLastEvent {
+        char *event; /* "completed" */
+        char *id;
+        int64_t at;  /* when its last delivery ended */
+        char *error; /* the last hook or webhook that failed, and how; may be NULL */
+        int64_t error_at;
+} StateLastEvent;
+
+/* An event whose hooks or webhooks are not all done: they are run again
+ * after a restart (hooks that had not finished, webhooks without a 2xx). */
+typedef struct StateOutboxEntry {
+        Event event;
+        char **pending; /* "hook:KEY" / "webhook:KEY" (config.h), in order; NULL-terminated */
+} StateOutboxEntry;
+
+/* A recipient of Zuora's e-mails that refreshd added (notify_emails): the
+ * only ones it ever removes. */
+typedef struct StateRecipient {
+        char *environment;
+        char *id; /* Zuora's notification id */
+        char *address;
+} StateRecipient;
+
 typedef struct StateEnv {
         char *name;             /* owns one block with the id after it */
         char *id;               /* the Test Environment ID it was for; in NAME's block, not to be freed */
@@ -55,8 +82,9 @@ typedef struct StateEnv {
         int64_t deferred_until;     /* when_ineligible=defer: fire at this time */
         int64_t zuora_last_refresh; /* Zuora's lastRefreshTime / nextRefreshTime, when known */
         int64_t zuora_next_refresh;
-        StateJob *job;          /* NULL: none in flight */
-        StateLastJob *last_job; /* NULL: none yet */
+        StateJob *job;              /* NULL: none in flight */
+        StateLastJob *last_job;     /* NULL: none yet */
+        StateLastEvent *last_event; /* NULL: none yet */
 } StateEnv;
 
 typedef struct State {
@@ -65,6 +93,12 @@ typedef struct State {
         /* What was measured of Zuora's clock ("zuora_clock": {"offset_us",
          * "uncertainty_us", "at"}, absent until measured). */
         ZuoraClock zclock;
+        /* Events with hooks or webhooks still to run, oldest first ("outbox": [...]). */
+        StateOutboxEntry *outbox;
+        size_t n_outbox, outbox_allocated;
+        /* The e-mail recipients refreshd added ("recipients": [...]). */
+        StateRecipient *recipients;
+        size_t n_recipients, recipients_allocated;
         /* The intent log: its generation (0: none yet; state_save() starts
          * one), the last record number given out, and whether a state.json
          * of this generation is on disk, covering records up to
@@ -131,6 +165,25 @@ int state_get(State *s, const char *name, const char *id, StateEnv **ret);
  * no to: environments gone from the config. Entries move: pointers into
  * ENVS are stale after it. */
 void state_prune(State *s, bool (*keep)(const char *name, void *userdata), void *userdata);
+
+/* Appends event EV (copied) with the deliveries PENDING (taken, also on failure). */
+int state_outbox_add(State *s, const Event *ev, char **pending);
+
+/* Drops delivery KEY of entry I; the entry goes when none is left (entries
+ * after it move). Returns whether the entry went. */
+bool state_outbox_done(State *s, size_t i, const char *key);
+
+/* The entry of event ID, or -ENOENT. */
+ssize_t state_outbox_find(const State *s, const char *id);
+
+/* Records that refreshd added recipient ID (ADDRESS) to ENVIRONMENT, or
+ * that it is gone. */
+int state_recipient_add(State *s, const char *environment, const char *id, const char *address);
+void state_recipient_remove(State *s, const char *environment, const char *id);
+
+/* Records that EV's deliveries all ended (ERROR: the last failure, may be NULL) at AT. */
+int state_env_set_last_event(StateEnv *e, const Event *ev, int64_t at);
+int state_env_set_delivery_error(StateEnv *e, const char *error, int64_t at);
 
 StateJob *state_job_free(StateJob *j);
 StateLastJob *state_last_job_free(StateLastJob *j);

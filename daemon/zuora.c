@@ -273,8 +273,110 @@ void zuora_job_list_free(ZuoraJob *jobs, size_t n) {
         free(jobs);
 }
 
+/* A list answer's array: the root, or the array under "result", "data",
+ * "jobs" or "notifications". */
+static const JsonNode *list_array(const JsonNode *root) {
+        static const char *const keys[] = { "result", "data", "jobs", "notifications" };
+
+        if (root->type == JSON_ARRAY)
+                return root;
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const JsonNode *v = json_get(root, keys[i]);
+                if (v && v->type == JSON_ARRAY)
+                        return v;
+        }
+        return NULL;
+}
+
+void zuora_recipients_free(ZuoraRecipient *l, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(l[i].id);
+                free(l[i].address);
+                free(l[i].name);
+        }
+        free(l);
+}
+
+static int recipient_from_node(const JsonNode *c, ZuoraRecipient *ret) {
+        const char *id = json_text(json_get(c, "id"), true),
+                   *address = json_text(json_get(c, "address"), false);
+        const char *name = json_text(json_get(c, "name"), false);
+
+        if (c->type != JSON_OBJECT || !id || !address || !id_is_valid(id))
+                return -EBADMSG;
+        *ret = (ZuoraRecipient) { .id = strdup(id),
+                                  .address = strdup(address),
+                                  .name = name ? strdup(name) : NULL };
+        if (!ret->id || !ret->address || (name && !ret->name)) {
+                free(ret->id);
+                free(ret->address);
+                free(ret->name);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int zuora_parse_recipients(const char *body, size_t size, ZuoraRecipient **ret, size_t *ret_n) {
+        _cleanup_(json_doc_done) JsonDoc d = {};
+        const JsonNode *array;
+        ZuoraRecipient *l;
+        size_t n = 0, allocated = 0;
+        int r;
+
+        r = zuora_json_parse(body, size, &d);
+        if (r < 0)
+                return r;
+        array = list_array(d.root);
+        if (!array)
+                return -EBADMSG;
+        for (const JsonNode *c = array->first; c; c = c->next)
+                allocated++;
+        l = calloc(allocated ? allocated : 1, sizeof(ZuoraRecipient));
+        if (!l)
+                return -ENOMEM;
+        for (const JsonNode *c = array->first; c; c = c->next) {
+                r = recipient_from_node(c, &l[n]);
+                if (r == -ENOMEM) {
+                        zuora_recipients_free(l, n);
+                        return r;
+                }
+                if (r >= 0)
+                        n++;
+        }
+        *ret = l;
+        *ret_n = n;
+        return 0;
+}
+
+int zuora_parse_recipient(const char *body, size_t size, ZuoraRecipient *ret) {
+        _cleanup_(json_doc_done) JsonDoc d = {};
+        int r;
+
+        r = zuora_json_parse(body, size, &d);
+        if (r < 0)
+                return r;
+        return recipient_from_node(d.root, ret);
+}
+
+char *zuora_recipient_body(const char *address, const char *name) {
+        _cleanup_(json_writer_done) JsonWriter w = {};
+        const char *text;
+        size_t size;
+
+        if (json_writer_init(&w, false, NULL, NULL) < 0)
+                return NULL;
+        json_put_open(&w);
+        json_put_string(&w, "address");
+        json_put_string(&w, address);
+        json_put_string(&w, "name");
+        json_put_string_or_null(&w, name);
+        json_put_close(&w);
+        if (json_writer_text(&w, &text, &size) < 0)
+                return NULL;
+        return strndup(text, size);
+}
+
 int zuora_parse_job_list(const char *body, size_t size, ZuoraJob **ret, size_t *ret_n) {
-        static const char *const keys[] = { "result", "data", "jobs" };
         _cleanup_(json_doc_done) JsonDoc d = {};
         const JsonNode *array = NULL;
         ZuoraJob *jobs = NULL;
@@ -288,14 +390,7 @@ int zuora_parse_job_list(const char *body, size_t size, ZuoraJob **ret, size_t *
         if (r < 0)
                 return r;
 
-        if (d.root->type == JSON_ARRAY)
-                array = d.root;
-        else
-                for (size_t i = 0; i < ELEMENTSOF(keys) && !array; i++) {
-                        const JsonNode *v = json_get(d.root, keys[i]);
-                        if (v && v->type == JSON_ARRAY)
-                                array = v;
-                }
+        array = list_array(d.root);
         if (!array)
                 return -EBADMSG;
 
@@ -973,6 +1068,12 @@ char *zuora_url(const char *base_url, ZuoraEndpoint endpoint, const char *env_id
                 break;
         case ZUORA_ENDPOINT_JOB_ACTIONS:
                 r = asprintf(&url, "%s/test-environments/%s/jobs/%s/actions", base_url, env_id, job_id);
+                break;
+        case ZUORA_ENDPOINT_NOTIFICATIONS:
+                r = asprintf(&url, "%s/test-environments/%s/notifications", base_url, env_id);
+                break;
+        case ZUORA_ENDPOINT_NOTIFICATION:
+                r = asprintf(&url, "%s/test-environments/%s/notifications/%s", base_url, env_id, job_id);
                 break;
         case _ZUORA_ENDPOINT_MAX:
         case _ZUORA_ENDPOINT_INVALID:

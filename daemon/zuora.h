@@ -54,6 +54,23 @@ int zuora_parse_job(const char *body, size_t size, ZuoraJob *ret);
 int zuora_parse_job_list(const char *body, size_t size, ZuoraJob **ret, size_t *ret_n);
 void zuora_job_list_free(ZuoraJob *jobs, size_t n);
 
+/* A recipient of Zuora's e-mails about an environment's jobs
+ * (TestEnvironmentNotificationResponse). */
+typedef struct ZuoraRecipient {
+        char *id;
+        char *address;
+        char *name; /* may be NULL */
+} ZuoraRecipient;
+
+/* Parses the notifications list (shaped as the job list); items without a
+ * usable id or an address are skipped. */
+int zuora_parse_recipients(const char *body, size_t size, ZuoraRecipient **ret, size_t *ret_n);
+int zuora_parse_recipient(const char *body, size_t size, ZuoraRecipient *ret);
+void zuora_recipients_free(ZuoraRecipient *l, size_t n);
+
+/* {"address": ADDRESS, "name": NAME or null}: a new string. */
+char *zuora_recipient_body(const char *address, const char *name);
+
 /* Parses the OAuth token answer. The token is returned in a new buffer the
  * caller must wipe (explicit_bzero) before freeing; *ret_expires_in in
  * seconds (3600 when absent). */
@@ -120,11 +137,13 @@ const char *zuora_verdict_to_string(ZuoraVerdict v);
 
 /* The API's resources refreshd uses. */
 typedef enum ZuoraEndpoint {
-        ZUORA_ENDPOINT_TOKEN,       /* /oauth/token */
-        ZUORA_ENDPOINT_ENVIRONMENT, /* /test-environments/{id} */
-        ZUORA_ENDPOINT_JOBS,        /* /test-environments/{id}/jobs */
-        ZUORA_ENDPOINT_JOB,         /* /test-environments/{id}/jobs/{job} */
-        ZUORA_ENDPOINT_JOB_ACTIONS, /* /test-environments/{id}/jobs/{job}/actions */
+        ZUORA_ENDPOINT_TOKEN,         /* /oauth/token */
+        ZUORA_ENDPOINT_ENVIRONMENT,   /* /test-environments/{id} */
+        ZUORA_ENDPOINT_JOBS,          /* /test-environments/{id}/jobs */
+        ZUORA_ENDPOINT_JOB,           /* /test-environments/{id}/jobs/{job} */
+        ZUORA_ENDPOINT_JOB_ACTIONS,   /* /test-environments/{id}/jobs/{job}/actions */
+        ZUORA_ENDPOINT_NOTIFICATIONS, /* /test-environments/{id}/notifications */
+        ZUORA_ENDPOINT_NOTIFICATION,  /* /test-environments/{id}/notifications/{job}: JOB_ID is its id */
         _ZUORA_ENDPOINT_MAX,
         _ZUORA_ENDPOINT_INVALID = -EINVAL,
 } ZuoraEndpoint;

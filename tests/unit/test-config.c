@@ -1767,6 +1767,125 @@ static int group_setup(void **state) {
         return setenv(SECRET_ENV, "s3cret", 1);
 }
 
+/* ---- hooks, webhooks, notify_emails ---- */
+
+/* ZUORA_OK, then defaults (line 5) with LIST's lines from line 6, then ENVS_OK. */
+#define WITH_DEFAULTS(list) ZUORA_OK "defaults:\n" list ENVS_OK
+
+static void test_actions_valid(void **state) {
+        _cleanup_(loaded_done) Loaded t = load_text(
+                ZUORA_OK
+                "max_concurrent_hooks: 2\n"
+                "defaults:\n"
+                "  hooks:\n"
+                "    - on: [completed, failed]\n"
+                "      run: [\"/bin/true\", \"--env={environment}\", \"{{literal}}\"]\n"
+                "      timeout: 10m\n"
+                "  webhooks:\n"
+                "    - on: hook_failed\n"
+                "      url: http://127.0.0.1:9/x\n"
+                "      format: slack\n"
+                "environments:\n"
+                "  - name: uat\n"
+                "    id: " ENV_ID "\n"
+                "    schedule: \"0 3 * * *\"\n"
+                "  - name: dev\n"
+                "    id: dev-1\n"
+                "    schedule: \"0 3 * * *\"\n"
+                "    hooks: []\n"
+                "    notify_emails:\n"
+                "      - address: qa@example.com\n"
+                "        name: QA\n"
+                "      - ops@example.com\n");
+        assert_loaded(&t, 0);
+        const Config *c = t.config;
+        assert_int_equal(c->max_concurrent_hooks, 2);
+        const EnvConfig *uat = config_find_env(c, "uat"), *dev = config_find_env(c, "dev");
+        assert_int_equal(uat->actions->n_hooks, 1);
+        const HookConfig *h = &uat->actions->hooks[0];
+        assert_int_equal(h->on, (1u << EVENT_COMPLETED) | (1u << EVENT_FAILED));
+        assert_string_equal(h->argv[0], "/bin/true");
+        assert_string_equal(h->argv[2], "{{literal}}");
+        assert_null(h->argv[3]);
+        assert_int_equal(h->timeout, 600 * USEC_PER_SEC);
+        assert_int_equal(strlen(h->key), EVENT_ID_LEN);
+        assert_int_equal(uat->actions->n_webhooks, 1);
+        assert_int_equal(uat->actions->webhooks[0].format, WEBHOOK_FORMAT_SLACK);
+        assert_int_equal(uat->actions->webhooks[0].on, 1u << EVENT_HOOK_FAILED);
+        /* dev replaces the hooks (with none), keeps the defaults' webhooks, has its own e-mails. */
+        assert_int_equal(dev->actions->n_hooks, 0);
+        assert_int_equal(dev->actions->n_webhooks, 1);
+        assert_int_equal(dev->actions->n_emails, 2);
+        assert_string_equal(dev->actions->emails[0].name, "QA");
+        assert_string_equal(dev->actions->emails[1].address, "ops@example.com");
+        assert_null(dev->actions->emails[1].name);
+        assert_int_equal(uat->actions->n_emails, 0);
+        assert_true(config_has_actions(c));
+}
+
+static void test_actions_defaults(void **state) {
+        _cleanup_(loaded_done) Loaded t = load_text(ZUORA_OK ENVS_OK);
+        assert_loaded(&t, 0);
+        assert_int_equal(t.config->max_concurrent_hooks, MAX_CONCURRENT_HOOKS_DEFAULT);
+        assert_int_equal(t.config->envs[0].actions->n_hooks, 0);
+        assert_false(config_has_actions(t.config));
+
+        _cleanup_(loaded_done) Loaded u = load_text(WITH_DEFAULTS(
+                "  max_concurrent_hooks: 7\n"
+                "  hooks:\n"
+                "    - on: completed\n"
+                "      run: [/bin/true]\n"));
+        assert_loaded(&u, 0);
+        assert_int_equal(u.config->max_concurrent_hooks, 7);
+        assert_int_equal(u.config->envs[0].actions->hooks[0].timeout, HOOK_TIMEOUT_DEFAULT);
+}
+
+static void test_actions_errors(void **state) {
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: [compelted]\n      run: [/bin/true]\n"), 7, 12,
+                        "unknown event 'compelted'", "did you mean 'completed'?");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: [bogus]\n      run: [/bin/true]\n"), 7, 12,
+                        "unknown event 'bogus'", "hook_failed");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: []\n      run: [/bin/true]\n"), 7, 11, "names no event");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: completed\n      run: [bin/true]\n"), 8, 13,
+                        "must be an absolute path to an executable");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: completed\n      run: [/nonexistent/prog]\n"), 8, 13,
+                        "'/nonexistent/prog'", "No such file");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: completed\n      run: [/etc/passwd]\n"), 8, 13,
+                        "is not an executable file");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: completed\n      run: [/bin/true, \"x{enviroment}\"]\n"),
+                        8, 26, "unknown placeholder '{enviroment}'");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: completed\n      run: [/bin/true, \"a{b\"]\n"), 8, 26,
+                        "unbalanced '{'");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: completed\n      run: []\n"), 8, 12, "'run' is empty");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - run: [/bin/true]\n"), 7, 7, "missing required key 'on'");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: completed\n      run: [/bin/true]\n      timeout: 0s\n"),
+                        7, 7, "'timeout' must be between 1s and 7d");
+        check_one_error(WITH_DEFAULTS("  hooks:\n    - on: completed\n      run: [/bin/true]\n      tiemout: 1s\n"),
+                        9, 7, "unknown key 'tiemout'", "did you mean 'timeout'?");
+        check_one_error(WITH_DEFAULTS("  hooks: {}\n"), 6, 10, "'hooks' must be a list");
+        check_one_error(WITH_DEFAULTS("  webhooks:\n    - on: failed\n      url: http://example.com/x\n"), 8, 12,
+                        "'url' must start with https://");
+        check_one_error(WITH_DEFAULTS("  webhooks:\n    - on: failed\n"), 7, 7, "give the URL with one of url");
+        check_one_error(WITH_DEFAULTS("  webhooks:\n    - on: failed\n      url: https://a.example/x\n"
+                                      "      url_env: " SECRET_ENV "\n"),
+                        7, 7, "give only one of url");
+        check_one_error(WITH_DEFAULTS("  webhooks:\n    - on: failed\n      url_env: REFRESHD_NO_SUCH_VAR\n"), 8, 16,
+                        "REFRESHD_NO_SUCH_VAR is not set");
+        check_one_error(WITH_DEFAULTS("  webhooks:\n    - on: failed\n      url: https://a.example/x\n"
+                                      "      format: slak\n"),
+                        9, 15, "'format' must be 'json' or 'slack', not 'slak'");
+        check_one_error(WITH_DEFAULTS("  notify_emails:\n    - not-an-address\n"), 7, 7, "is not an e-mail address");
+        check_one_error(WITH_DEFAULTS("  notify_emails:\n    - a@example.com\n    - address: A@example.com\n"), 8, 7,
+                        "'A@example.com' is listed twice");
+        check_one_error(WITH_DEFAULTS("  notify_emails:\n    - name: x\n"), 7, 7, "missing required key 'address'");
+        check_one_error(ZUORA_OK "max_concurrent_hooks: 2\ndefaults:\n  max_concurrent_hooks: 3\n" ENVS_OK, 5, 23,
+                        "given both here and in defaults");
+        check_one_error(ZUORA_OK "max_concurrent_hooks: 0\n" ENVS_OK, 5, 23, "whole number from 1 to 100000");
+        /* Per environment too, at the environment's own lines. */
+        check_one_error(ZUORA_OK ENVS_OK "    hooks:\n      - on: done\n        run: [/bin/true]\n", 10, 13,
+                        "environment 'uat': hooks[1]", "unknown event 'done'");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_valid_config),
@@ -1811,6 +1930,9 @@ int main(void) {
                 cmocka_unit_test(test_default_path),
                 cmocka_unit_test(test_diags_print),
                 cmocka_unit_test(test_to_string),
+                cmocka_unit_test(test_actions_valid),
+                cmocka_unit_test(test_actions_defaults),
+                cmocka_unit_test(test_actions_errors),
         };
 
         return cmocka_run_group_tests(tests, group_setup, NULL);

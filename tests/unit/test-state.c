@@ -1559,9 +1559,74 @@ static void test_move_aside(void **state) {
         dir_free(d);
 }
 
+/* The outbox, the recipients refreshd added and an entry's last event go
+ * through state.json and back unchanged; an entry whose deliveries are all
+ * done is not kept. */
+static void test_outbox_round_trip(void **state) {
+        State *s = state_new(), *back;
+        StateEnv *e;
+        Event ev = EVENT_INIT;
+        char **keys = calloc(3, sizeof(char *));
+
+        assert_non_null(s);
+        assert_int_equal(state_get(s, "uat", "env-1", &e), 0);
+        ev.kind = EVENT_COMPLETED;
+        ev.environment = (char *) "uat";
+        ev.slot = 1796612400;
+        ev.job_id = (char *) "8f3e";
+        ev.time = 1796616000;
+        event_set_id(&ev, NULL, NULL);
+        keys[0] = strdup("hook:0123456789abcdef0123456789abcdef");
+        keys[1] = strdup("webhook:fedcba9876543210fedcba9876543210");
+        assert_int_equal(state_outbox_add(s, &ev, keys), 0);
+        assert_int_equal(state_recipient_add(s, "uat", "n1", "qa@example.com"), 0);
+        assert_int_equal(state_env_set_last_event(e, &ev, 1796616010), 0);
+        assert_int_equal(state_env_set_delivery_error(e, "hook /x failed with exit status 3", 1796616005), 0);
+
+        char *text = format(s);
+        assert_non_null(strstr(text, "\"outbox\""));
+        assert_non_null(strstr(text, "\"recipients\""));
+        assert_non_null(strstr(text, "\"last_event\""));
+        back = parse(text);
+        assert_int_equal(back->n_outbox, 1);
+        assert_string_equal(back->outbox[0].event.id, ev.id);
+        assert_string_equal(back->outbox[0].pending[1], "webhook:fedcba9876543210fedcba9876543210");
+        assert_null(back->outbox[0].pending[2]);
+        assert_int_equal(back->n_recipients, 1);
+        assert_string_equal(back->recipients[0].address, "qa@example.com");
+        assert_string_equal(state_find(back, "uat")->last_event->error, "hook /x failed with exit status 3");
+        char *again = format(back);
+        assert_string_equal(text, again);
+        free(again);
+
+        /* Done one by one: the entry goes with its last delivery. */
+        assert_false(state_outbox_done(back, 0, "hook:0123456789abcdef0123456789abcdef"));
+        assert_int_equal(back->n_outbox, 1);
+        assert_true(state_outbox_done(back, 0, "webhook:fedcba9876543210fedcba9876543210"));
+        assert_int_equal(back->n_outbox, 0);
+        assert_int_equal(state_outbox_find(back, ev.id), -ENOENT);
+        state_recipient_remove(back, "uat", "n1");
+        assert_int_equal(back->n_recipients, 0);
+        again = format(back);
+        assert_null(strstr(again, "\"outbox\""));
+        assert_null(strstr(again, "\"recipients\""));
+        free(again);
+        free(text);
+        state_free(back);
+        state_free(s);
+
+        expect_bad("{\"version\":1,\"environments\":{},\"outbox\":{}}", "outbox: not an array");
+        expect_bad("{\"version\":1,\"environments\":{},\"outbox\":[{\"event\":{},\"pending\":[\"hook:x\"]}]}",
+                   "outbox[0].event: id is not valid");
+        expect_bad("{\"version\":1,\"environments\":{},\"outbox\":[{\"pending\":[1]}]}",
+                   "outbox[0].pending[0]: not a string");
+        expect_bad("{\"version\":1,\"environments\":{},\"recipients\":[{\"id\":\"n\"}]}", "recipients[0]: not");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip_full),
+                cmocka_unit_test(test_outbox_round_trip),
                 cmocka_unit_test(test_round_trip_empty),
                 cmocka_unit_test(test_nulls_and_absent_keys),
                 cmocka_unit_test(test_unknown_keys_ignored),
