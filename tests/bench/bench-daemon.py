@@ -3,8 +3,10 @@
 
     python3 tests/bench/bench-daemon.py build/daemon/refreshd [--quick] [--only NAMES] [--json FILE]
 
-NAMES (comma-separated): precision, burst, idle, scale, load. A full run takes about 11 minutes on
-the project's 2-vCPU machine, --quick about 5 (a daemon that is not ready within 45 s is given up). Needs root (cron runs in a private mount
+NAMES (comma-separated): precision, hooks, burst, idle, scale, load; and hooks-starting (not run by
+default: a slot while 100 hooks are being started, about 75 s). A full run takes about 15 minutes
+on the project's 2-vCPU machine, --quick about 7 (a daemon that is not ready within 45 s is given up;
+hooks alone: about 4.5 minutes, --quick 2.5). Needs root (cron runs in a private mount
 namespace), strace, cron (`apt-get install strace cron`) and cc. Method and results:
 tests/bench/bench-daemon.md. Prints a results table (markdown) at the end; exits non-zero only
 when something could not be run, never because a target was missed.
@@ -202,6 +204,8 @@ class RxReceiver:
     def __init__(self, workdir, name, binary, job_seconds, post_status=None):
         self.kind = "bench-rx"
         port_file = os.path.join(workdir, name + ".port")
+        if os.path.exists(port_file):
+            os.unlink(port_file)  # a reused --keep directory: never read the last run's port
         argv = [binary, "--port", "0", "--port-file", port_file, "--job-seconds", str(job_seconds)]
         if post_status:
             argv += ["--post-status", str(post_status)]
@@ -497,6 +501,204 @@ def bench_receiver(ctx, receiver_kind, n=1000):
         return res
     finally:
         rcv.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# 2c. firing delay with 100 hooks running at the slot's instant, and without, interleaved
+
+HOOK_SLEEP = 3  # seconds: a hook started just after its slot (x0) still runs at x2, and is gone by x4
+
+
+def daemon_children(pid):
+    """{child pid: comm} of every thread of PID."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except FileNotFoundError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for c in kids:
+            try:
+                with open("/proc/%d/comm" % c) as f:
+                    out[c] = f.read().strip()
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return out
+
+
+def parse_took(s):
+    """'3s2ms' (duration_format) -> seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+)(ms|d|h|m|s)", s or "")
+    return sum(int(n) * units[u] for n, u in parts) if parts else None
+
+
+def bootstrap_median_diff(a, b, n=4000, seed=1):
+    """95% percentile interval of median(A) - median(B) (nearest rank), by resampling each set."""
+    import random
+    rnd = random.Random(seed)
+    diffs = sorted(pct(rnd.choices(a, k=len(a)), 50) - pct(rnd.choices(b, k=len(b)), 50) for _ in range(n))
+    return diffs[int(0.025 * n)], diffs[int(0.975 * n) - 1]
+
+
+def bench_hooks(ctx, cycles, n_hooks=100, on="submitted", group_poll=None):
+    """One measured environment M, '2/5 * * * * *': slots at x2 and x7 of every 10 s. Group A, N_HOOKS
+    environments with a hook on 'submitted' (/bin/sleep HOOK_SLEEP), fires at x0: its hooks run at
+    M's x2 slot. Group B, N_HOOKS environments without hooks, fires at x5: the same load 2 s before
+    M's x7 slot, minus the hooks. Delay = M's POST arrival - slot, as in the precision figure. Every
+    POST is answered 200 with a job of 0.5 s (one poll a second later ends it). Hooks running at each
+    measured slot: the daemon's children at slot - 0.2 s and slot + 0.2 s (the same pids, named
+    'sleep'), and the log's 'hook ... finished after D' lines (end - D .. end covers the slot).
+    ON and GROUP_POLL (the poll_interval of A and B) are for trying other timings by hand:
+    on="completed" with group_poll="1500ms" starts A's hooks at A's first poll, about 1.5 s after
+    its slot, so that they are being started at M's x2 slot instead of running."""
+    wd = ctx.dir("hooks")
+    rcv = RxReceiver(wd, "rx", ctx.rx, 0.5)
+    m_id = "hk-m"
+    cfg = daemon_config(rcv.base_url, [], max_concurrent=2 * n_hooks)
+    cfg = cfg.replace("defaults:\n", "max_concurrent_hooks: %d\ndefaults:\n" % n_hooks, 1)
+    blocks = ['  - name: m\n    id: %s\n    schedule: "2/5 * * * * *"\n' % m_id]
+    poll = "    poll_interval: %s\n" % group_poll if group_poll else ""
+    for i in range(n_hooks):
+        blocks.append('  - name: a%03d\n    id: hk-a%03d\n    schedule: "0/10 * * * * *"\n%s'
+                      '    hooks:\n      - on: [%s]\n        run: ["/bin/sleep", "%d"]\n'
+                      '        timeout: 1m\n' % (i, i, poll, on, HOOK_SLEEP))
+    for i in range(n_hooks):
+        blocks.append('  - name: b%03d\n    id: hk-b%03d\n    schedule: "5/10 * * * * *"\n%s' % (i, i, poll))
+    cfg += "".join(blocks)
+    d = start_daemon(ctx.binary, wd, "daemon", cfg)
+    writes = StateWrites(d.state_dir)
+    pid = d.proc.pid
+    # The first cycle warms up (the token, the connections): measured from the second A slot on.
+    now = time.time()
+    first_a = (math.floor(now / 10) + 1) * 10
+    t_begin = first_a + 10
+    slots = [t_begin + 10 * k + off for k in range(cycles) for off in (2, 7)]
+    samples = {}
+
+    def sampler():
+        for s in slots:
+            for when in ("before", "after"):
+                t = s - 0.2 if when == "before" else s + 0.2
+                while True:
+                    left = t - time.time()
+                    if left <= 0:
+                        break
+                    time.sleep(min(left, 0.5))
+                if d.proc.poll() is not None:
+                    return
+                samples.setdefault(s, {})[when] = daemon_children(pid)
+
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    try:
+        log("hooks: %d cycles of 10 s from %s (about %.0f s)" % (
+            cycles, time.strftime("%H:%M:%S", time.localtime(t_begin)), slots[-1] + 1.5 - time.time()))
+        th.join(slots[-1] + 5 - time.time())
+        while time.time() < slots[-1] + 1.5:
+            time.sleep(0.2)
+        s_end = proc_sample(pid)
+    finally:
+        d.stop()
+    reqs = rcv.requests()
+    rcv.stop()
+    writes.close()
+    m_path = "^/test-environments/%s" % m_id
+    dues = {}
+    for line in d.events("is due"):
+        if line.get("ENVIRONMENT") == "m":
+            dues[parse_iso(line.get("SLOT"))] = parse_iso(line.ts)
+    # hook runs from the log: (start, end, the event's slot)
+    runs = []
+    for line in d.events(r"hook /bin/sleep for event %s" % on):
+        took = parse_took(re.search(r"after (\S+)", line.message).group(1)) if "after" in line.message else None
+        end = parse_iso(line.ts)
+        runs.append({"start": end - took if took is not None else None, "end": end,
+                     "slot": parse_iso(line.get("SLOT")) if line.get("SLOT") else None,
+                     "ok": "finished after" in line.message, "took": took})
+    failed = [r for r in d.events(r"hook .* (failed|killed|could not be started|ran past)")]
+    a_posts = [r[0] for r in reqs if r[1] == "POST" and re.match(r"^/test-environments/hk-a\d+/jobs$", r[2])]
+    b_posts = [r[0] for r in reqs if r[1] == "POST" and re.match(r"^/test-environments/hk-b\d+/jobs$", r[2])]
+    rows = []
+    for s in slots:
+        inside = [r for r in reqs if s <= r[0] < s + 1 and re.match(m_path, r[2])]
+        first = lambda m, rx: next((r[0] - s for r in inside if r[1] == m and re.search(rx, r[2])), None)
+        smp = samples.get(s, {})
+        before = {p for p, c in smp.get("before", {}).items() if c == "sleep"}
+        after = {p for p, c in smp.get("after", {}).items() if c == "sleep"}
+        post = first("POST", r"/jobs$")
+        at = s + (post if post is not None else 0)
+        group = a_posts if (s - 2) % 10 == 0 else b_posts
+        row = {"slot": s, "hooks": (s - 2) % 10 == 0,
+               "due": dues[s] - s if s in dues else None,
+               "list": first("GET", r"/jobs$"), "post": post,
+               "children_before": len(smp.get("before", {})), "children_after": len(smp.get("after", {})),
+               "sleeps_across": len(before & after),
+               "hooks_in_log": sum(1 for r in runs if r["start"] is not None and r["start"] <= s and r["end"] >= at),
+               # the group's POSTs of the slot 2 s before (A at x0, B at x5)
+               "group_posts": sum(1 for t in group if s - 2 <= t < s - 1),
+               "group_last_post": max((t - (s - 2) for t in group if s - 2 <= t < s - 1), default=None)}
+        rows.append(row)
+    res = {"receiver": "bench-rx", "cycles": cycles, "n_hooks": n_hooks, "on": on, "group_poll": group_poll, "hook": ["/bin/sleep", str(HOOK_SLEEP)],
+           "rows": rows, "hook_runs": len(runs), "hook_runs_ok": sum(1 for r in runs if r["ok"]),
+           "hook_failures": [line.raw for line in failed][:10], "daemon_cpu_s": s_end["cpu"],
+           "daemon_rss_peak_kib": s_end["VmHWM"]}
+    for key, want in (("with", True), ("without", False)):
+        sel = [r for r in rows if r["hooks"] == want and r["post"] is not None]
+        vals = [r["post"] for r in sel]
+        res[key] = {"fires": len(vals), "missing": sum(1 for r in rows if r["hooks"] == want and r["post"] is None),
+                    "p50": pct(vals, 50) if vals else None, "p99": pct(vals, 99) if vals else None,
+                    "max": max(vals) if vals else None, "min": min(vals) if vals else None}
+        for k in ("due", "list"):
+            v = [r[k] for r in sel if r[k] is not None]
+            res[key][k + "_p50"] = pct(v, 50) if v else None
+        for k in ("sleeps_across", "hooks_in_log", "group_posts"):
+            v = sorted(r[k] for r in rows if r["hooks"] == want)
+            res[key][k] = {"min": v[0], "median": v[len(v) // 2], "max": v[-1]} if v else None
+        v = [r["group_last_post"] for r in rows if r["hooks"] == want and r["group_last_post"] is not None]
+        res[key]["group_last_post_p50"] = pct(v, 50) if v else None
+        # state.json writes in the half cycle of the group's slot (A: x0..x5, hooks started and ended; B: x5..x10)
+        off = 0 if want else 5
+        res[key]["state_writes"] = [writes.count(t_begin + 10 * k + off, t_begin + 10 * k + off + 5)
+                                    for k in range(cycles)]
+    # Every state.json write of the measured cycles: (cycle, ms after its A slot).
+    res["state_write_times"] = [(int((t - t_begin) // 10), round(((t - t_begin) % 10) * 1000))
+                                for t in writes.times if t_begin <= t < t_begin + 10 * cycles]
+    # The hooks' starts (fork+exec), per A slot of the measured cycles: how long after the slot the
+    # first and the last began (the log's end minus the duration it gives, ms resolution).
+    spawn = []
+    for k in range(cycles):
+        a = t_begin + 10 * k
+        st = sorted(r["start"] - a for r in runs if r["slot"] == a and r["start"] is not None)
+        if st:
+            spawn.append({"slot": a, "n": len(st), "first": st[0], "last": st[-1]})
+    res["spawn"] = spawn
+    if spawn:
+        res["spawn_span_p50"] = pct([x["last"] - x["first"] for x in spawn], 50)
+        res["spawn_span_max"] = max(x["last"] - x["first"] for x in spawn)
+        res["spawn_first_p50"] = pct([x["first"] for x in spawn], 50)
+        res["spawn_last_p50"] = pct([x["last"] for x in spawn], 50)
+    w, n = res["with"], res["without"]
+    if w["fires"] and n["fires"]:
+        res["ratio_p50"] = w["p50"] / n["p50"]
+        res["ratio_p99"] = w["p99"] / n["p99"]
+        wv = [r["post"] for r in rows if r["hooks"] and r["post"] is not None]
+        nv = [r["post"] for r in rows if not r["hooks"] and r["post"] is not None]
+        res["p50_diff_ci"] = bootstrap_median_diff(wv, nv)
+    ci = res.get("p50_diff_ci", (None, None))
+    log("hooks: %d fires with %d hooks running (at the slots, log: %s; children: %s): POST p50 %s p99 %s; "
+        "%d without: p50 %s p99 %s; ratio p50 %.2f p99 %.2f; p50 difference 95%% CI %s..%s; %d hook runs "
+        "(%d ok); spawn of %d hooks over %s (p50; max %s); state writes per half cycle %s / %s" % (
+            w["fires"], n_hooks, w["hooks_in_log"], w["sleeps_across"], ms(w["p50"]), ms(w["p99"]), n["fires"],
+            ms(n["p50"]), ms(n["p99"]), res.get("ratio_p50", float("nan")), res.get("ratio_p99", float("nan")),
+            ms(ci[0]), ms(ci[1]), res["hook_runs"], res["hook_runs_ok"], n_hooks, ms(res.get("spawn_span_p50")),
+            ms(res.get("spawn_span_max")), w["state_writes"], n["state_writes"]))
+    return res
 
 
 # ------------------------------------------------------------------------------------------------
@@ -837,6 +1039,45 @@ def report(R, quick):
         f = p["first"]
         P("| 2 | first fire after the start (token and GET env mostly ahead of the slot), at %s | - | %s (token at the slot: %s) | | | |" % (
             p["receiver"], ms(f["post"]), ms(f["token"])))
+    for key in ("hooks", "hooks_starting"):
+        hk = R.get(key)
+        if not hk or not hk["with"]["fires"] or not hk["without"]["fires"]:
+            continue
+        w, n = hk["with"], hk["without"]
+        lo, hi = hk["p50_diff_ci"]
+        d50 = w["p50"] - n["p50"]
+        diff = "p50 %+.2f ms, 95%% CI %+.2f..%+.2f" % (d50 * 1e3, lo * 1e3, hi * 1e3)
+        if key == "hooks":
+            what = "with %d hooks running (`%s`, started by %d envs' slots 2 s before)" % (
+                hk["n_hooks"], " ".join(hk["hook"]), hk["n_hooks"])
+            target, met = "within noise of none", "yes (%s)" % diff if lo <= 0 <= hi else "NO: %s" % diff
+        else:
+            what = "while %d hooks are being started (on %s, at %d envs' first poll, %s after their slot)" % (
+                hk["n_hooks"], hk["on"], hk["n_hooks"], hk["group_poll"])
+            target, met = "-", diff
+        P("| 2 | fire->POST %s, at %s, %d fires: p50 / p99 | %s | %s / %s | none (%d envs' slots 2 s before, no "
+          "hooks), %d fires interleaved: %s / %s | p50 %.2fx, p99 %.2fx | %s |" % (
+              what, hk["receiver"], w["fires"], target, ms(w["p50"]), ms(w["p99"]), hk["n_hooks"], n["fires"],
+              ms(n["p50"]), ms(n["p99"]), hk["ratio_p50"], hk["ratio_p99"], met))
+        if key == "hooks":
+            P("| 2 | same: hooks running at the measured instants (log: started before the slot, ended after the "
+              "POST; sleep children at slot -/+ 0.2 s), min / median / max | %d | %d / %d / %d; %d / %d / %d "
+              "(none: %d) | | | %s |" % (
+                  hk["n_hooks"], w["hooks_in_log"]["min"], w["hooks_in_log"]["median"], w["hooks_in_log"]["max"],
+                  w["sleeps_across"]["min"], w["sleeps_across"]["median"], w["sleeps_across"]["max"],
+                  n["sleeps_across"]["max"],
+                  "yes" if min(w["hooks_in_log"]["min"], w["sleeps_across"]["min"]) >= hk["n_hooks"] else "NO"))
+        else:
+            P("| 2 | same: the slot's 'is due' line after the slot, p50 / max | - | %s / %s | none: %s | | |" % (
+                ms(pct([r["due"] for r in hk["rows"] if r["hooks"] and r["due"] is not None], 50)),
+                ms(max(r["due"] for r in hk["rows"] if r["hooks"] and r["due"] is not None)),
+                ms(pct([r["due"] for r in hk["rows"] if not r["hooks"] and r["due"] is not None], 50))))
+        if hk.get("spawn"):
+            sw, sn = sorted(w["state_writes"]), sorted(n["state_writes"])
+            P("| 2 | same: the %d hooks' fork+exec after their slot, first / last started (p50; span first->last "
+              "p50, max); state.json writes per 5 s, with / none (median) | - | %s / %s (span %s, max %s); %d / %d "
+              "| | | |" % (hk["n_hooks"], ms(hk["spawn_first_p50"]), ms(hk["spawn_last_p50"]),
+                           ms(hk["spawn_span_p50"]), ms(hk["spawn_span_max"]), sw[len(sw) // 2], sn[len(sn) // 2]))
     for b in R.get("burst", []):
         ok = b["posts"] == b["n"] and b["within_1s"] == b["n"]
         P("| 2 | %d envs same second, at %s: POSTs within 1 s; last POST (last 'is due' line; state writes, before the slot) | all within 1 s | %d/%d; %s (%s; %d writes, %d) | | | %s |" % (
@@ -924,9 +1165,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("binary")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="precision,burst,idle,scale,load")
+    ap.add_argument("--only", default="precision,hooks,burst,idle,scale,load")
     ap.add_argument("--json")
     ap.add_argument("--keep", help="keep the work files in this directory")
+    ap.add_argument("--hooks-cycles", type=int, default=0,
+                    help="10-s cycles of the hooks figure, one fire with and one without hooks each (default 24, --quick 12)")
     ap.add_argument("--scale-receiver", default="sim-nodelay", choices=["sim", "sim-nodelay", "bench-rx"],
                     help="receiver of the scale runs (default: the simulator with TCP_NODELAY; see sim-nodelay.py)")
     args = ap.parse_args()
@@ -972,6 +1215,10 @@ def main():
                 run("precision", bench_precision, ctx, "sim", 20 if q else 100),
                 run("precision", bench_precision, ctx, "sim-nodelay", 10 if q else 20),
                 run("precision", bench_precision, ctx, "bench-rx", 20 if q else 100)) if x]
+        if "hooks" in only:
+            R["hooks"] = run("hooks", bench_hooks, ctx, args.hooks_cycles or (12 if q else 24))
+        if "hooks-starting" in only:
+            R["hooks_starting"] = run("hooks-starting", bench_hooks, ctx, 6, 100, "completed", "1500ms")
         if "burst" in only:
             kinds = ["bench-rx"] if q else ["bench-rx", "sim"]
             R["burst"] = [x for x in (run("burst", bench_burst, ctx, k) for k in kinds) if x]
