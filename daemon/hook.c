@@ -261,7 +261,3 @@ HookRun *hook_run_free(HookRun *run) {
         free(run);
         return NULL;
 }
-
-int hook_run_pid(const HookRun *run) {
-        return run->pid;
-}

@@ -49,6 +49,3 @@ int hook_run_start(sd_event *event, const HookSpec *spec, HookRun **ret);
 /* Stops following the program without a callback, and sends its process
  * group SIGTERM if it still runs. */
 HookRun *hook_run_free(HookRun *run);
-
-/* The process id, for logs. */
-int hook_run_pid(const HookRun *run);

@@ -164,6 +164,21 @@ static void outbox_record_failure(Outbox *o, const char *environment, const char
                 (void) state_env_set_delivery_error(st, text, now_realtime());
 }
 
+/* The event D delivers, and its environment's config; NULL when either is gone. */
+static const Event *delivery_event(const Delivery *d, const EnvConfig **ret_ec) {
+        const State *s = d->outbox->options.state;
+        ssize_t i = state_outbox_find(s, d->event_id);
+
+        *ret_ec = config_find_env(d->outbox->config, d->environment);
+        return i >= 0 && *ret_ec ? &s->outbox[i].event : NULL;
+}
+
+/* D ended, whatever the outcome: out of the outbox, and freed. */
+static void delivery_finish(Delivery *d) {
+        outbox_done(d->outbox, d->event_id, d->key);
+        delivery_free(d);
+}
+
 /* ---- hooks ---- */
 
 static const HookConfig *find_hook(const EnvConfig *ec, const char *key) {
@@ -182,14 +197,13 @@ static const WebhookConfig *find_webhook(const EnvConfig *ec, const char *key) {
 
 static void on_hook_line(void *userdata, bool stderr, const char *line) {
         Delivery *d = userdata;
-        const State *s = d->outbox->options.state;
-        ssize_t i = state_outbox_find(s, d->event_id);
-        const EnvConfig *ec = config_find_env(d->outbox->config, d->environment);
-        const HookConfig *h = ec ? find_hook(ec, d->key) : NULL;
+        const EnvConfig *ec;
+        const Event *ev = delivery_event(d, &ec);
+        const HookConfig *h = ev ? find_hook(ec, d->key) : NULL;
 
-        if (i < 0 || !h)
+        if (!h)
                 return;
-        ReportFields f = event_fields(&s->outbox[i].event);
+        ReportFields f = event_fields(ev);
         f.hook = h->argv[0];
         f.hook_stream = stderr ? "stderr" : "stdout";
         report_hook_output(ec, &f, line);
@@ -213,49 +227,40 @@ static void raise_hook_failed(
 
 static void on_hook_done(HookRun *run, const HookResult *res, void *userdata) {
         Delivery *d = userdata;
-        Outbox *o = d->outbox;
-        State *s = o->options.state;
-        ssize_t i = state_outbox_find(s, d->event_id);
-        const EnvConfig *ec = config_find_env(o->config, d->environment);
-        const HookConfig *h = ec ? find_hook(ec, d->key) : NULL;
-        _cleanup_free_ char *event_id = strdup(d->event_id), *key = strdup(d->key);
+        const EnvConfig *ec;
+        const Event *ev = delivery_event(d, &ec);
+        const HookConfig *h = ev ? find_hook(ec, d->key) : NULL;
         char text[512];
 
         d->hook = NULL; /* freed by hook.c after this returns */
-        o->n_hooks--;
-        if (i >= 0 && h) {
-                Event ev;
-                ReportFields f = event_fields(&s->outbox[i].event);
+        d->outbox->n_hooks--;
+        if (h) {
+                ReportFields f = event_fields(ev);
                 f.hook = h->argv[0];
                 report_hook_finished(
                         ec, &f, res->exit_status, res->signal, res->timed_out, res->duration_usec);
-                if (res->exit_status != 0 || res->timed_out) {
-                        if (res->timed_out)
-                                snprintf(text, sizeof(text), "hook %s ran past its timeout", h->argv[0]);
-                        else if (res->exit_status < 0)
-                                snprintf(
-                                        text,
-                                        sizeof(text),
-                                        "hook %s was killed by signal %d",
-                                        h->argv[0],
-                                        res->signal);
-                        else
-                                snprintf(
-                                        text,
-                                        sizeof(text),
-                                        "hook %s failed with exit status %d",
-                                        h->argv[0],
-                                        res->exit_status);
-                        outbox_record_failure(o, d->environment, text);
-                        if (event_copy(&ev, &s->outbox[i].event) >= 0) {
-                                raise_hook_failed(o, ec, &ev, d->key, text);
-                                event_done(&ev);
-                        }
-                }
         }
-        delivery_free(d);
-        if (event_id && key)
-                outbox_done(o, event_id, key);
+        if (h && (res->exit_status != 0 || res->timed_out)) {
+                if (res->timed_out)
+                        snprintf(text, sizeof(text), "hook %s ran past its timeout", h->argv[0]);
+                else if (res->exit_status < 0)
+                        snprintf(
+                                text,
+                                sizeof(text),
+                                "hook %s was killed by signal %d",
+                                h->argv[0],
+                                res->signal);
+                else
+                        snprintf(
+                                text,
+                                sizeof(text),
+                                "hook %s failed with exit status %d",
+                                h->argv[0],
+                                res->exit_status);
+                outbox_record_failure(d->outbox, d->environment, text);
+                raise_hook_failed(d->outbox, ec, ev, d->key, text);
+        }
+        delivery_finish(d);
 }
 
 static int write_event_file(const char *dir, const Event *ev, char **ret_path) {
@@ -451,27 +456,23 @@ static uint64_t webhook_backoff(const Delivery *d, const HttpResponse *resp) {
 static void on_webhook_done(HttpRequest *req, const HttpResponse *resp, void *userdata) {
         Delivery *d = userdata;
         Outbox *o = d->outbox;
-        State *s = o->options.state;
-        ssize_t i = state_outbox_find(s, d->event_id);
-        const EnvConfig *ec = config_find_env(o->config, d->environment);
-        _cleanup_free_ char *event_id = strdup(d->event_id), *key = strdup(d->key);
-        char why[300];
+        const EnvConfig *ec;
+        const Event *ev = delivery_event(d, &ec);
+        char why[300], text[400];
 
         d->request = NULL;
         o->n_webhooks--;
-        if (i < 0 || !ec) {
+        if (!ev) {
                 delivery_free(d);
                 outbox_kick(o);
                 return;
         }
-        ReportFields f = event_fields(&s->outbox[i].event);
+        ReportFields f = event_fields(ev);
         f.webhook_host = d->host;
         f.http_status = resp->status > 0 ? resp->status : REPORT_UNSET;
         if (resp->error == 0 && resp->status >= 200 && resp->status < 300) {
                 report_webhook_delivered(ec, &f);
-                delivery_free(d);
-                if (event_id && key)
-                        outbox_done(o, event_id, key);
+                delivery_finish(d);
                 return;
         }
         if (resp->error < 0)
@@ -481,26 +482,21 @@ static void on_webhook_done(HttpRequest *req, const HttpResponse *resp, void *us
         uint64_t delay = webhook_backoff(d, resp);
         bool retry = !o->options.once && status_is_retryable(resp->error < 0 ? 0 : resp->status) &&
                      now_boottime() + delay - d->first_attempt <= ec->retry_for;
-        if (retry) {
+        if (retry)
                 f.retry_in_usec = (int64_t) delay;
-                report_webhook_failed(ec, &f, why);
-                if (sd_event_add_time_relative(
-                            o->options.event,
-                            &d->retry,
-                            CLOCK_BOOTTIME,
-                            delay,
-                            USEC_PER_SEC / 10,
-                            on_webhook_retry,
-                            d) >= 0)
-                        return;
-        } else
-                report_webhook_failed(ec, &f, why);
-        char text[400];
+        report_webhook_failed(ec, &f, why);
+        if (retry && sd_event_add_time_relative(
+                             o->options.event,
+                             &d->retry,
+                             CLOCK_BOOTTIME,
+                             delay,
+                             USEC_PER_SEC / 10,
+                             on_webhook_retry,
+                             d) >= 0)
+                return;
         snprintf(text, sizeof(text), "webhook at %s: %s", d->host, why);
         outbox_record_failure(o, d->environment, text);
-        delivery_free(d);
-        if (event_id && key)
-                outbox_done(o, event_id, key);
+        delivery_finish(d);
 }
 
 static int webhook_start(Outbox *o, Delivery *d, const WebhookConfig *w, const Event *ev) {
@@ -570,7 +566,6 @@ static void drop(Outbox *o, size_t i, const char *key, const EnvConfig *ec, cons
 }
 
 static void start_failed(Outbox *o, Delivery *d, const EnvConfig *ec, const Event *ev, int r, bool hook) {
-        _cleanup_free_ char *id = strdup(d->event_id), *key = strdup(d->key);
         ReportFields f = event_fields(ev);
         char text[300];
 
@@ -586,15 +581,9 @@ static void start_failed(Outbox *o, Delivery *d, const EnvConfig *ec, const Even
                 snprintf(text, sizeof(text), "webhook: %s", strerror(-r));
         }
         outbox_record_failure(o, d->environment, text);
-        Event copy;
-        if (hook && event_copy(&copy, ev) >= 0) {
-                delivery_free(d);
-                raise_hook_failed(o, ec, &copy, key, text);
-                event_done(&copy);
-        } else
-                delivery_free(d);
-        if (id && key)
-                outbox_done(o, id, key);
+        if (hook)
+                raise_hook_failed(o, ec, ev, d->key, text);
+        delivery_finish(d);
 }
 
 /* One pass over the outbox; false when it changed under it (start again). */
@@ -785,15 +774,6 @@ int outbox_raise(Outbox *o, const EnvConfig *ec, const Event *ev) {
         o->options.save_later(o->options.userdata);
         outbox_kick(o);
         return 0;
-}
-
-size_t outbox_pending(const Outbox *o) {
-        size_t n = 0;
-
-        for (size_t i = 0; i < o->options.state->n_outbox; i++)
-                for (char **k = o->options.state->outbox[i].pending; *k; k++)
-                        n++;
-        return n;
 }
 
 unsigned outbox_failures(const Outbox *o) {

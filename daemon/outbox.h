@@ -48,9 +48,6 @@ int outbox_set_config(Outbox *o, Config *c);
  * (nothing when it has none, or when an event of the same id is queued). */
 int outbox_raise(Outbox *o, const EnvConfig *ec, const Event *ev);
 
-/* Hooks and webhooks running or waiting. */
-size_t outbox_pending(const Outbox *o);
-
 /* How many ended in failure (hook_failed, or a webhook given up). */
 unsigned outbox_failures(const Outbox *o);
 

@@ -316,12 +316,25 @@ static int recipient_from_node(const JsonNode *c, ZuoraRecipient *ret) {
         return 0;
 }
 
-int zuora_parse_recipients(const char *body, size_t size, ZuoraRecipient **ret, size_t *ret_n) {
+/* A list answer's items, each read by FROM_NODE into a new array of
+ * items of ELEM bytes (NULL when none is left); items it refuses are
+ * skipped, and LIST_FREE frees what was read when memory runs out. */
+static int parse_list(
+        const char *body,
+        size_t size,
+        size_t elem,
+        int (*from_node)(const JsonNode *c, void *item),
+        void (*list_free)(void *items, size_t n),
+        void **ret,
+        size_t *ret_n) {
         _cleanup_(json_doc_done) JsonDoc d = {};
         const JsonNode *array;
-        ZuoraRecipient *l;
+        uint8_t *items = NULL;
         size_t n = 0, allocated = 0;
         int r;
+
+        assert(ret);
+        assert(ret_n);
 
         r = zuora_json_parse(body, size, &d);
         if (r < 0)
@@ -331,21 +344,41 @@ int zuora_parse_recipients(const char *body, size_t size, ZuoraRecipient **ret, 
                 return -EBADMSG;
         for (const JsonNode *c = array->first; c; c = c->next)
                 allocated++;
-        l = calloc(allocated ? allocated : 1, sizeof(ZuoraRecipient));
-        if (!l)
+        if (allocated > 0 && !(items = calloc(allocated, elem)))
                 return -ENOMEM;
         for (const JsonNode *c = array->first; c; c = c->next) {
-                r = recipient_from_node(c, &l[n]);
+                r = from_node(c, items + n * elem);
                 if (r == -ENOMEM) {
-                        zuora_recipients_free(l, n);
+                        list_free(items, n);
                         return r;
                 }
                 if (r >= 0)
                         n++;
         }
-        *ret = l;
+        if (n == 0)
+                items = mfree(items);
+        *ret = items;
         *ret_n = n;
         return 0;
+}
+
+static int recipient_from_node_void(const JsonNode *c, void *item) {
+        return recipient_from_node(c, item);
+}
+
+static void recipients_free_void(void *items, size_t n) {
+        zuora_recipients_free(items, n);
+}
+
+int zuora_parse_recipients(const char *body, size_t size, ZuoraRecipient **ret, size_t *ret_n) {
+        return parse_list(
+                body,
+                size,
+                sizeof(ZuoraRecipient),
+                recipient_from_node_void,
+                recipients_free_void,
+                (void **) ret,
+                ret_n);
 }
 
 int zuora_parse_recipient(const char *body, size_t size, ZuoraRecipient *ret) {
@@ -376,49 +409,18 @@ char *zuora_recipient_body(const char *address, const char *name) {
         return strndup(text, size);
 }
 
+/* Items that are no job or have no usable id are skipped. */
+static int job_from_node_void(const JsonNode *c, void *item) {
+        return job_from_node(c, item);
+}
+
+static void job_list_free_void(void *items, size_t n) {
+        zuora_job_list_free(items, n);
+}
+
 int zuora_parse_job_list(const char *body, size_t size, ZuoraJob **ret, size_t *ret_n) {
-        _cleanup_(json_doc_done) JsonDoc d = {};
-        const JsonNode *array = NULL;
-        ZuoraJob *jobs = NULL;
-        size_t n = 0, allocated = 0;
-        int r;
-
-        assert(ret);
-        assert(ret_n);
-
-        r = zuora_json_parse(body, size, &d);
-        if (r < 0)
-                return r;
-
-        array = list_array(d.root);
-        if (!array)
-                return -EBADMSG;
-
-        for (const JsonNode *c = array->first; c; c = c->next)
-                allocated++;
-        if (allocated > 0) {
-                jobs = calloc(allocated, sizeof(ZuoraJob));
-                if (!jobs)
-                        return -ENOMEM;
-        }
-        for (const JsonNode *c = array->first; c; c = c->next) {
-                /* Items that are no job or have no usable id are skipped. */
-                r = job_from_node(c, &jobs[n]);
-                if (r == -ENOMEM) {
-                        zuora_job_list_free(jobs, n);
-                        return r;
-                }
-                if (r >= 0)
-                        n++;
-        }
-        if (n == 0) {
-                free(jobs);
-                jobs = NULL;
-        }
-
-        *ret = jobs;
-        *ret_n = n;
-        return 0;
+        return parse_list(
+                body, size, sizeof(ZuoraJob), job_from_node_void, job_list_free_void, (void **) ret, ret_n);
 }
 
 /* ---- tokens and environments ---- */

@@ -1147,6 +1147,31 @@ class SlackFormat(E2E):
             self.assertRegex(p["headers"].get("x-refreshd-event-id", ""), ID_RE)
 
 
+class StartFailure(E2E):
+    def test_a_hook_that_cannot_start_raises_hook_failed(self):
+        # The program is there when the config is loaded, and gone when its event comes.
+        prog = os.path.join(self.work, "vanishing-hook")
+        shutil.copy("/bin/true", prog)
+        sim = self.sim(job_seconds=1)
+        recv = self.receiver()
+        slot = slot_at(10)
+        envs = [dict(name="gone-prog", id="env-gone", schedule=once(slot),
+                     hooks=[{"on": ["submitted"], "run": [prog]}],
+                     webhooks=[{"on": ["hook_failed"], "url": recv.url("/failed")}])]
+        d = self.daemon(hooks_config(sim.base_url, envs))
+        d.start()
+        self.log_line(d, r"refreshd \S+ started", 10)
+        os.unlink(prog)
+        self.assertLess(time.time(), slot - 1, "the program had to go before its slot")
+        self.log_line(d, r"hook .*vanishing-hook for event submitted could not be started: No such file", 15,
+                      ENVIRONMENT="gone-prog")
+        posts = recv.wait(lambda p: len(p) >= 1, 15)
+        self.assertEqual(posts[0]["json"]["event"], "hook_failed")
+        self.assertIn("could not be started", posts[0]["json"]["message"])
+        self.wait_outbox_empty(d, 10)
+        self.assertIn("could not be started", d.state()["environments"]["gone-prog"]["last_event"]["error"])
+
+
 # ==============================================================================================
 # 9. max_concurrent_hooks
 
