@@ -96,6 +96,13 @@ int recipients_plan(
         return 0;
 }
 
+void recipient_plan_forget(const RecipientPlan *p, State *s, const char *environment) {
+        /* From the last: a removal moves the records after it, never those
+         * before, which the rest of p->forget points to. */
+        for (size_t i = p->n_forget; i-- > 0;)
+                state_recipient_remove(s, environment, p->forget[i]->id);
+}
+
 void recipient_plan_done(RecipientPlan *p) {
         free(p->add);
         free(p->remove);
@@ -234,8 +241,7 @@ static int sync_send(
 static void sync_apply(Sync *y, const EnvConfig *ec, const RecipientPlan *p) {
         Recipients *r = y->owner;
 
-        for (size_t i = 0; i < p->n_forget; i++)
-                state_recipient_remove(r->state, ec->name, p->forget[i]->id);
+        recipient_plan_forget(p, r->state, ec->name);
         if (p->n_forget > 0)
                 r->save_later(r->userdata);
         for (size_t i = 0; i < p->n_add; i++) {

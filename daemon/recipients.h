@@ -45,6 +45,8 @@ typedef struct RecipientPlan {
 
 int recipients_plan(
         const EnvConfig *ec, const ZuoraRecipient *at, size_t n, const State *s, RecipientPlan *ret);
+/* Removes P's forgotten records of ENVIRONMENT from S, the state P was planned from. */
+void recipient_plan_forget(const RecipientPlan *p, State *s, const char *environment);
 void recipient_plan_done(RecipientPlan *p);
 
 /* Whether environment EC has anything to keep in step: a list in the

@@ -214,15 +214,15 @@ int state_recipient_add(State *s, const char *environment, const char *id, const
 }
 
 void state_recipient_remove(State *s, const char *environment, const char *id) {
-        size_t k = 0;
-
-        for (size_t i = 0; i < s->n_recipients; i++)
-                if (strcmp(s->recipients[i].environment, environment) == 0 &&
-                    strcmp(s->recipients[i].id, id) == 0)
-                        recipient_done(&s->recipients[i]);
-                else
-                        s->recipients[k++] = s->recipients[i];
-        s->n_recipients = k;
+        for (size_t i = 0; i < s->n_recipients; i++) {
+                StateRecipient *r = &s->recipients[i];
+                if (strcmp(r->environment, environment) != 0 || strcmp(r->id, id) != 0)
+                        continue;
+                recipient_done(r); /* ENVIRONMENT and ID may be gone from here on */
+                memmove(r, r + 1, (s->n_recipients - i - 1) * sizeof(*r));
+                s->n_recipients--;
+                return;
+        }
 }
 
 ssize_t state_outbox_find(const State *s, const char *id) {

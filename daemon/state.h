@@ -177,7 +177,8 @@ bool state_outbox_done(State *s, size_t i, const char *key);
 ssize_t state_outbox_find(const State *s, const char *id);
 
 /* Records that refreshd added recipient ID (ADDRESS) to ENVIRONMENT, or
- * that it is gone. */
+ * that it is gone (ENVIRONMENT and ID may point into that record; the
+ * records after it move down one place, those before it stay). */
 int state_recipient_add(State *s, const char *environment, const char *id, const char *address);
 void state_recipient_remove(State *s, const char *environment, const char *id);
 

@@ -54,6 +54,18 @@ static void test_plan(void **state) {
         assert_string_equal(p.forget[0]->id, "n9");
         recipient_plan_done(&p);
 
+        /* Forgotten from the state, several at once, the others kept in their order. */
+        assert_int_equal(state_recipient_add(s, "uat", "n8", "gone2@example.com"), 0);
+        assert_int_equal(state_recipient_add(s, "uat", "n7", "gone3@example.com"), 0);
+        assert_int_equal(recipients_plan(ec, at, 3, s, &p), 0);
+        assert_int_equal(p.n_forget, 3);
+        recipient_plan_forget(&p, s, "uat");
+        recipient_plan_done(&p);
+        assert_int_equal(s->n_recipients, 2);
+        assert_string_equal(s->recipients[0].id, "n3");
+        assert_string_equal(s->recipients[1].environment, "other");
+        assert_string_equal(s->recipients[1].id, "n2");
+
         /* Without the state nothing is removed. */
         assert_int_equal(recipients_plan(ec, at, 3, NULL, &p), 0);
         assert_int_equal(p.n_add, 1);
