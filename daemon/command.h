@@ -10,6 +10,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "event.h"
@@ -29,3 +30,11 @@ int command_check_online(const char *config_path, const char *state_dir);
 /* `refreshd hooks ENV --event NAME [--dry-run]`: ENV's hooks and webhooks
  * for a sample event of KIND (command-hooks.c). */
 int command_hooks(const char *config_path, const char *env_name, EventKind kind, bool dry_run);
+
+/* Through the daemon's control socket at PATH (command-control.c). */
+int command_pause(const char *path, char *const *names, size_t n, int64_t until, const char *reason);
+int command_resume(const char *path, char *const *names, size_t n, bool catch_up);
+int command_skip(const char *path, const char *name, int64_t slot, const char *reason);
+int command_unskip(const char *path, const char *name, int64_t slot);
+/* Through the daemon, or from the config and the state when none answers. */
+int command_list(const char *path, const char *config_path, const char *state_dir, bool json);

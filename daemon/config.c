@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
@@ -467,11 +468,9 @@ static const KeyInfo env_keys[] = {
 };
 
 static const KeyInfo top_keys[] = {
-        { "zuora", NULL, 0, true },
-        { "defaults", NULL, 0, false },
-        { "environments", NULL, 0, true },
-        { "max_concurrent_hooks", NULL, 0, false },
-        {},
+        { "zuora", NULL, 0, true },          { "defaults", NULL, 0, false },
+        { "environments", NULL, 0, true },   { "max_concurrent_hooks", NULL, 0, false },
+        { "control_group", NULL, 0, false }, {},
 };
 
 static void env_section_unset(EnvSection *s) {
@@ -1272,6 +1271,23 @@ static void load_max_concurrent_hooks(Loader *l, const YamlNode *top, const EnvS
                 c->max_concurrent_hooks = n;
 }
 
+/* control_group: the group that may use the control socket, besides root and refreshd. */
+static void load_control_group(Loader *l, const YamlNode *key, const YamlNode *value) {
+        Config *c = l->config;
+        struct group gr, *found = NULL;
+        char buf[4096];
+
+        l->context = "the config file";
+        if (parse_string(l, key, value, &c->control_group) < 0 || !c->control_group)
+                return;
+        if (getgrnam_r(c->control_group, &gr, buf, sizeof(buf), &found) != 0 || !found) {
+                error_at(
+                        l, value, "control_group: there is no group '%s' on this machine", c->control_group);
+                return;
+        }
+        c->control_gid = found->gr_gid;
+}
+
 static void load_root(Loader *l, const YamlNode *root) {
         const YamlNode *zuora = NULL, *defaults = NULL, *envs = NULL, *max_hooks = NULL;
         EnvSection d;
@@ -1295,6 +1311,8 @@ static void load_root(Loader *l, const YamlNode *root) {
                         envs = root->items[i + 1];
                 else if (strcmp(k->value, "max_concurrent_hooks") == 0 && !max_hooks)
                         max_hooks = root->items[i + 1];
+                else if (strcmp(k->value, "control_group") == 0 && !l->config->control_group)
+                        load_control_group(l, k, root->items[i + 1]);
         }
         if (zuora)
                 load_zuora(l, zuora);
@@ -1548,6 +1566,7 @@ Config *config_free(Config *c) {
         free(c->secret_name);
         free(c->secret_path);
         free(c->entity_id);
+        free(c->control_group);
         free(c->ca_file);
         free(c);
         return NULL;

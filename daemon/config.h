@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "arena.h"
 #include "cron.h"
@@ -115,6 +116,8 @@ typedef struct Config {
         uint64_t request_timeout;            /* µs */
         unsigned max_concurrent_requests;
         unsigned max_concurrent_hooks; /* hooks running at once, all environments together */
+        char *control_group; /* who may use the control socket besides root and refreshd; or NULL */
+        gid_t control_gid;   /* its gid, when set */
         EnvConfig *envs;
         size_t n_envs;
         const EnvConfig **by_name; /* ENVS sorted by name, for config_find_env() */

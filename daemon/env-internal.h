@@ -46,6 +46,9 @@ void env_disarm_wait(Env *e);
 /* Changes state and runs the new state's entry action. */
 void env_enter_state(Env *e, EnvState s);
 
+/* Works on SLOT now (DUE says why), unless the overlap or min_interval rule skips it. */
+void env_begin(Env *e, int64_t slot, ReportDue due);
+
 /* Plans the next slot. */
 void env_schedule(Env *e);
 

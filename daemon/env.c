@@ -458,15 +458,42 @@ static void env_skip(Env *e, int64_t slot, const ReportSkip *why) {
         env_schedule(e);
 }
 
-static void env_fire(Env *e, int64_t slot) {
+/* Whether SLOT, come now, is held by a pause or a skip: it is skipped then,
+ * and remembered (a pause's latest) for a catch-up on resume. */
+static bool env_steered_away(Env *e, int64_t slot) {
         StateEnv *st = env_st(e);
+        const StateSkip *k;
 
-        e->prev_slot = st->last_slot;
-        st->last_slot = slot;
-        st->deferred_until = STATE_TIME_UNSET;
-        env_save_later(e);
-        if (e->host->ops->slot_fired)
-                e->host->ops->slot_fired(e->host, e->ec);
+        if (st->pause && st->pause->until != STATE_TIME_UNSET && env_now(e) >= st->pause->until)
+                env_resume(e, /* catch_up= */ false, NULL); /* its end came, its timer not run yet */
+        if (st->pause) {
+                st->pause->held = slot;
+                env_skip(
+                        e,
+                        slot,
+                        &(ReportSkip) { .reason = REPORT_SKIP_PAUSED,
+                                        .by = st->pause->by,
+                                        .note = st->pause->reason,
+                                        .until = st->pause->until != STATE_TIME_UNSET ? st->pause->until
+                                                                                      : REPORT_UNSET });
+                return true;
+        }
+        k = state_skip_find(e->host->state, e->name, slot);
+        if (k) {
+                ReportSkip why = { .reason = REPORT_SKIP_TOLD, .until = REPORT_UNSET };
+                _cleanup_free_ char *by = k->by ? strdup(k->by) : NULL;
+                _cleanup_free_ char *note = k->reason ? strdup(k->reason) : NULL;
+                why.by = by;
+                why.note = note;
+                state_skip_remove(e->host->state, e->name, slot);
+                env_skip(e, slot, &why);
+                return true;
+        }
+        return false;
+}
+
+void env_begin(Env *e, int64_t slot, ReportDue due) {
+        StateEnv *st = env_st(e);
 
         if (st->job) {
                 env_skip(e, slot, &(ReportSkip) { .reason = REPORT_SKIP_RUNNING, .job_id = st->job->id });
@@ -487,13 +514,27 @@ static void env_fire(Env *e, int64_t slot) {
         e->first_attempt = env_now_usec(e, CLOCK_BOOTTIME);
         st->intent_slot = slot;
         ReportFields f = env_fields(e, slot);
-        report_slot_due(e->ec, &f, REPORT_DUE_SLOT);
+        report_slot_due(e->ec, &f, due);
         if (e->deferred) {
                 e->deferred = false;
                 env_enter_state(e, ENV_LISTING); /* Zuora said when; asking again could defer forever */
                 return;
         }
         env_prepare(e);
+}
+
+static void env_fire(Env *e, int64_t slot) {
+        StateEnv *st = env_st(e);
+
+        e->prev_slot = st->last_slot;
+        st->last_slot = slot;
+        st->deferred_until = STATE_TIME_UNSET;
+        env_save_later(e);
+        if (e->host->ops->slot_fired)
+                e->host->ops->slot_fired(e->host, e->ec);
+        if (env_steered_away(e, slot))
+                return;
+        env_begin(e, slot, REPORT_DUE_SLOT);
 }
 
 /* Shortly before the slot fires (IDLE, nothing out): at the slot only the
@@ -503,8 +544,9 @@ static void env_check_ahead(Env *e) {
         StateEnv *st = env_st(e);
 
         e->checked_ahead = false;
-        if (e->state != ENV_IDLE || e->check || !st || st->job)
-                return;
+        if (e->state != ENV_IDLE || e->check || !st || st->job || st->pause ||
+            state_skip_find(e->host->state, e->name, e->next_slot))
+                return; /* nothing to check for: the slot is skipped */
         (void) env_get(e, ZUORA_ENDPOINT_ENVIRONMENT, env_on_checked, &e->check);
 }
 

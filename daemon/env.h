@@ -163,4 +163,26 @@ char *env_status_text(const Env *e);
  * a job followed. */
 bool env_is_busy(const Env *e);
 
+/* ---- steering (env-steer.c); BY names the caller, REASON may be NULL ---- */
+
+/* Pauses: no slot fires until UNTIL (STATE_TIME_UNSET: until resumed); a
+ * job in flight is still followed, a submission under way goes on. */
+int env_pause(Env *e, int64_t until, const char *reason, const char *by);
+/* Resumes (BY NULL: its pause ended by itself); with CATCH_UP, the latest
+ * slot held while paused fires now. False when it was not paused. */
+bool env_resume(Env *e, bool catch_up, const char *by);
+/* When its pause ends by itself, or STATE_TIME_UNSET. */
+int64_t env_pause_until(const Env *e);
+
+/* Skips SLOT (STATE_TIME_UNSET: the next slot not skipped yet), its slot in
+ * *RET_SLOT: 0, or 1 when it already was. -EINVAL: SLOT is no slot of the
+ * schedule still to come; -ENOENT: no slot comes. */
+int env_skip_slot(Env *e, int64_t slot, const char *reason, const char *by, int64_t *ret_slot);
+/* Fires SLOT again (STATE_TIME_UNSET: the earliest skipped), in *RET_SLOT;
+ * -ENOENT: it is not skipped. */
+int env_unskip_slot(Env *e, int64_t slot, const char *by, int64_t *ret_slot);
+
+/* The next slot that will fire (not skipped, not paused), or STATE_TIME_UNSET. */
+int64_t env_next_fire(const Env *e);
+
 const char *env_state_to_string(EnvState s);

@@ -7,9 +7,10 @@
  * it; tests/cli/test_layers.py checks every include against this list):
  *   main
  *   manager command
+ *   control
  *   env outbox recipients
  *   client plan store state intentlog report secret timerq hook
- *   zuora zclock cron config http tz duration event
+ *   zuora zclock cron config http varlink tz duration event
  *   json yamltree arena utf8 httpdate sort fileio
  *   macro civil list refreshd-messages
  *
@@ -34,9 +35,12 @@
 
 #include "command.h"
 #include "config.h"
+#include "control.h"
+#include "duration.h"
 #include "macro.h"
 #include "manager.h"
 #include "report.h"
+#include "state.h"
 #include "tz.h"
 
 #define EXIT_USAGE 2
@@ -48,6 +52,11 @@ typedef enum Command {
         COMMAND_REFRESH,
         COMMAND_CANCEL,
         COMMAND_HOOKS,
+        COMMAND_PAUSE,
+        COMMAND_RESUME,
+        COMMAND_SKIP,
+        COMMAND_UNSKIP,
+        COMMAND_LIST,
         _COMMAND_MAX,
         _COMMAND_INVALID = -EINVAL,
 } Command;
@@ -66,6 +75,12 @@ typedef struct Args {
         bool online;
         EventKind event; /* hooks */
         bool dry_run;
+        char *control_socket;
+        char **env_names; /* pause, resume: into argv */
+        size_t n_env_names;
+        int64_t until, slot; /* STATE_TIME_UNSET: not given */
+        const char *reason;
+        bool catch_up;
 } Args;
 
 static const char *command_to_string(Command c) {
@@ -82,6 +97,16 @@ static const char *command_to_string(Command c) {
                 return "cancel";
         case COMMAND_HOOKS:
                 return "hooks";
+        case COMMAND_PAUSE:
+                return "pause";
+        case COMMAND_RESUME:
+                return "resume";
+        case COMMAND_SKIP:
+                return "skip";
+        case COMMAND_UNSKIP:
+                return "unskip";
+        case COMMAND_LIST:
+                return "list";
         case _COMMAND_MAX:
         case _COMMAND_INVALID:
                 break;
@@ -109,6 +134,11 @@ static void help(void) {
                "  cancel ENV          cancel the running refresh of environment ENV\n"
                "  hooks ENV --event NAME\n"
                "                      run ENV's hooks and webhooks for a sample event NAME\n"
+               "  pause ENV...        fire nothing in ENV until resumed (or --until)\n"
+               "  resume ENV...       fire again (--catch-up: the latest slot held fires now)\n"
+               "  skip ENV            do not fire ENV's next slot (or --slot TIME)\n"
+               "  unskip ENV          fire a skipped slot after all (the earliest, or --slot TIME)\n"
+               "  list                every environment, sorted by its next fire\n"
                "\n"
                "Options:\n"
                "  -c, --config PATH   config file (default: $CONFIGURATION_DIRECTORY/refreshd.yaml,\n"
@@ -127,12 +157,33 @@ static void help(void) {
                "      --event NAME    hooks: the event (submitted, started, completed, failed,\n"
                "                      canceled, lost, rejected, skipped, retrying, hook_failed)\n"
                "      --dry-run       hooks: print what would run and where it would post\n"
+               "      --until TIME    pause: resume by itself then (ISO 8601, or a duration from\n"
+               "                      now such as 2h or 3d)\n"
+               "      --reason TEXT   pause, skip: why, for the journal and list\n"
+               "      --catch-up      resume: fire the latest slot held while paused\n"
+               "      --slot TIME     skip, unskip: that slot (ISO 8601) instead of the next\n"
+               "      --control-socket PATH\n"
+               "                      the daemon's control socket (default:\n"
+               "                      $RUNTIME_DIRECTORY/io.refreshd.sock, else " CONTROL_SOCKET_DEFAULT
+               ")\n"
                "  -h, --help          show this help\n"
                "      --version       show the version\n"
                "\n"
                "Exit status: 0 ok, 1 failure (invalid config, failed refresh), 2 usage error,\n"
                "78 when `run` finds its config invalid at start.\n",
                PROJECT_VERSION);
+}
+
+/* --until: an ISO 8601 time, or a duration from now ("2h"). */
+static int parse_until(const char *s, int64_t *ret) {
+        uint64_t usec;
+
+        if (tz_parse_iso8601(s, ret) >= 0)
+                return 0;
+        if (duration_parse(s, &usec, NULL) < 0 || usec == 0)
+                return -EINVAL;
+        *ret = (int64_t) time(NULL) + (int64_t) (usec / USEC_PER_SEC);
+        return 0;
 }
 
 _printf_(1, 2) static int usage_error(const char *fmt, ...) {
@@ -157,6 +208,11 @@ enum {
         ARG_ONLINE,
         ARG_EVENT,
         ARG_DRY_RUN,
+        ARG_CONTROL_SOCKET,
+        ARG_UNTIL,
+        ARG_REASON,
+        ARG_CATCH_UP,
+        ARG_SLOT,
 };
 
 /* Returns 1 to go on, 0 to exit successfully (help, version), <0 on a usage error. */
@@ -174,6 +230,11 @@ static int parse_args(int argc, char *argv[], Args *args) {
                 { "online", no_argument, NULL, ARG_ONLINE },
                 { "event", required_argument, NULL, ARG_EVENT },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "control-socket", required_argument, NULL, ARG_CONTROL_SOCKET },
+                { "until", required_argument, NULL, ARG_UNTIL },
+                { "reason", required_argument, NULL, ARG_REASON },
+                { "catch-up", no_argument, NULL, ARG_CATCH_UP },
+                { "slot", required_argument, NULL, ARG_SLOT },
                 {},
         };
         bool check_only = false;
@@ -241,6 +302,32 @@ static int parse_args(int argc, char *argv[], Args *args) {
                 case ARG_DRY_RUN:
                         args->dry_run = true;
                         break;
+                case ARG_CONTROL_SOCKET:
+                        free(args->control_socket);
+                        args->control_socket = strdup(optarg);
+                        if (!args->control_socket)
+                                return -ENOMEM;
+                        break;
+                case ARG_UNTIL:
+                        if (parse_until(optarg, &args->until) < 0)
+                                return usage_error(
+                                        "--until takes an ISO 8601 time such as 2027-01-04T00:00:00+01:00 "
+                                        "or a duration such as 2h, not '%s'",
+                                        optarg);
+                        break;
+                case ARG_SLOT:
+                        if (tz_parse_iso8601(optarg, &args->slot) < 0)
+                                return usage_error(
+                                        "--slot takes an ISO 8601 time such as 2026-12-08T02:00:00+01:00, "
+                                        "not '%s'",
+                                        optarg);
+                        break;
+                case ARG_REASON:
+                        args->reason = optarg;
+                        break;
+                case ARG_CATCH_UP:
+                        args->catch_up = true;
+                        break;
                 case ARG_LOG_TARGET:
                         args->log_target = log_target_from_string(optarg);
                         if (args->log_target < 0)
@@ -259,8 +346,17 @@ static int parse_args(int argc, char *argv[], Args *args) {
                         return usage_error("unknown command '%s'", argv[optind]);
                 optind++;
         }
+        if (args->command == COMMAND_PAUSE || args->command == COMMAND_RESUME) {
+                if (optind >= argc)
+                        return usage_error(
+                                "'%s' needs the names of environments", command_to_string(args->command));
+                args->env_names = argv + optind;
+                args->n_env_names = (size_t) (argc - optind);
+                optind = argc;
+        }
         if (args->command == COMMAND_REFRESH || args->command == COMMAND_CANCEL ||
-            args->command == COMMAND_HOOKS) {
+            args->command == COMMAND_HOOKS || args->command == COMMAND_SKIP ||
+            args->command == COMMAND_UNSKIP) {
                 if (optind >= argc)
                         return usage_error(
                                 "'%s' needs the name of an environment", command_to_string(args->command));
@@ -276,8 +372,18 @@ static int parse_args(int argc, char *argv[], Args *args) {
                 return usage_error("--event and --dry-run are options of 'hooks'");
         if (args->command == COMMAND_HOOKS && args->event < 0)
                 return usage_error("'hooks' needs --event NAME");
-        if (args->json && args->command != COMMAND_CHECK && args->command != COMMAND_STATUS)
-                return usage_error("--json is an option of 'check' and 'status'");
+        if (args->json && args->command != COMMAND_CHECK && args->command != COMMAND_STATUS &&
+            args->command != COMMAND_LIST)
+                return usage_error("--json is an option of 'check', 'status' and 'list'");
+        if (args->until != STATE_TIME_UNSET && args->command != COMMAND_PAUSE)
+                return usage_error("--until is an option of 'pause'");
+        if (args->reason && args->command != COMMAND_PAUSE && args->command != COMMAND_SKIP)
+                return usage_error("--reason is an option of 'pause' and 'skip'");
+        if (args->catch_up && args->command != COMMAND_RESUME)
+                return usage_error("--catch-up is an option of 'resume'");
+        if (args->slot != STATE_TIME_UNSET && args->command != COMMAND_SKIP &&
+            args->command != COMMAND_UNSKIP)
+                return usage_error("--slot is an option of 'skip' and 'unskip'");
 
         if (!args->config_path) {
                 args->config_path = config_default_path();
@@ -287,6 +393,11 @@ static int parse_args(int argc, char *argv[], Args *args) {
         if (!args->state_dir) {
                 args->state_dir = manager_default_state_dir();
                 if (!args->state_dir)
+                        return -ENOMEM;
+        }
+        if (!args->control_socket) {
+                args->control_socket = control_default_path();
+                if (!args->control_socket)
                         return -ENOMEM;
         }
         return 1;
@@ -325,7 +436,7 @@ static int command_run(const Args *args) {
                 report_log(LOG_ERR, "cannot start: %s", strerror(-r));
                 return EXIT_FAILURE;
         }
-        r = manager_start(m);
+        r = manager_start(m, args->control_socket);
         if (r >= 0)
                 r = sd_event_loop(event);
         if (r < 0)
@@ -338,7 +449,9 @@ int main(int argc, char *argv[]) {
         Args args = { .command = COMMAND_RUN,
                       .next = 3,
                       .log_target = LOG_TARGET_AUTO,
-                      .event = _EVENT_KIND_INVALID };
+                      .event = _EVENT_KIND_INVALID,
+                      .until = STATE_TIME_UNSET,
+                      .slot = STATE_TIME_UNSET };
         int r;
 
         /* A reader that went away (refreshd run 2>&1 | head -1) is a write
@@ -349,6 +462,7 @@ int main(int argc, char *argv[]) {
         if (r <= 0) {
                 free(args.config_path);
                 free(args.state_dir);
+                free(args.control_socket);
                 return r == 0 ? EXIT_SUCCESS : r == -ENOMEM ? EXIT_FAILURE : EXIT_USAGE;
         }
         if (!args.from_set)
@@ -373,11 +487,28 @@ int main(int argc, char *argv[]) {
         case COMMAND_HOOKS:
                 r = command_hooks(args.config_path, args.env_name, args.event, args.dry_run);
                 break;
+        case COMMAND_PAUSE:
+                r = command_pause(
+                        args.control_socket, args.env_names, args.n_env_names, args.until, args.reason);
+                break;
+        case COMMAND_RESUME:
+                r = command_resume(args.control_socket, args.env_names, args.n_env_names, args.catch_up);
+                break;
+        case COMMAND_SKIP:
+                r = command_skip(args.control_socket, args.env_name, args.slot, args.reason);
+                break;
+        case COMMAND_UNSKIP:
+                r = command_unskip(args.control_socket, args.env_name, args.slot);
+                break;
+        case COMMAND_LIST:
+                r = command_list(args.control_socket, args.config_path, args.state_dir, args.json);
+                break;
         case _COMMAND_MAX:
         case _COMMAND_INVALID:
                 assert_not_reached();
         }
         free(args.config_path);
         free(args.state_dir);
+        free(args.control_socket);
         return r;
 }

@@ -18,12 +18,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <syslog.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "civil.h"
+#include "control.h"
 #include "env.h"
 #include "macro.h"
 #include "manager.h"
@@ -32,6 +35,7 @@
 #include "report.h"
 #include "secret.h"
 #include "sort.h"
+#include "varlink.h"
 
 #define STATE_DIR_DEFAULT "/var/lib/refreshd"
 
@@ -64,6 +68,7 @@ static int64_t manager_now(Manager *m) {
 static void manager_save_later(Manager *m);
 static void manager_checks_changed(Manager *m, bool checking);
 static void manager_update_status(Manager *m);
+static void manager_arm_pause_timer(Manager *m);
 
 /* ---- config ---- */
 
@@ -516,11 +521,102 @@ static void manager_reload(Manager *m) {
          * environments that is 13 MB of RSS until it is given back. */
         (void) malloc_trim(0);
 
+        manager_arm_pause_timer(m);
         report_reloaded(m->config_path, c->n_envs);
         free(m->status_text);
         m->status_text = NULL;
         manager_send_status(m);
         (void) sd_notify(false, "READY=1");
+}
+
+/* ---- the control socket ---- */
+
+static Env *control_find(void *userdata, const char *name) {
+        return manager_find_env(userdata, name);
+}
+
+static Env *const *control_envs(void *userdata, size_t *ret_n) {
+        Manager *m = userdata;
+        *ret_n = m->n_envs;
+        return m->envs;
+}
+
+/* Arms the pause timer for the earliest pause that ends by itself. */
+static void manager_arm_pause_timer(Manager *m) {
+        int64_t next = INT64_MAX;
+
+        for (size_t i = 0; i < m->n_envs; i++) {
+                int64_t until = env_pause_until(m->envs[i]);
+                if (until != STATE_TIME_UNSET && until < next)
+                        next = until;
+        }
+        if (next == INT64_MAX) {
+                (void) sd_event_source_set_enabled(m->pause_timer, SD_EVENT_OFF);
+                return;
+        }
+        (void) sd_event_source_set_time(m->pause_timer, next < 0 ? 0 : (uint64_t) next * USEC_PER_SEC);
+        (void) sd_event_source_set_enabled(m->pause_timer, SD_EVENT_ONESHOT);
+}
+
+static void control_pauses_changed(void *userdata) {
+        manager_arm_pause_timer(userdata);
+}
+
+static int manager_on_pause_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int64_t now = manager_now(m);
+
+        for (size_t i = 0; i < m->n_envs; i++) {
+                int64_t until = env_pause_until(m->envs[i]);
+                if (until != STATE_TIME_UNSET && until <= now)
+                        (void) env_resume(m->envs[i], /* catch_up= */ false, /* by= */ NULL);
+        }
+        manager_arm_pause_timer(m);
+        return 0;
+}
+
+static const ControlOps control_ops = {
+        .find = control_find,
+        .envs = control_envs,
+        .pauses_changed = control_pauses_changed,
+};
+
+/* Whether a daemon already answers on PATH (then its socket is left alone). */
+static bool control_socket_in_use(const char *path) {
+        int fd;
+
+        if (varlink_connect(path, &fd) < 0)
+                return false;
+        close(fd);
+        return true;
+}
+
+static void manager_open_control(Manager *m, const char *control_path) {
+        _cleanup_free_ char *def = control_path ? NULL : control_default_path();
+        const char *path = control_path ?: def;
+        gid_t group = m->config->control_group ? m->config->control_gid : (gid_t) -1;
+        int r;
+
+        if (!path)
+                return;
+        if (control_socket_in_use(path)) {
+                report_log(
+                        LOG_WARNING,
+                        "control socket %s: another refreshd answers there; this one has none "
+                        "(give it --control-socket PATH)",
+                        path);
+                return;
+        }
+        if (!control_path && !getenv("RUNTIME_DIRECTORY"))
+                (void) mkdir("/run/refreshd", 0755); /* not under systemd: the default's directory */
+        r = control_new(m->event, path, group, &control_ops, m, &m->control);
+        if (r < 0)
+                report_log(
+                        LOG_WARNING,
+                        "control socket %s: cannot listen: %s; pause, resume, skip and list cannot "
+                        "reach this daemon",
+                        path,
+                        strerror(-r));
 }
 
 static int manager_on_reload(sd_event_source *s, void *userdata) {
@@ -751,7 +847,8 @@ int manager_new(sd_event *event, const char *config_path, const char *state_dir,
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
-        /* In the reverse order of manager_new(). */
+        /* In the reverse order of manager_new(), the control socket first: it reaches the envs. */
+        control_free(m->control);
         for (size_t i = 0; i < m->n_envs; i++)
                 env_free(m->envs[i]);
         free(m->envs);
@@ -769,6 +866,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->reload_source);
         sd_event_source_disable_unref(m->clock_source);
         sd_event_source_disable_unref(m->status_source);
+        sd_event_source_disable_unref(m->pause_timer);
         sd_event_unref(m->event);
         free(m->status_text);
         free(m->config_path);
@@ -777,7 +875,7 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
-int manager_start(Manager *m) {
+int manager_start(Manager *m, const char *control_path) {
         sigset_t mask;
         int r;
 
@@ -802,8 +900,12 @@ int manager_start(Manager *m) {
         if (r >= 0)
                 r = sd_event_add_time(
                         m->event, &m->status_source, CLOCK_MONOTONIC, 0, 1, manager_on_status, m);
+        if (r >= 0)
+                r = sd_event_add_time(
+                        m->event, &m->pause_timer, CLOCK_REALTIME, 0, 1, manager_on_pause_timer, m);
         if (r < 0)
                 return r;
+        (void) sd_event_source_set_description(m->pause_timer, "pause-end");
         /* Idle priority: they run once everything pending in this turn of
          * the loop is done, so a burst of changes costs one state write (one
          * fsync) and one STATUS= rebuild (and that at most once a second). */
@@ -832,6 +934,8 @@ int manager_start(Manager *m) {
                         return r;
         }
         recipients_set_config(m->recipients, m->config);
+        manager_arm_pause_timer(m);
+        manager_open_control(m, control_path);
         manager_save_later(m);
         /* What the start freed (state.json's tree, the config's parse) is
          * scattered over the heap: give it back before the first reload

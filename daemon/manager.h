@@ -49,6 +49,8 @@ typedef struct Manager {
         sd_event_source *status_source; /* CLOCK_MONOTONIC: one STATUS= rebuild per second at most */
         uint64_t status_sent_usec;      /* CLOCK_MONOTONIC: when it was last rebuilt */
         char *status_text;              /* the last STATUS= sent */
+        struct Control *control;        /* the control socket (io.refreshd.Manager); NULL: none */
+        sd_event_source *pause_timer;   /* CLOCK_REALTIME: the next pause to end by itself */
         bool clock_warned;              /* Zuora's clock was reported off ... */
         int64_t clock_warned_offset;    /* ... by this much, µs */
 } Manager;
@@ -58,9 +60,11 @@ typedef struct Manager {
 int manager_new(sd_event *event, const char *config_path, const char *state_dir, Manager **ret);
 Manager *manager_free(Manager *m);
 
-/* Arms every timer, resumes jobs in flight, catches up missed slots and
+/* Arms every timer, resumes jobs in flight, catches up missed slots,
+ * listens on the control socket at CONTROL_PATH (NULL: the default; a
+ * socket that cannot be had is reported, and the daemon runs without) and
  * sends READY=1. */
-int manager_start(Manager *m);
+int manager_start(Manager *m, const char *control_path);
 
 /* The state directory to use when none is given: $STATE_DIRECTORY, else
  * /var/lib/refreshd. Returns a new string. */

@@ -170,3 +170,24 @@ uint64_t plan_backoff_usec(unsigned attempt, uint64_t random) {
                 ceiling = BACKOFF_CAP_USEC;
         return random % (ceiling + 1);
 }
+
+int64_t plan_next_fire(
+        const EnvConfig *ec,
+        int64_t after,
+        int64_t paused_until,
+        bool (*skipped)(int64_t slot, void *userdata),
+        void *userdata) {
+        int64_t slot = after;
+
+        if (paused_until == INT64_MAX)
+                return PLAN_UNSET;
+        for (unsigned i = 0; i < PLAN_SKIP_LOOKAHEAD; i++) {
+                if (cron_next(ec->cron, ec->tz, slot, &slot) < 0)
+                        return PLAN_UNSET;
+                if (paused_until != PLAN_UNSET && slot < paused_until)
+                        continue;
+                if (!skipped || !skipped(slot, userdata))
+                        return slot;
+        }
+        return PLAN_UNSET;
+}

@@ -111,6 +111,19 @@ const ZuoraJob *plan_covering_job(const EnvConfig *ec, const PlanSlot *s, const 
  * or NULL. */
 const ZuoraJob *plan_running_job(const ZuoraJob *jobs, size_t n);
 
+/* How many slots ahead the next fire is looked for among skipped ones. */
+#define PLAN_SKIP_LOOKAHEAD 10000
+
+/* The first slot of EC after AFTER that fires: not SKIPPED (may be NULL)
+ * and not held by a pause that ends at PAUSED_UNTIL (PLAN_UNSET: no pause;
+ * INT64_MAX: one until resumed). PLAN_UNSET when none does. */
+int64_t plan_next_fire(
+        const EnvConfig *ec,
+        int64_t after,
+        int64_t paused_until,
+        bool (*skipped)(int64_t slot, void *userdata),
+        void *userdata);
+
 /* The delay before retry ATTEMPT (from 0), full jitter: uniform in
  * [0, min(10 min, 5 s * 2^ATTEMPT)], drawn from RANDOM. */
 uint64_t plan_backoff_usec(unsigned attempt, uint64_t random);

@@ -134,6 +134,10 @@ static int field_list_build(FieldList *l, const ReportFields *f) {
                 r = field_addf(l, "REFRESHD_HOOK_STREAM=%s", f->hook_stream);
         if (f->webhook_host && r >= 0)
                 r = field_addf(l, "REFRESHD_WEBHOOK_HOST=%s", f->webhook_host);
+        if (f->caller && r >= 0)
+                r = field_addf(l, "REFRESHD_CALLER=%s", f->caller);
+        if (f->reason && r >= 0)
+                r = field_addf(l, "REFRESHD_REASON=%s", f->reason);
         return r;
 }
 
@@ -528,6 +532,9 @@ void report_slot_due(const EnvConfig *ec, const ReportFields *f, ReportDue why) 
         case REPORT_DUE_CLOCK_JUMPED:
                 snprintf(what, sizeof(what), "the clock jumped past the slot %s", slot);
                 break;
+        case REPORT_DUE_RESUMED:
+                snprintf(what, sizeof(what), "catching up the slot %s held while paused, as told", slot);
+                break;
         case _REPORT_DUE_MAX:
         case _REPORT_DUE_INVALID:
                 assert_not_reached();
@@ -568,6 +575,26 @@ char *report_skip_reason(const EnvConfig *ec, const ReportSkip *why, char *reaso
                         "the refresh for slot %s is still being submitted",
                         LOCAL(ec, why->other_slot));
                 break;
+        case REPORT_SKIP_PAUSED:
+                snprintf(
+                        reason,
+                        size,
+                        "paused by %s%s%s%s%s",
+                        why->by ?: "an operator",
+                        why->until != REPORT_UNSET ? " until " : "",
+                        why->until != REPORT_UNSET ? LOCAL(ec, why->until) : "",
+                        why->note ? ": " : "",
+                        why->note ?: "");
+                break;
+        case REPORT_SKIP_TOLD:
+                snprintf(
+                        reason,
+                        size,
+                        "skipped by %s%s%s",
+                        why->by ?: "an operator",
+                        why->note ? ": " : "",
+                        why->note ?: "");
+                break;
         case _REPORT_SKIP_REASON_MAX:
         case _REPORT_SKIP_REASON_INVALID:
                 assert_not_reached();
@@ -587,6 +614,49 @@ void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const Repor
                 ec->name,
                 LOCAL(ec, f->slot),
                 reason);
+}
+
+/* " (reason: TEXT)", or nothing. */
+#define REASON_SUFFIX(f) (f)->reason ? " (reason: " : "", (f)->reason ?: "", (f)->reason ? ")" : ""
+
+void report_paused(const EnvConfig *ec, const ReportFields *f, int64_t until) {
+        report_event(
+                REFRESHD_MESSAGE_PAUSED,
+                LOG_NOTICE,
+                f,
+                "Environment '%s': paused by %s%s%s%s%s%s",
+                ec->name,
+                f->caller ?: "an operator",
+                until != REPORT_UNSET ? " until " : "",
+                until != REPORT_UNSET ? LOCAL(ec, until) : "",
+                REASON_SUFFIX(f));
+}
+
+void report_resumed(const EnvConfig *ec, const ReportFields *f, bool expired) {
+        report_event(
+                REFRESHD_MESSAGE_RESUMED,
+                LOG_NOTICE,
+                f,
+                "Environment '%s': resumed %s%s%s%s%s",
+                ec->name,
+                expired ? "as its pause ended" : "by ",
+                expired ? "" : f->caller ?: "an operator",
+                f->slot != REPORT_UNSET ? "; slot " : "",
+                f->slot != REPORT_UNSET ? LOCAL(ec, f->slot) : "",
+                f->slot != REPORT_UNSET ? ", held while paused, is caught up now" : "");
+}
+
+void report_skip_changed(const EnvConfig *ec, const ReportFields *f, bool added) {
+        report_event(
+                REFRESHD_MESSAGE_SKIP_CHANGED,
+                LOG_NOTICE,
+                f,
+                "Environment '%s': slot %s %s by %s%s%s%s",
+                ec->name,
+                LOCAL(ec, f->slot),
+                added ? "will be skipped, as told" : "will fire again, as told",
+                f->caller ?: "an operator",
+                REASON_SUFFIX(f));
 }
 
 void report_ineligible(const EnvConfig *ec, const ReportFields *f, int64_t allowed_from, bool deferred) {

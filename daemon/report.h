@@ -44,6 +44,8 @@ typedef struct ReportFields {
         const char *hook;           /* REFRESHD_HOOK: the program a hook runs */
         const char *hook_stream;    /* REFRESHD_HOOK_STREAM: stdout or stderr */
         const char *webhook_host;   /* REFRESHD_WEBHOOK_HOST: never the whole URL */
+        const char *caller;         /* REFRESHD_CALLER: who steered it, "uid 1000 (alice)" */
+        const char *reason;         /* REFRESHD_REASON: the reason they gave */
 } ReportFields;
 
 #define REPORT_FIELDS_INIT                                                                                  \
@@ -89,6 +91,7 @@ typedef enum ReportDue {
         REPORT_DUE_SLOT,         /* its time came */
         REPORT_DUE_CATCH_UP,     /* missed while refreshd was not running */
         REPORT_DUE_CLOCK_JUMPED, /* the clock jumped past it */
+        REPORT_DUE_RESUMED,      /* held while paused, caught up on resume as told */
         _REPORT_DUE_MAX,
         _REPORT_DUE_INVALID = -EINVAL,
 } ReportDue;
@@ -102,6 +105,8 @@ typedef enum ReportSkipReason {
         REPORT_SKIP_MIN_INTERVAL,     /* OTHER_SLOT was submitted less than MIN_INTERVAL before */
         REPORT_SKIP_SUBMITTING,       /* OTHER_SLOT is still being submitted */
         REPORT_SKIP_RUNNING_AT_ZUORA, /* job JOB_ID, not refreshd's for this slot, runs at Zuora */
+        REPORT_SKIP_PAUSED,           /* paused by BY (until UNTIL), for NOTE */
+        REPORT_SKIP_TOLD,             /* `refreshd skip` by BY, for NOTE */
         _REPORT_SKIP_REASON_MAX,
         _REPORT_SKIP_REASON_INVALID = -EINVAL,
 } ReportSkipReason;
@@ -112,12 +117,25 @@ typedef struct ReportSkip {
         int64_t other_slot;
         uint64_t min_interval; /* µs */
         bool no_next_refresh;  /* RUNNING_AT_ZUORA: Zuora shows no nextRefreshTime, but a lastRefreshTime */
+        const char *by;        /* PAUSED, TOLD */
+        const char *note;      /* PAUSED, TOLD: their reason; may be NULL */
+        int64_t until;         /* PAUSED: or REPORT_UNSET */
 } ReportSkip;
 
 void report_slot_skipped(const EnvConfig *ec, const ReportFields *f, const ReportSkip *why);
 
 /* Why a slot was skipped, in words ("job 8f… is still running"), into REASON. */
 char *report_skip_reason(const EnvConfig *ec, const ReportSkip *why, char *reason, size_t size);
+
+/* ---- steering: F->caller did it, F->reason says why ---- */
+
+/* Paused until UNTIL (REPORT_UNSET: until resumed). */
+void report_paused(const EnvConfig *ec, const ReportFields *f, int64_t until);
+/* Resumed: by F->caller, or by itself when its pause ended (EXPIRED); slot
+ * F->slot, held while paused, fires now (REPORT_UNSET: none does). */
+void report_resumed(const EnvConfig *ec, const ReportFields *f, bool expired);
+/* Slot F->slot is to be skipped (ADDED) or fired again. */
+void report_skip_changed(const EnvConfig *ec, const ReportFields *f, bool added);
 
 /* Zuora allows no refresh before ALLOWED_FROM: the slot is DEFERRED to then, or skipped. */
 void report_ineligible(const EnvConfig *ec, const ReportFields *f, int64_t allowed_from, bool deferred);

@@ -134,12 +134,28 @@ static StateLastEvent *state_last_event_free(StateLastEvent *le) {
         return NULL;
 }
 
+static StatePause *state_pause_free(StatePause *p) {
+        if (p) {
+                free(p->reason);
+                free(p->by);
+                free(p);
+        }
+        return NULL;
+}
+
+static void skip_done(StateSkip *k) {
+        free(k->environment);
+        free(k->reason);
+        free(k->by);
+}
+
 static void state_env_done(StateEnv *e) {
         free(e->name); /* and the id, which is in the same block */
         free(e->intent_track_id);
         state_job_free(e->job);
         state_last_job_free(e->last_job);
         state_last_event_free(e->last_event);
+        state_pause_free(e->pause);
 }
 
 static void recipient_done(StateRecipient *r) {
@@ -165,6 +181,9 @@ State *state_free(State *s) {
         for (size_t i = 0; i < s->n_recipients; i++)
                 recipient_done(&s->recipients[i]);
         free(s->recipients);
+        for (size_t i = 0; i < s->n_skips; i++)
+                skip_done(&s->skips[i]);
+        free(s->skips);
         free(s->index);
         free(s);
         return NULL;
@@ -223,6 +242,108 @@ void state_recipient_remove(State *s, const char *environment, const char *id) {
                 s->n_recipients--;
                 return;
         }
+}
+
+/* ---- pauses and skips ---- */
+
+static void state_pause_init(void *p);
+
+/* *P becomes a copy of S (NULL stays NULL). */
+static int replace_string(char **p, const char *s) {
+        char *c = NULL;
+
+        if (s && !(c = strdup(s)))
+                return -ENOMEM;
+        free(*p);
+        *p = c;
+        return 0;
+}
+
+int state_env_pause(StateEnv *e, int64_t at, int64_t until, const char *reason, const char *by) {
+        StatePause *p = e->pause;
+
+        if (!p) {
+                p = malloc(sizeof(*p));
+                if (!p)
+                        return -ENOMEM;
+                state_pause_init(p);
+                p->at = at;
+        }
+        if (replace_string(&p->reason, reason) < 0 || replace_string(&p->by, by) < 0) {
+                if (p != e->pause)
+                        state_pause_free(p);
+                return -ENOMEM;
+        }
+        p->until = until;
+        e->pause = p;
+        return 0;
+}
+
+bool state_env_resume(StateEnv *e) {
+        bool was = e->pause;
+
+        e->pause = state_pause_free(e->pause);
+        return was;
+}
+
+int state_skip_add(
+        State *s, const char *environment, int64_t slot, int64_t at, const char *reason, const char *by) {
+        StateSkip k = { .slot = slot, .at = at };
+
+        if (state_skip_find(s, environment, slot))
+                return -EEXIST;
+        if (!(k.environment = strdup(environment)) || replace_string(&k.reason, reason) < 0 ||
+            replace_string(&k.by, by) < 0 || GROW(s->skips, s->skips_allocated, s->n_skips, 8) < 0) {
+                skip_done(&k);
+                return -ENOMEM;
+        }
+        s->skips[s->n_skips++] = k;
+        return 0;
+}
+
+const StateSkip *state_skip_find(const State *s, const char *environment, int64_t slot) {
+        const StateSkip *found = NULL;
+
+        for (size_t i = 0; i < s->n_skips; i++) {
+                const StateSkip *k = &s->skips[i];
+                if (strcmp(k->environment, environment) != 0)
+                        continue;
+                if (k->slot == slot)
+                        return k;
+                if (slot == STATE_TIME_UNSET && (!found || k->slot < found->slot))
+                        found = k;
+        }
+        return found;
+}
+
+/* Takes out ENVIRONMENT's skips that MATCH (with SLOT); how many. */
+static size_t skips_remove(
+        State *s, const char *environment, int64_t slot, bool (*match)(int64_t, int64_t)) {
+        size_t k = 0, n = s->n_skips;
+
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(s->skips[i].environment, environment) == 0 && match(s->skips[i].slot, slot))
+                        skip_done(&s->skips[i]);
+                else
+                        s->skips[k++] = s->skips[i];
+        s->n_skips = k;
+        return n - k;
+}
+
+static bool slot_equal(int64_t a, int64_t b) {
+        return a == b;
+}
+
+static bool slot_at_or_before(int64_t a, int64_t b) {
+        return a <= b;
+}
+
+bool state_skip_remove(State *s, const char *environment, int64_t slot) {
+        return skips_remove(s, environment, slot, slot_equal) > 0;
+}
+
+void state_skips_drop_past(State *s, const char *environment, int64_t slot) {
+        (void) skips_remove(s, environment, slot, slot_at_or_before);
 }
 
 ssize_t state_outbox_find(const State *s, const char *id) {
@@ -519,6 +640,7 @@ void state_prune(State *s, bool (*keep)(const char *name, void *userdata), void 
                 /* A job in flight is still ours to follow, and a slot being
                  * submitted still ours to settle. */
                 if (!e->job && e->intent_slot == STATE_TIME_UNSET && !keep(e->name, userdata)) {
+                        state_skips_drop_past(s, e->name, INT64_MAX);
                         state_env_done(e);
                         continue;
                 }
@@ -648,6 +770,41 @@ static const FieldSet last_event_set = {
         state_last_event_free_void,
 };
 
+static void state_pause_init(void *p) {
+        *(StatePause *) p =
+                (StatePause) { .at = STATE_TIME_UNSET, .until = STATE_TIME_UNSET, .held = STATE_TIME_UNSET };
+}
+
+static void state_pause_free_void(void *p) {
+        state_pause_free(p);
+}
+
+static const Field pause_fields[] = {
+        { "at", FIELD_TIME, true, offsetof(StatePause, at) },
+        { "until", FIELD_TIME, false, offsetof(StatePause, until) },
+        { "reason", FIELD_STRING, false, offsetof(StatePause, reason) },
+        { "by", FIELD_STRING, false, offsetof(StatePause, by) },
+        { "held", FIELD_TIME, false, offsetof(StatePause, held) },
+};
+
+static const FieldSet pause_set = {
+        FIELDS(pause_fields),
+        sizeof(StatePause),
+        state_pause_init,
+        state_pause_free_void,
+};
+
+/* An entry of the top-level "skips" array. */
+static const Field skip_fields[] = {
+        { "environment", FIELD_STRING, true, offsetof(StateSkip, environment) },
+        { "slot", FIELD_TIME, true, offsetof(StateSkip, slot) },
+        { "at", FIELD_TIME, false, offsetof(StateSkip, at) },
+        { "reason", FIELD_STRING, false, offsetof(StateSkip, reason) },
+        { "by", FIELD_STRING, false, offsetof(StateSkip, by) },
+};
+
+static const FieldSet skip_set = { FIELDS(skip_fields) };
+
 static const Field env_fields[] = {
         { "id", FIELD_ENV_ID, false, offsetof(StateEnv, id) },
         { "since", FIELD_TIME, false, offsetof(StateEnv, since) },
@@ -660,6 +817,7 @@ static const Field env_fields[] = {
         { "job", FIELD_OBJECT, false, offsetof(StateEnv, job), &job_set },
         { "last_job", FIELD_OBJECT, false, offsetof(StateEnv, last_job), &last_job_set },
         { "last_event", FIELD_OBJECT, false, offsetof(StateEnv, last_event), &last_event_set, true },
+        { "pause", FIELD_OBJECT, false, offsetof(StateEnv, pause), &pause_set, true },
 };
 
 static const FieldSet env_set = { FIELDS(env_fields) };
@@ -1125,6 +1283,36 @@ static int parse_recipients(const JsonNode *root, State *s, char **reterr_messag
         return 0;
 }
 
+/* "skips": [{"environment", "slot", "at", "reason", "by"}, …], or absent. */
+static int parse_skips(const JsonNode *root, State *s, char **reterr_message) {
+        const JsonNode *l;
+        size_t i = 0;
+        int r;
+
+        r = object_get(root, "", "skips", &l, reterr_message);
+        if (r < 0 || !l)
+                return r;
+        if (l->type != JSON_ARRAY)
+                return bad(reterr_message, "skips: not an array");
+        for (const JsonNode *item = l->first; item; item = item->next, i++) {
+                StateSkip k = { .slot = STATE_TIME_UNSET, .at = STATE_TIME_UNSET };
+                char prefix[32];
+
+                snprintf(prefix, sizeof(prefix), "skips[%zu]", i);
+                if (item->type != JSON_OBJECT)
+                        return bad(reterr_message, "%s: not an object", prefix);
+                r = fields_read(&skip_set, item, prefix, &k, reterr_message);
+                if (r >= 0)
+                        r = state_skip_add(s, k.environment, k.slot, k.at, k.reason, k.by);
+                skip_done(&k);
+                if (r == -EEXIST)
+                        return bad(reterr_message, "%s: a second skip of the same slot", prefix);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* The checks of the top level, in the order they are reported. */
 static int parse_root(const JsonNode *root, State *s, char **reterr_message) {
         const JsonNode *envs;
@@ -1154,7 +1342,10 @@ static int parse_root(const JsonNode *root, State *s, char **reterr_message) {
         r = parse_outbox(root, s, reterr_message);
         if (r < 0)
                 return r;
-        return parse_recipients(root, s, reterr_message);
+        r = parse_recipients(root, s, reterr_message);
+        if (r < 0)
+                return r;
+        return parse_skips(root, s, reterr_message);
 }
 
 int state_parse(const char *text, size_t size, State **ret, char **reterr_message) {
@@ -1368,6 +1559,13 @@ static int state_generate(const State *s, JsonWriter *w) {
                         json_put_string(w, s->recipients[i].address);
                         json_put_close(w);
                 }
+                json_put_array_close(w);
+        }
+        if (s->n_skips > 0) {
+                json_put_string(w, "skips");
+                json_put_array_open(w);
+                for (size_t i = 0; i < s->n_skips; i++)
+                        fields_write(w, &skip_set, &s->skips[i], NULL);
                 json_put_array_close(w);
         }
         json_put_string(w, "environments");

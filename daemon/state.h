@@ -69,6 +69,24 @@ typedef struct StateRecipient {
         char *address;
 } StateRecipient;
 
+/* An environment paused by `refreshd pause`: it fires nothing until resumed. */
+typedef struct StatePause {
+        int64_t at;    /* when */
+        int64_t until; /* it resumes by itself then; STATE_TIME_UNSET: when told */
+        char *reason;  /* may be NULL */
+        char *by;      /* who: "uid 1000 (alice)" */
+        int64_t held;  /* the latest slot it kept from firing, or STATE_TIME_UNSET */
+} StatePause;
+
+/* A slot of an environment that `refreshd skip` said not to fire. */
+typedef struct StateSkip {
+        char *environment;
+        int64_t slot;
+        int64_t at;   /* when it was said */
+        char *reason; /* may be NULL */
+        char *by;
+} StateSkip;
+
 typedef struct StateEnv {
         char *name;             /* owns one block with the id after it */
         char *id;               /* the Test Environment ID it was for; in NAME's block, not to be freed */
@@ -85,6 +103,7 @@ typedef struct StateEnv {
         StateJob *job;              /* NULL: none in flight */
         StateLastJob *last_job;     /* NULL: none yet */
         StateLastEvent *last_event; /* NULL: none yet */
+        StatePause *pause;          /* NULL: not paused */
 } StateEnv;
 
 typedef struct State {
@@ -99,6 +118,9 @@ typedef struct State {
         /* The e-mail recipients refreshd added ("recipients": [...]). */
         StateRecipient *recipients;
         size_t n_recipients, recipients_allocated;
+        /* The slots not to fire ("skips": [...]), in the order they were said. */
+        StateSkip *skips;
+        size_t n_skips, skips_allocated;
         /* The intent log: its generation (0: none yet; state_save() starts
          * one), the last record number given out, and whether a state.json
          * of this generation is on disk, covering records up to
@@ -181,6 +203,22 @@ ssize_t state_outbox_find(const State *s, const char *id);
  * records after it move down one place, those before it stay). */
 int state_recipient_add(State *s, const char *environment, const char *id, const char *address);
 void state_recipient_remove(State *s, const char *environment, const char *id);
+
+/* Pauses E at AT until UNTIL (STATE_TIME_UNSET: until resumed), or changes
+ * an existing pause's end and reason (its AT stays). */
+int state_env_pause(StateEnv *e, int64_t at, int64_t until, const char *reason, const char *by);
+/* Whether E was paused; it is not after. */
+bool state_env_resume(StateEnv *e);
+
+/* Records that SLOT of ENVIRONMENT is not to fire; -EEXIST when it already is. */
+int state_skip_add(
+        State *s, const char *environment, int64_t slot, int64_t at, const char *reason, const char *by);
+/* The skip of SLOT of ENVIRONMENT (STATE_TIME_UNSET: its earliest), or NULL. */
+const StateSkip *state_skip_find(const State *s, const char *environment, int64_t slot);
+/* Takes the skip of SLOT of ENVIRONMENT out; false when there was none. */
+bool state_skip_remove(State *s, const char *environment, int64_t slot);
+/* Takes out ENVIRONMENT's skips of slots at or before SLOT (they are past). */
+void state_skips_drop_past(State *s, const char *environment, int64_t slot);
 
 /* Records that EV's deliveries all ended (ERROR: the last failure, may be NULL) at AT. */
 int state_env_set_last_event(StateEnv *e, const Event *ev, int64_t at);

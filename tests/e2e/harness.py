@@ -341,6 +341,7 @@ class Daemon:
         # sun_path holds 108 bytes: the socket lives in a short directory of its own
         self.notify_dir = tempfile.mkdtemp(prefix="rdn-", dir="/tmp")
         self.notify_path = os.path.join(self.notify_dir, "notify")
+        self.control_path = os.path.join(self.notify_dir, "io.refreshd.sock")
         self.proc = None
         self.runs = 0
         self.all_lines = []        # every stderr line of every run (raw)
@@ -378,6 +379,8 @@ class Daemon:
                             "CREDENTIALS_DIRECTORY", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS")}
         env[SECRET_ENV] = self.secret
         env["NOTIFY_SOCKET"] = self.notify_path
+        # The control socket: $RUNTIME_DIRECTORY/io.refreshd.sock, in the same short directory.
+        env["RUNTIME_DIRECTORY"] = self.notify_dir
         env.update(self.extra_env)
         argv = [self.binary, "run", "-c", self.config_path, "--state-dir", self.state_dir,
                 "--log-target", "console"]
