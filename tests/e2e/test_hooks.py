@@ -1168,8 +1168,13 @@ class StartFailure(E2E):
         posts = recv.wait(lambda p: len(p) >= 1, 15)
         self.assertEqual(posts[0]["json"]["event"], "hook_failed")
         self.assertIn("could not be started", posts[0]["json"]["message"])
+        # The state is written at the end of the turn that logged it: wait for the file to show it.
+        def last_error():
+            return (((d.state() or {}).get("environments", {}).get("gone-prog") or {}).get("last_event")
+                    or {}).get("error") or ""
+        wait_until(lambda: "could not be started" in last_error(), 10, 0.2)
+        self.assertIn("could not be started", last_error())
         self.wait_outbox_empty(d, 10)
-        self.assertIn("could not be started", d.state()["environments"]["gone-prog"]["last_event"]["error"])
 
 
 # ==============================================================================================
