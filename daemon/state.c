@@ -634,13 +634,20 @@ void state_prune(State *s, bool (*keep)(const char *name, void *userdata), void 
 
         if (!s)
                 return;
+        /* Skips of environments gone from the config go with them. */
+        for (size_t i = 0; i < s->n_skips; i++)
+                if (keep(s->skips[i].environment, userdata))
+                        s->skips[k++] = s->skips[i];
+                else
+                        skip_done(&s->skips[i]);
+        s->n_skips = k;
+        k = 0;
         for (size_t i = 0; i < s->n_envs; i++) {
                 StateEnv *e = &s->envs[i];
 
                 /* A job in flight is still ours to follow, and a slot being
                  * submitted still ours to settle. */
                 if (!e->job && e->intent_slot == STATE_TIME_UNSET && !keep(e->name, userdata)) {
-                        state_skips_drop_past(s, e->name, INT64_MAX);
                         state_env_done(e);
                         continue;
                 }

@@ -47,6 +47,26 @@ static Config *config(const char *schedule, const char *extra) {
         return c;
 }
 
+static bool skipped_8th(int64_t slot, void *userdata) {
+        return slot == *(const int64_t *) userdata;
+}
+
+static void test_next_fire(void **state) {
+        Config *c = config("0 3 * * *", NULL);
+        const EnvConfig *ec = &c->envs[0];
+        int64_t now = T("2026-12-07T12:00:00Z"), skip = T("2026-12-08T03:00:00Z");
+
+        assert_int_equal(plan_next_fire(ec, now, PLAN_UNSET, NULL, NULL), T("2026-12-08T03:00:00Z"));
+        /* A skipped slot: the one after. */
+        assert_int_equal(plan_next_fire(ec, now, PLAN_UNSET, skipped_8th, &skip), T("2026-12-09T03:00:00Z"));
+        /* Paused until a slot's own time: that slot fires; a second later: the next one. */
+        assert_int_equal(plan_next_fire(ec, now, T("2026-12-10T03:00:00Z"), NULL, NULL), T("2026-12-10T03:00:00Z"));
+        assert_int_equal(plan_next_fire(ec, now, T("2026-12-10T03:00:01Z"), NULL, NULL), T("2026-12-11T03:00:00Z"));
+        /* Paused until resumed: nothing fires. */
+        assert_int_equal(plan_next_fire(ec, now, INT64_MAX, NULL, NULL), PLAN_UNSET);
+        config_free(c);
+}
+
 static void test_next_and_first(void **state) {
         Config *c = config("0 3 * * *", NULL);
         const EnvConfig *ec = &c->envs[0];
@@ -383,6 +403,7 @@ static void test_backoff(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_next_and_first),
+                cmocka_unit_test(test_next_fire),
                 cmocka_unit_test(test_missed),
                 cmocka_unit_test(test_latest_of_many),
                 cmocka_unit_test(test_deferral_kept_or_dropped),

@@ -1562,6 +1562,70 @@ static void test_move_aside(void **state) {
 /* The outbox, the recipients refreshd added and an entry's last event go
  * through state.json and back unchanged; an entry whose deliveries are all
  * done is not kept. */
+static bool keep_only_uat(const char *name, void *userdata);
+
+static void test_pause_and_skips_round_trip(void **state) {
+        State *s = state_new(), *back;
+        StateEnv *e;
+        char *text, *again;
+
+        assert_int_equal(state_get(s, "uat", "env-1", &e), 0);
+        assert_int_equal(state_env_pause(e, 1796612400, 1796616000, "freeze", "uid 0 (root)"), 0);
+        e->pause->held = 1796613000;
+        /* Pausing again changes the end and the reason, not when it began. */
+        assert_int_equal(state_env_pause(e, 1796612999, STATE_TIME_UNSET, NULL, "uid 1 (x)"), 0);
+        assert_int_equal(e->pause->at, 1796612400);
+        assert_int_equal(e->pause->until, STATE_TIME_UNSET);
+        assert_null(e->pause->reason);
+        assert_int_equal(state_skip_add(s, "uat", 1796700000, 1796612400, "demo", "uid 0 (root)"), 0);
+        assert_int_equal(state_skip_add(s, "uat", 1796600000, 1796612400, NULL, "uid 0 (root)"), 0);
+        assert_int_equal(state_skip_add(s, "uat", 1796700000, 1796612400, NULL, NULL), -EEXIST);
+        assert_int_equal(state_skip_add(s, "gone", 1796700000, 1796612400, NULL, NULL), 0);
+        /* The earliest of an environment's. */
+        assert_int_equal(state_skip_find(s, "uat", STATE_TIME_UNSET)->slot, 1796600000);
+
+        text = format(s);
+        assert_non_null(strstr(text, "\"pause\""));
+        assert_non_null(strstr(text, "\"skips\""));
+        back = parse(text);
+        assert_int_equal(state_find(back, "uat")->pause->held, 1796613000);
+        assert_string_equal(state_find(back, "uat")->pause->by, "uid 1 (x)");
+        assert_int_equal(back->n_skips, 3);
+        assert_string_equal(state_skip_find(back, "uat", 1796700000)->reason, "demo");
+        again = format(back);
+        assert_string_equal(text, again);
+        free(again);
+
+        /* Past ones go; a pruned environment's go with it. */
+        state_skips_drop_past(back, "uat", 1796600000);
+        assert_null(state_skip_find(back, "uat", 1796600000));
+        assert_non_null(state_skip_find(back, "uat", 1796700000));
+        assert_true(state_skip_remove(back, "uat", 1796700000));
+        assert_false(state_skip_remove(back, "uat", 1796700000));
+        state_prune(back, keep_only_uat, NULL);
+        assert_int_equal(back->n_skips, 0);
+        assert_true(state_env_resume(state_find(back, "uat")));
+        assert_false(state_env_resume(state_find(back, "uat")));
+        again = format(back);
+        assert_null(strstr(again, "\"pause\""));
+        assert_null(strstr(again, "\"skips\""));
+        free(again);
+        free(text);
+        state_free(back);
+        state_free(s);
+
+        expect_bad("{\"version\":1,\"environments\":{},\"skips\":{}}", "skips: not an array");
+        expect_bad("{\"version\":1,\"environments\":{},\"skips\":[{\"environment\":\"u\"}]}", "skips[0].slot: missing");
+        expect_bad("{\"version\":1,\"environments\":{},\"skips\":[{\"environment\":\"u\",\"slot\":\"2026-12-08T03:00:00Z\"},"
+                   "{\"environment\":\"u\",\"slot\":\"2026-12-08T03:00:00Z\"}]}",
+                   "skips[1]: a second skip of the same slot");
+        expect_bad_env("{\"pause\":{\"until\":\"2026-12-08T03:00:00Z\"}}", "pause.at: missing");
+}
+
+static bool keep_only_uat(const char *name, void *userdata) {
+        return strcmp(name, "uat") == 0;
+}
+
 static void test_outbox_round_trip(void **state) {
         State *s = state_new(), *back;
         StateEnv *e;
@@ -1627,6 +1691,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip_full),
                 cmocka_unit_test(test_outbox_round_trip),
+                cmocka_unit_test(test_pause_and_skips_round_trip),
                 cmocka_unit_test(test_round_trip_empty),
                 cmocka_unit_test(test_nulls_and_absent_keys),
                 cmocka_unit_test(test_unknown_keys_ignored),
